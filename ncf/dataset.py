@@ -1,0 +1,119 @@
+"""From raw interactions to what training and evaluation need: indices, splits and seen-item matrices.
+
+Implicit feedback: every remaining interaction is a positive. A (user, item) pair seen several times counts
+once, at its latest time, so a held-out item never also sits in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import Interactions
+from .errors import DataError
+from .seen import SeenItems
+from .splits import chronological_order, leave_last_k
+from .vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Parallel `[n]` int64 arrays of user and item indices."""
+
+    user: np.ndarray
+    item: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Indexed interactions split for training, validation and test.
+
+    Attributes:
+        seen: every interaction (all splits): candidates for evaluation are drawn outside it, and serving
+            excludes it from recommendations.
+        train_seen: the training interactions alone: training negatives are drawn outside it, so that held-out
+            items never leak into training as known negatives.
+        popularity: `[n_items]` training interactions per item (popularity baseline, cold start).
+    """
+
+    users: Vocabulary
+    items: Vocabulary
+    train: Pairs
+    validation: Pairs | None
+    test: Pairs
+    seen: SeenItems
+    train_seen: SeenItems
+    popularity: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def statistics(self) -> dict:
+        return {
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": int(len(self.seen.indices)),
+            "train": len(self.train),
+            "validation": 0 if self.validation is None else len(self.validation),
+            "test": len(self.test),
+            "density": float(len(self.seen.indices) / max(1, self.n_users * self.n_items)),
+        }
+
+
+def prepare(
+    interactions: Interactions, *, test_k: int = 1, validation_k: int = 1, min_rating: float | None = None
+) -> Dataset:
+    """Index, deduplicate and split.
+
+    Args:
+        test_k: latest interactions per user held out for test (1 = LOO, 10 = the AWS blog's split).
+        validation_k: latest remaining interactions per user held out for validation; 0 = no validation.
+        min_rating: keep only interactions rated at least this (None = every interaction is a positive).
+    """
+    interactions = interactions.with_min_rating(min_rating)
+    if len(interactions) == 0:
+        raise DataError("no interactions")
+    users, items = Vocabulary.fit(interactions.users), Vocabulary.fit(interactions.items)
+    if len(items) < 2:
+        raise DataError(f"need at least 2 distinct items to learn a ranking, found {len(items)}")
+    u, i = users.encode(interactions.users), items.encode(interactions.items)
+    order = chronological_order(u, i, interactions.timestamps)
+    u, i = u[order], i[order]
+
+    # Deduplicate keeping each pair's last (latest) occurrence, then restore chronological order.
+    key = u * len(items) + i
+    _, last_from_end = np.unique(key[::-1], return_index=True)
+    keep = np.sort(len(key) - 1 - last_from_end)
+    u, i = u[keep], i[keep]
+    chrono = np.arange(len(u))  # rows are already in (user, time, item) order
+
+    test_mask = leave_last_k(u, chrono, test_k)
+    rest = ~test_mask
+    validation = None
+    train_mask = rest
+    if validation_k > 0:
+        val_in_rest = leave_last_k(u[rest], np.arange(rest.sum()), validation_k)
+        val_mask = np.zeros(len(u), dtype=bool)
+        val_mask[np.flatnonzero(rest)[val_in_rest]] = True
+        train_mask = rest & ~val_mask
+        validation = Pairs(u[val_mask], i[val_mask])
+    n_users, n_items = len(users), len(items)
+    return Dataset(
+        users=users,
+        items=items,
+        train=Pairs(u[train_mask], i[train_mask]),
+        validation=validation,
+        test=Pairs(u[test_mask], i[test_mask]),
+        seen=SeenItems.from_pairs(u, i, n_users, n_items),
+        train_seen=SeenItems.from_pairs(u[train_mask], i[train_mask], n_users, n_items),
+        popularity=np.bincount(i[train_mask], minlength=n_items).astype(np.int64),
+    )

@@ -1,0 +1,114 @@
+"""The three evaluation protocols of ../shared/reference/evaluation.md, on any scoring function.
+
+A scorer is `score(users [n], items [n]) -> [n]` (probabilities for models, counts for popularity), so the
+same code ranks a Keras model during training, the numpy Recommender, and every baseline. Candidates are a
+fixed-width matrix `[rows, 1 + n_neg]` (column 0 the positive) drawn once from a seed, so every model is
+ranked on exactly the same candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .dataset import Pairs
+from .metrics import hit_rate, ndcg, positive_ranks, top_k_metrics
+from .sampling import NegativeSampler
+from .seen import SeenItems
+
+log = logging.getLogger(__name__)
+
+Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+TopK = Callable[[np.ndarray, int], np.ndarray]
+
+#: Pairs scored per call: bounds memory for big candidate sets while keeping calls few.
+CHUNK = 1 << 18
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """`users [rows]`, `items [rows, 1 + n_neg]` with the positive in column 0."""
+
+    users: np.ndarray
+    items: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def draw_candidates(held_out: Pairs, seen: SeenItems, n_neg: int = 99, seed: int = 0) -> Candidates:
+    """One row per held-out positive with `n_neg` distinct items the user never interacted with.
+
+    Users with fewer than `n_neg` unseen items cannot be ranked this way and are left out (logged).
+    """
+    sampler = NegativeSampler(seen)
+    ok = sampler.unseen[held_out.user] >= n_neg
+    if not ok.all():
+        log.warning("%d held-out rows left out of evaluation: fewer than %d unseen items", (~ok).sum(), n_neg)
+    users, positives = held_out.user[ok], held_out.item[ok]
+    negatives = sampler.sample_distinct(users, n_neg, np.random.default_rng(seed))
+    return Candidates(users, np.concatenate([positives[:, None], negatives], axis=1))
+
+
+def score_candidates(score: Scorer, candidates: Candidates) -> np.ndarray:
+    """`[rows, 1 + n_neg]` scores."""
+    flat_users = np.repeat(candidates.users, candidates.items.shape[1])
+    flat_items = candidates.items.ravel()
+    out = np.empty(len(flat_items), dtype=np.float64)
+    for start in range(0, len(flat_items), CHUNK):
+        stop = start + CHUNK
+        out[start:stop] = score(flat_users[start:stop], flat_items[start:stop])
+    return out.reshape(candidates.items.shape)
+
+
+def evaluate_candidates(
+    score: Scorer, candidates: Candidates, k: int = 10, *, probabilities: bool = True
+) -> dict[str, float]:
+    """HR@k and NDCG@k (LOO-99 and the seed protocol); accuracy@0.5 when scores are probabilities."""
+    scores = score_candidates(score, candidates)
+    ranks = positive_ranks(scores)
+    metrics = {f"hr@{k}": hit_rate(ranks, k), f"ndcg@{k}": ndcg(ranks, k)}
+    if probabilities:
+        metrics["accuracy@0.5"] = float(np.mean(scores[:, 0] >= 0.5))
+    return metrics
+
+
+def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 10) -> dict[str, float]:
+    """Precision/recall/NDCG/MAP@k against all held-out items of each user, plus catalogue coverage.
+
+    `top_k(users [u], k) -> [u, k]` must already exclude each user's training items.
+    """
+    users, n_relevant = np.unique(held_out.user, return_counts=True)
+    top = np.concatenate([top_k(users[s:s + 1024], k) for s in range(0, len(users), 1024)])
+    held = SeenItems.from_pairs(held_out.user, held_out.item, int(users.max()) + 1, n_items)
+    relevant = held.contains(np.repeat(users, k), top.ravel()).reshape(top.shape)
+    metrics = top_k_metrics(top, relevant, n_relevant)
+    metrics["coverage"] = float(len(np.unique(top)) / n_items)
+    return metrics
+
+
+def popularity_scorer(popularity: np.ndarray) -> Scorer:
+    """The baseline every model is reported beside: an item's score is its training popularity."""
+    return lambda users, items: popularity[items].astype(np.float64)
+
+
+def popularity_top_k(popularity: np.ndarray, train_seen: SeenItems) -> TopK:
+    def top_k(users: np.ndarray, k: int) -> np.ndarray:
+        scores = np.broadcast_to(popularity.astype(np.float64), (len(users), len(popularity))).copy()
+        return top_k_unseen(scores, users, train_seen, k)
+    return top_k
+
+
+def top_k_unseen(scores: np.ndarray, users: np.ndarray, seen: SeenItems, k: int) -> np.ndarray:
+    """`[users, k]` best-scoring items per row of `scores [users, n_items]`, seen items excluded (in place)."""
+    counts = seen.counts()[users]
+    rows = np.repeat(np.arange(len(users)), counts)
+    cols = np.concatenate([seen.row(u) for u in users]) if len(users) else np.array([], np.int64)
+    scores[rows, cols] = -np.inf
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)

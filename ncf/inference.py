@@ -1,0 +1,110 @@
+"""The forward pass in numpy, so that serving never imports TensorFlow.
+
+Every model here is a sum of parts that split into a user side and an item side:
+- GMF through the head: `(p_u * w_g) . q_i`, a dot product of precomputed user and item rows;
+- the MLP's first layer: `W [2e, h] = [W_u; W_i]`, so `relu(p_u W_u + q_i W_i + b)` is a sum of a user row
+  `[h]` and an item row `[h]`, both precomputed, followed by the (small) remaining layers;
+- MF: `p_u . q_i + b_u + b_i + b`.
+So scoring one user against every item is a few matrix products over `[n_items, h]` arrays computed once at
+load time, not a pass of the whole network per pair. Matches Keras to 1e-5 (tested).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ArtifactError
+
+#: Rows of `[users x items]` scored per block, bounding memory (`[block, hidden]` float32 per MLP layer).
+BLOCK_PAIRS = 1 << 20
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free and as accurate as 1 / (1 + exp(-x))
+
+
+class NumpyScorer:
+    """Logits of a trained model from its exported weights (see `models.export_weights`)."""
+
+    def __init__(self, kind: str, weights: dict[str, np.ndarray]):
+        self.kind = kind
+        w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+        try:
+            self._prepare(kind, w)
+        except KeyError as e:
+            raise ArtifactError(f"weights of a {kind!r} model lack the array {e.args[0]!r}") from e
+        self.n_users = len(self.user_dot if self.user_dot is not None else self.user_hidden)
+        self.n_items = len(self.item_dot if self.item_dot is not None else self.item_hidden)
+
+    def _prepare(self, kind: str, w: dict[str, np.ndarray]) -> None:
+        self.user_dot = self.item_dot = None  # parts scored as a dot product
+        self.user_bias = self.item_bias = None
+        self.user_hidden = self.item_hidden = None  # MLP first layer, split by side
+        self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self.mlp_out = None
+        self.bias = np.float32(0.0)
+        self.item_embeddings = [w[f"{tower}/item"] for tower in ("gmf", "mlp", "mf") if f"{tower}/item" in w]
+        if kind == "mf":
+            self.user_dot, self.item_dot = w["mf/user"], w["mf/item"]
+            self.user_bias, self.item_bias = w["mf/user_bias"], w["mf/item_bias"]
+            self.bias = w["mf/bias"].reshape(())
+            return
+        head = w["head/kernel"][:, 0]
+        self.bias = w["head/bias"].reshape(())
+        offset = 0
+        if kind in ("neumf", "gmf"):
+            factors = w["gmf/user"].shape[1]
+            self.user_dot = w["gmf/user"] * head[:factors]
+            self.item_dot = w["gmf/item"]
+            offset = factors
+        if kind in ("neumf", "mlp"):
+            half = w["mlp/user"].shape[1]
+            k0 = w["mlp/dense_0/kernel"]
+            self.user_hidden = w["mlp/user"] @ k0[:half]
+            self.item_hidden = w["mlp/item"] @ k0[half:] + w["mlp/dense_0/bias"]
+            n = 1
+            while f"mlp/dense_{n}/kernel" in w:
+                self.layers.append((w[f"mlp/dense_{n}/kernel"], w[f"mlp/dense_{n}/bias"]))
+                n += 1
+            self.mlp_out = head[offset:]
+
+    def _mlp(self, hidden: np.ndarray) -> np.ndarray:
+        """`[..., h0]` pre-activation of the first layer -> `[...]` contribution to the logit."""
+        x = np.maximum(hidden, 0.0)
+        for kernel, bias in self.layers:
+            x = np.maximum(x @ kernel + bias, 0.0)
+        return x @ self.mlp_out
+
+    def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """`[n]` logits of (user, item) index pairs."""
+        out = np.full(len(users), self.bias, dtype=np.float32)
+        if self.user_dot is not None:
+            out += np.einsum("nd,nd->n", self.user_dot[users], self.item_dot[items])
+        if self.user_bias is not None:
+            out += self.user_bias[users] + self.item_bias[items]
+        if self.user_hidden is not None:
+            for s in range(0, len(users), BLOCK_PAIRS):
+                sl = slice(s, s + BLOCK_PAIRS)
+                out[sl] += self._mlp(self.user_hidden[users[sl]] + self.item_hidden[items[sl]])
+        return out
+
+    def all_items(self, users: np.ndarray) -> np.ndarray:
+        """`[len(users), n_items]` logits of every item for each user."""
+        out = np.full((len(users), self.n_items), self.bias, dtype=np.float32)
+        if self.user_dot is not None:
+            out += self.user_dot[users] @ self.item_dot.T
+        if self.user_bias is not None:
+            out += self.user_bias[users][:, None] + self.item_bias[None, :]
+        if self.user_hidden is not None:
+            step = max(1, BLOCK_PAIRS // self.n_items)
+            for s in range(0, len(users), step):
+                block = self.user_hidden[users[s:s + step]][:, None, :] + self.item_hidden[None, :, :]
+                out[s:s + step] += self._mlp(block)
+        return out
+
+    def item_vectors(self) -> np.ndarray:
+        """`[n_items, d]` unit item vectors for similar-item search: each tower's item embedding,
+        L2-normalised so neither tower dominates, concatenated, and normalised again (so a dot is a cosine)."""
+        parts = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12) for e in self.item_embeddings]
+        joined = np.concatenate(parts, axis=1)
+        return joined / np.maximum(np.linalg.norm(joined, axis=1, keepdims=True), 1e-12)

@@ -1,0 +1,203 @@
+"""Keras 3 models of He et al. 2017 (GMF, MLP, NeuMF) and plain matrix factorisation.
+
+Each model maps `{"user": [B] int32, "item": [B] int32}` to logits `[B]`; the loss applies the sigmoid. The
+towers are small layers so that NeuMF can be assembled from pretrained GMF and MLP towers, and so that
+`export_weights` can hand named numpy arrays to the TensorFlow-free inference in `inference.py`.
+
+Matrix factorisation (dot product plus biases) is here because Rendle et al. 2020 ("Neural Collaborative
+Filtering vs. Matrix Factorization Revisited") showed that, tuned, it beats NeuMF; users deserve the better
+model, and the benchmark decides which is the default.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from .errors import ConfigError
+
+MODEL_KINDS = ("neumf", "gmf", "mlp", "mf")
+
+_EMBEDDING_INIT = {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
+
+
+def _regularizer(l2: float):
+    return keras.regularizers.L2(l2) if l2 > 0 else None
+
+
+def _embedding(count: int, dim: int, l2: float, name: str) -> layers.Embedding:
+    return layers.Embedding(
+        count, dim, embeddings_initializer=keras.initializers.get(_EMBEDDING_INIT),
+        embeddings_regularizer=_regularizer(l2), name=name,
+    )
+
+
+@keras.saving.register_keras_serializable(package="ncf")
+class GMF(layers.Layer):
+    """Generalised matrix factorisation tower: `p_u * q_i`, `[B, factors]`.
+
+    A linear head over this product is a weighted dot product, which is what lets NeuMF learn MF.
+    """
+
+    def __init__(self, n_users: int, n_items: int, factors: int, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if min(n_users, n_items, factors) < 1:
+            raise ConfigError(f"GMF needs positive sizes, got users={n_users} items={n_items} factors={factors}")
+        self.n_users, self.n_items, self.factors, self.l2 = n_users, n_items, factors, l2
+        self.user_embedding = _embedding(n_users, factors, l2, "user")
+        self.item_embedding = _embedding(n_items, factors, l2, "item")
+
+    def build(self, input_shape):
+        self.user_embedding.build((None,))
+        self.item_embedding.build((None,))
+
+    def call(self, inputs):
+        user, item = inputs
+        return self.user_embedding(user) * self.item_embedding(item)
+
+    def get_config(self):
+        return {**super().get_config(), "n_users": self.n_users, "n_items": self.n_items,
+                "factors": self.factors, "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="ncf")
+class MLPTower(layers.Layer):
+    """MLP tower: `concat(p_u, q_i)` through ReLU layers, `[B, layers[-1]]`.
+
+    Args:
+        layer_sizes: as in the paper, the first entry is the width of the concatenated embeddings (each
+            side gets half), the rest are the hidden layers: `(64, 32, 16, 8)`.
+    """
+
+    def __init__(self, n_users: int, n_items: int, layer_sizes: Sequence[int], dropout: float = 0.0,
+                 l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        layer_sizes = tuple(int(s) for s in layer_sizes)
+        if len(layer_sizes) < 2 or layer_sizes[0] < 2 or layer_sizes[0] % 2 or min(layer_sizes) < 1:
+            raise ConfigError(
+                f"MLP layers must be an even embedding width followed by at least one hidden size, got {layer_sizes}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        self.n_users, self.n_items, self.layer_sizes = n_users, n_items, layer_sizes
+        self.dropout, self.l2 = dropout, l2
+        half = layer_sizes[0] // 2
+        self.user_embedding = _embedding(n_users, half, l2, "user")
+        self.item_embedding = _embedding(n_items, half, l2, "item")
+        self.hidden = [
+            layers.Dense(size, activation="relu", kernel_regularizer=_regularizer(l2), name=f"dense_{n}")
+            for n, size in enumerate(layer_sizes[1:])
+        ]
+        self.dropouts = [layers.Dropout(dropout) for _ in self.hidden] if dropout > 0 else []
+
+    def build(self, input_shape):
+        self.user_embedding.build((None,))
+        self.item_embedding.build((None,))
+        width = self.layer_sizes[0]
+        for dense in self.hidden:
+            dense.build((None, width))
+            width = dense.units
+
+    def call(self, inputs, training=False):
+        user, item = inputs
+        x = ops.concatenate([self.user_embedding(user), self.item_embedding(item)], axis=-1)
+        for n, dense in enumerate(self.hidden):
+            x = dense(x)
+            if self.dropouts:
+                x = self.dropouts[n](x, training=training)
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "n_users": self.n_users, "n_items": self.n_items,
+                "layer_sizes": list(self.layer_sizes), "dropout": self.dropout, "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="ncf")
+class MatrixFactorization(layers.Layer):
+    """`p_u . q_i + b_u + b_i + b`, `[B]` logits: the baseline of Rendle et al. 2020."""
+
+    def __init__(self, n_users: int, n_items: int, factors: int, l2: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if min(n_users, n_items, factors) < 1:
+            raise ConfigError(f"MF needs positive sizes, got users={n_users} items={n_items} factors={factors}")
+        self.n_users, self.n_items, self.factors, self.l2 = n_users, n_items, factors, l2
+        self.user_embedding = _embedding(n_users, factors, l2, "user")
+        self.item_embedding = _embedding(n_items, factors, l2, "item")
+        self.user_bias = layers.Embedding(n_users, 1, embeddings_initializer="zeros", name="user_bias")
+        self.item_bias = layers.Embedding(n_items, 1, embeddings_initializer="zeros", name="item_bias")
+
+    def build(self, input_shape):
+        for layer in (self.user_embedding, self.item_embedding, self.user_bias, self.item_bias):
+            layer.build((None,))
+        self.bias = self.add_weight(shape=(), initializer="zeros", name="bias")
+
+    def call(self, inputs):
+        user, item = inputs
+        dot = ops.sum(self.user_embedding(user) * self.item_embedding(item), axis=-1)
+        return dot + self.user_bias(user)[:, 0] + self.item_bias(item)[:, 0] + self.bias
+
+    def get_config(self):
+        return {**super().get_config(), "n_users": self.n_users, "n_items": self.n_items,
+                "factors": self.factors, "l2": self.l2}
+
+
+def build_model(
+    kind: str, n_users: int, n_items: int, *, factors: int = 32, mlp_layers: Sequence[int] = (64, 32, 16, 8),
+    dropout: float = 0.0, l2: float = 0.0,
+) -> keras.Model:
+    """A functional model `{"user", "item"} -> logits [B]` of the given kind."""
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model must be one of {list(MODEL_KINDS)}, got {kind!r}")
+    user = keras.Input(shape=(), dtype="int32", name="user")
+    item = keras.Input(shape=(), dtype="int32", name="item")
+    if kind == "mf":
+        logits = MatrixFactorization(n_users, n_items, factors, l2, name="mf")([user, item])
+        return keras.Model({"user": user, "item": item}, logits, name=kind)
+    towers = []
+    if kind in ("neumf", "gmf"):
+        towers.append(GMF(n_users, n_items, factors, l2, name="gmf")([user, item]))
+    if kind in ("neumf", "mlp"):
+        towers.append(MLPTower(n_users, n_items, mlp_layers, dropout, l2, name="mlp")([user, item]))
+    x = towers[0] if len(towers) == 1 else layers.Concatenate(name="fuse")(towers)
+    logits = layers.Dense(1, kernel_initializer="lecun_uniform", name="head")(x)
+    return keras.Model({"user": user, "item": item}, ops.squeeze(logits, axis=-1), name=kind)
+
+
+def neumf_from_pretrained(neumf: keras.Model, gmf: keras.Model, mlp: keras.Model, alpha: float = 0.5) -> None:
+    """Initialise NeuMF's towers from trained GMF and MLP models, and its head as their weighted sum
+    (`alpha` for GMF, `1 - alpha` for MLP), as in He et al. 2017 section 3.4.1."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    neumf.get_layer("gmf").set_weights(gmf.get_layer("gmf").get_weights())
+    neumf.get_layer("mlp").set_weights(mlp.get_layer("mlp").get_weights())
+    g_kernel, g_bias = gmf.get_layer("head").get_weights()
+    m_kernel, m_bias = mlp.get_layer("head").get_weights()
+    neumf.get_layer("head").set_weights(
+        [np.concatenate([alpha * g_kernel, (1 - alpha) * m_kernel]), alpha * g_bias + (1 - alpha) * m_bias]
+    )
+
+
+def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    """Named float32 arrays for `inference.NumpyScorer`: `gmf/user`, `mlp/dense_0/kernel`, `head/bias`, ..."""
+    out: dict[str, np.ndarray] = {}
+    names = {layer.name for layer in model.layers}
+    if "gmf" in names:
+        gmf = model.get_layer("gmf")
+        out["gmf/user"], out["gmf/item"] = gmf.user_embedding.embeddings, gmf.item_embedding.embeddings
+    if "mlp" in names:
+        mlp = model.get_layer("mlp")
+        out["mlp/user"], out["mlp/item"] = mlp.user_embedding.embeddings, mlp.item_embedding.embeddings
+        for n, dense in enumerate(mlp.hidden):
+            out[f"mlp/dense_{n}/kernel"], out[f"mlp/dense_{n}/bias"] = dense.kernel, dense.bias
+    if "head" in names:
+        head = model.get_layer("head")
+        out["head/kernel"], out["head/bias"] = head.kernel, head.bias
+    if "mf" in names:
+        mf = model.get_layer("mf")
+        out["mf/user"], out["mf/item"] = mf.user_embedding.embeddings, mf.item_embedding.embeddings
+        out["mf/user_bias"], out["mf/item_bias"] = mf.user_bias.embeddings[:, 0], mf.item_bias.embeddings[:, 0]
+        out["mf/bias"] = mf.bias
+    return {name: np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float32) for name, v in out.items()}

@@ -1,0 +1,56 @@
+"""Which items each user has interacted with: a CSR matrix without scipy.
+
+Sampling needs it to draw only unseen items, evaluation to draw candidates, and serving to exclude seen
+items from recommendations. Rows are sorted, so membership is one `searchsorted` over global keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SeenItems:
+    """`indices[indptr[u]:indptr[u + 1]]` are the sorted distinct items of user `u`.
+
+    Attributes:
+        indptr: `[n_users + 1]` int64.
+        indices: `[nnz]` int32 item indices.
+        n_items: width of the matrix.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    n_items: int
+
+    @classmethod
+    def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> "SeenItems":
+        keys = np.unique(users.astype(np.int64) * n_items + items)
+        row = keys // n_items
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, minlength=n_users), out=indptr[1:])
+        return cls(indptr, (keys % n_items).astype(np.int32), n_items)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def counts(self) -> np.ndarray:
+        """`[n_users]` number of distinct items per user."""
+        return np.diff(self.indptr)
+
+    def row(self, user: int) -> np.ndarray:
+        return self.indices[self.indptr[user]:self.indptr[user + 1]]
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """`[n]` bool: whether each (user, item) pair is in the matrix."""
+        keys = self._keys()
+        query = users.astype(np.int64) * self.n_items + items
+        pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
+        return (keys[pos] == query) if len(keys) else np.zeros(len(query), dtype=bool)
+
+    def _keys(self) -> np.ndarray:
+        row = np.repeat(np.arange(self.n_users, dtype=np.int64), self.counts())
+        return row * self.n_items + self.indices

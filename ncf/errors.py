@@ -26,10 +26,11 @@ class UnknownIdError(NCFError, KeyError):
 
     def __init__(self, kind: str, ids):
         self.kind = kind
-        self.ids = list(ids)
+        self.ids = [i.item() if hasattr(i, "item") else i for i in ids]  # numpy scalars print as np.int64(9)
         shown = ", ".join(repr(i) for i in self.ids[:5])
         more = f" and {len(self.ids) - 5} more" if len(self.ids) > 5 else ""
-        super().__init__(f"unknown {kind} id{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
+        label = f"{kind} id" if kind else "id"
+        super().__init__(f"unknown {label}{'s' if len(self.ids) > 1 else ''}: {shown}{more}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

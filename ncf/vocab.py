@@ -47,7 +47,7 @@ class Vocabulary:
         index = self.lookup_array(raw)
         unknown = index < 0
         if unknown.any():
-            raise UnknownIdError("id", raw[unknown])
+            raise UnknownIdError("", raw[unknown])
         return index
 
     def lookup_array(self, raw: np.ndarray) -> np.ndarray:

@@ -13,13 +13,13 @@ import pandas as pd
 def ratings_frame(n_users: int = 120, n_items: int = 200, per_user: tuple[int, int] = (15, 40),
                   seed: int = 0, string_ids: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    clusters = 4
+    clusters = 8
     user_cluster = rng.integers(0, clusters, n_users)
     item_cluster = rng.integers(0, clusters, n_items)
-    popularity = rng.zipf(1.6, n_items).clip(max=50).astype(float)
+    popularity = rng.zipf(2.0, n_items).clip(max=10).astype(float)
     rows = []
     for u in range(n_users):
-        affinity = np.where(item_cluster == user_cluster[u], 8.0, 1.0) * popularity
+        affinity = np.where(item_cluster == user_cluster[u], 40.0, 1.0) * popularity
         p = affinity / affinity.sum()
         count = int(rng.integers(per_user[0], per_user[1] + 1))
         items = rng.choice(n_items, size=count, replace=False, p=p)

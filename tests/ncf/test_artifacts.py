@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+
+from ncf import artifacts
+from ncf.errors import ArtifactError
+from ncf.recommender import Recommender
+from ncf.training import keras_scorer, to_artifact
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, trained, dataset):
+    path = tmp_path_factory.mktemp("model")
+    result = trained["neumf"]
+    artifacts.save(path, to_artifact(result, dataset, {"test": {"hr@10": 0.5}}), keras_model=result.model)
+    return path
+
+
+def test_the_folder_holds_every_part_and_metadata_says_what_it_is(model_dir, dataset):
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"metadata.json", "vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", "saved_model"} <= names
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["format_version"] == artifacts.FORMAT_VERSION and meta["kind"] == "neumf"
+    assert meta["hyperparameters"]["factors"] == 8 and meta["metrics"]["test"]["hr@10"] == 0.5
+    assert meta["data"]["users"] == dataset.n_users
+    assert set(meta["versions"]) == {"ncf", "numpy", "tensorflow", "keras"}
+    assert not any(p.name.endswith(".tmp") for p in model_dir.iterdir())
+
+
+def test_load_returns_what_save_wrote(model_dir, dataset):
+    loaded = artifacts.load(model_dir)
+    assert (loaded.users.ids == dataset.users.ids).all() and (loaded.items.ids == dataset.items.ids).all()
+    assert (loaded.seen.indices == dataset.seen.indices).all()
+    assert loaded.popularity.sum() == len(dataset.seen.indices)
+
+
+def test_string_ids_survive_the_round_trip(tmp_path, trained, dataset):
+    from dataclasses import replace
+    from ncf.vocab import Vocabulary
+
+    artifact = to_artifact(trained["mf"], dataset)
+    text_items = Vocabulary(np.array([f"item-{i:06d}" for i in dataset.items.ids]))
+    artifacts.save(tmp_path, replace(artifact, items=text_items))
+    assert artifacts.load(tmp_path).items.ids.tolist() == text_items.ids.tolist()
+
+
+def copy_folder(src, dst):
+    import shutil
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("saved_model"))
+    return dst
+
+
+def test_another_format_version_is_refused_naming_both(model_dir, tmp_path):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["format_version"] = 99
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="format version 99; this library reads version 1"):
+        artifacts.load(folder)
+
+
+def test_a_folder_without_metadata_is_not_a_model(tmp_path):
+    with pytest.raises(ArtifactError, match="holds no metadata.json"):
+        artifacts.load(tmp_path)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        artifacts.load(tmp_path / "nope")
+
+
+def test_arrays_that_would_need_pickle_are_refused(model_dir, tmp_path):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    with open(folder / "vocabulary.npz", "wb") as f:
+        np.savez(f, users=np.array([1, "a"], dtype=object), items=np.array([1]))
+    with pytest.raises(ArtifactError, match="corrupt or holds objects"):
+        artifacts.load(folder)
+
+
+def test_a_missing_or_truncated_file_is_an_artifact_error(model_dir, tmp_path):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    (folder / "weights.npz").write_bytes((model_dir / "weights.npz").read_bytes()[:100])
+    with pytest.raises(ArtifactError, match="weights.npz is corrupt"):
+        artifacts.load(folder)
+    (folder / "seen.npz").unlink()
+    with pytest.raises(ArtifactError, match="seen.npz is missing"):
+        artifacts.load(folder)
+
+
+def test_weights_that_do_not_fit_the_vocabulary_are_refused(model_dir, tmp_path):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    weights = dict(np.load(folder / "weights.npz"))
+    weights["gmf/item"] = weights["gmf/item"][:-1]
+    with open(folder / "weights.npz", "wb") as f:
+        np.savez(f, **weights)
+    with pytest.raises(ArtifactError, match="weights gmf/item have .* rows, vocabulary has"):
+        artifacts.load(folder)
+
+
+def test_the_saved_model_takes_raw_ids_and_matches_numpy(model_dir, dataset):
+    from ncf.savedmodel import load_signature
+
+    users = dataset.users.decode(dataset.test.user)
+    items = dataset.items.decode(dataset.test.item)
+    serve = load_signature(model_dir / "saved_model")
+    out = serve(user=np.array([str(u) for u in users] + ["nobody"]), item=np.array([str(i) for i in items] + ["1"]))
+    expected = Recommender.load(model_dir).score(users, items)
+    np.testing.assert_allclose(out["probability"].numpy()[:-1], expected, atol=1e-5)
+    assert out["known"].numpy().tolist() == [True] * len(users) + [False]

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+
+from ncf.data import Interactions
+from ncf.dataset import prepare
+from ncf.errors import DataError
+from ncf.splits import chronological_order, leave_last_k
+
+
+def interactions(rows):
+    users, items, times = zip(*rows)
+    return Interactions(np.array(users), np.array(items), None, np.array(times))
+
+
+def test_leave_last_k_holds_out_each_users_latest_rows():
+    users = np.array([0, 0, 0, 1, 1, 1, 1])
+    times = np.array([5, 1, 9, 3, 2, 8, 7])
+    items = np.arange(7)
+    held = leave_last_k(users, chronological_order(users, items, times), 2)
+    assert held.tolist() == [True, False, True, False, False, True, True]
+
+
+def test_users_with_k_rows_or_fewer_keep_them_all_for_training():
+    users = np.array([0, 1, 1])
+    held = leave_last_k(users, chronological_order(users, np.arange(3), None), 1)
+    assert held.tolist() == [False, False, True]
+
+
+def test_time_ties_are_broken_by_the_larger_raw_item_id():
+    data = prepare(interactions([(1, 500, 10), (1, 20, 10), (1, 7, 1)]), test_k=1, validation_k=0)
+    assert data.items.decode(data.test.item) == [500]
+
+
+def test_without_timestamps_row_order_is_time():
+    x = Interactions(np.array([1, 1, 1]), np.array([30, 10, 20]))
+    data = prepare(x, test_k=1, validation_k=1)
+    assert data.items.decode(data.test.item) == [20]
+    assert data.items.decode(data.validation.item) == [10]
+
+
+def test_validation_is_carved_from_training_the_same_way():
+    rows = [(1, i, i) for i in range(6)]
+    data = prepare(interactions(rows), test_k=2, validation_k=1)
+    assert sorted(data.items.decode(data.test.item)) == [4, 5]
+    assert data.items.decode(data.validation.item) == [3]
+    assert sorted(data.items.decode(data.train.item)) == [0, 1, 2]
+
+
+def test_repeated_pairs_count_once_at_their_latest_time():
+    data = prepare(interactions([(1, 9, 100), (1, 5, 50), (1, 9, 1), (1, 6, 60)]), test_k=1, validation_k=0)
+    assert data.items.decode(data.test.item) == [9]
+    assert sorted(data.items.decode(data.train.item)) == [5, 6]
+    assert data.statistics()["interactions"] == 3
+
+
+def test_seen_holds_every_split_and_train_seen_only_training(ratings):
+    x = Interactions(ratings.userId.to_numpy(), ratings.movieId.to_numpy(), None, ratings.timestamp.to_numpy())
+    data = prepare(x, test_k=1, validation_k=1)
+    assert data.seen.contains(data.test.user, data.test.item).all()
+    assert not data.train_seen.contains(data.test.user, data.test.item).any()
+    assert not data.train_seen.contains(data.validation.user, data.validation.item).any()
+    assert len(data.train) + len(data.validation) + len(data.test) == len(data.seen.indices)
+    assert data.popularity.sum() == len(data.train)
+
+
+def test_min_rating_filters_before_splitting():
+    x = Interactions(np.array([1, 1, 1]), np.array([1, 2, 3]), np.array([5, 1, 5], np.float32), np.array([1, 2, 3]))
+    data = prepare(x, test_k=1, validation_k=0, min_rating=4)
+    assert data.n_items == 2 and data.items.decode(data.test.item) == [3]
+
+
+def test_a_single_item_catalogue_is_refused():
+    with pytest.raises(DataError, match="at least 2 distinct items"):
+        prepare(interactions([(1, 1, 1), (2, 1, 2)]))

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from ncf.dataset import Pairs
+from ncf.evaluation import (Candidates, draw_candidates, evaluate_candidates, evaluate_full_ranking,
+                            popularity_scorer, top_k_unseen)
+from ncf.metrics import hit_rate, ndcg, positive_ranks, top_k_metrics
+from ncf.seen import SeenItems
+
+
+def test_rank_counts_strictly_higher_negatives_plus_half_the_ties():
+    scores = np.array([[0.5, 0.9, 0.5, 0.1, 0.5], [1.0, 0.0, 0.0, 0.0, 0.0]])
+    assert positive_ranks(scores).tolist() == [2.0, 0.0]
+
+
+def test_a_model_that_scores_everything_alike_ranks_the_positive_in_the_middle():
+    assert positive_ranks(np.ones((1, 100))).tolist() == [49.5]
+
+
+def test_hit_rate_and_ndcg_follow_their_definitions():
+    ranks = np.array([0.0, 1.0, 9.0, 9.5, 10.0, 50.0])
+    assert hit_rate(ranks, 10) == pytest.approx(4 / 6)
+    expected = (1 / np.log2(2) + 1 / np.log2(3) + 1 / np.log2(11) + 1 / np.log2(11.5)) / 6
+    assert ndcg(ranks, 10) == pytest.approx(expected)
+
+
+def test_full_ranking_metrics_on_a_hand_worked_example():
+    top = np.array([[1, 2, 3], [4, 5, 6]])
+    relevant = np.array([[True, False, True], [False, False, False]])
+    m = top_k_metrics(top, relevant, np.array([4, 1]))
+    assert m["precision@3"] == pytest.approx((2 / 3 + 0) / 2)
+    assert m["recall@3"] == pytest.approx((2 / 4 + 0) / 2)
+    dcg = 1 + 1 / np.log2(4)
+    idcg = 1 + 1 / np.log2(3) + 1 / np.log2(4)
+    assert m["ndcg@3"] == pytest.approx(dcg / idcg / 2)
+    assert m["map@3"] == pytest.approx((1 + 2 / 3) / 3 / 2)
+
+
+def test_candidates_put_the_positive_first_and_are_the_same_for_the_same_seed():
+    seen = SeenItems.from_pairs(np.array([0, 0, 1]), np.array([0, 1, 2]), 2, 300)
+    held = Pairs(np.array([0, 1]), np.array([1, 2]))
+    a, b = draw_candidates(held, seen, 99, seed=0), draw_candidates(held, seen, 99, seed=0)
+    assert a.items.shape == (2, 100) and a.items[:, 0].tolist() == [1, 2]
+    assert (a.items == b.items).all()
+    assert not seen.contains(np.repeat(a.users, 99), a.items[:, 1:].ravel()).any()
+
+
+def test_users_with_too_few_unseen_items_are_left_out_of_evaluation():
+    seen = SeenItems.from_pairs(np.array([0, 1]), np.array([0, 1]), 2, 5)
+    held = Pairs(np.array([0, 1]), np.array([0, 1]))
+    assert len(draw_candidates(held, seen, n_neg=4)) == 2
+    assert len(draw_candidates(held, seen, n_neg=5)) == 0
+
+
+def test_an_oracle_scores_perfectly_and_popularity_is_reported_without_accuracy():
+    candidates = Candidates(np.array([0, 1]), np.array([[5, 1, 2], [6, 3, 4]]))
+    oracle = lambda u, i: np.isin(i, [5, 6]).astype(float)
+    assert evaluate_candidates(oracle, candidates, k=1) == {"hr@1": 1.0, "ndcg@1": 1.0, "accuracy@0.5": 1.0}
+    popular = popularity_scorer(np.array([0, 9, 9, 9, 9, 1, 1]))
+    assert evaluate_candidates(popular, candidates, k=1, probabilities=False) == {"hr@1": 0.0, "ndcg@1": 0.0}
+
+
+def test_top_k_unseen_never_returns_seen_items():
+    seen = SeenItems.from_pairs(np.array([0, 0]), np.array([3, 4]), 1, 6)
+    scores = np.array([[0.0, 0.1, 0.2, 0.9, 0.8, 0.3]])
+    assert top_k_unseen(scores, np.array([0]), seen, 3).tolist() == [[5, 2, 1]]
+
+
+def test_full_ranking_of_an_oracle_is_perfect():
+    held = Pairs(np.array([0, 1]), np.array([2, 3]))
+    oracle = lambda users, k: np.array([[2, 0], [3, 0]])[users]
+    m = evaluate_full_ranking(oracle, held, n_items=4, k=2)
+    assert m["recall@2"] == 1.0 and m["ndcg@2"] == 1.0 and m["map@2"] == 1.0 and m["coverage"] == 0.75

@@ -1,0 +1,70 @@
+import re
+
+import numpy as np
+import pytest
+
+from ncf.errors import ConfigError
+from ncf.evaluation import draw_candidates, evaluate_candidates, popularity_scorer
+from ncf.training import EpochLog, TrainConfig, fit, keras_scorer
+
+
+def test_a_trained_neumf_ranks_held_out_items_better_than_popularity(dataset):
+    result = fit(dataset, TrainConfig(factors=16, mlp_layers=(32, 16, 8), epochs=8, batch_size=256, learning_rate=0.005),
+                 on_epoch=lambda e: None)
+    test = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
+    model = evaluate_candidates(keras_scorer(result.model), test)
+    popular = evaluate_candidates(popularity_scorer(dataset.popularity), test, probabilities=False)
+    assert model["hr@10"] > popular["hr@10"] + 0.15, (model, popular)
+
+
+def test_the_same_seed_gives_the_same_weights(dataset):
+    config = TrainConfig(factors=4, mlp_layers=(8, 4), epochs=2, batch_size=512, dropout=0.2, seed=5)
+    a = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
+    b = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_each_epoch_reports_one_regex_friendly_line(dataset):
+    lines = []
+    fit(dataset, TrainConfig(model="mf", factors=4, epochs=2, batch_size=512), on_epoch=lambda e: lines.append(e))
+    assert [e.epoch for e in lines] == [1, 2]
+    text = lines[-1].line()
+    assert re.search(r"epoch=2/2 train:loss=([0-9.]+) validation:hr@10=([0-9.]+) validation:ndcg@10=([0-9.]+)", text)
+    assert re.search(r"samples_per_s=\d+ ", text)
+    assert lines[0].samples == len(dataset.train) * 5
+
+
+def test_early_stopping_stops_and_keeps_the_best_epochs_weights(dataset):
+    seen = []
+    result = fit(dataset, TrainConfig(model="mf", factors=4, epochs=30, patience=1, learning_rate=0.05,
+                                      batch_size=256), on_epoch=seen.append)
+    assert len(seen) < 30
+    best = max(seen, key=lambda e: (e.validation["hr@10"], e.validation["ndcg@10"]))
+    assert result.best_epoch == best.epoch
+    validation = draw_candidates(dataset.validation, dataset.seen, 99, seed=0)
+    again = evaluate_candidates(keras_scorer(result.model), validation)
+    assert again["hr@10"] == pytest.approx(best.validation["hr@10"])
+
+
+def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):
+    stages = []
+    result = fit(dataset, TrainConfig(pretrain=True, factors=4, mlp_layers=(8, 4), epochs=1, batch_size=512),
+                 on_epoch=lambda e: stages.append(e.stage))
+    assert stages == ["gmf", "mlp", "neumf"] and result.config.model == "neumf"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model="bpr"), "model must be one of"),
+    (dict(learning_rate=0), "learning_rate must be > 0"),
+    (dict(negatives=0), "negatives must be >= 1"),
+    (dict(mlp_layers=(5, 2)), "mlp_layers must be an even"),
+    (dict(pretrain=True, model="mf"), "pretrain applies to model 'neumf' only"),
+])
+def test_bad_hyperparameters_are_refused_with_their_name(change, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**change)
+
+
+def test_epoch_log_computes_throughput():
+    e = EpochLog("neumf", 1, 3, 0.5, 1000, 0.5, {}, 1.0)
+    assert e.samples_per_second == 2000

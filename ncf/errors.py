@@ -34,3 +34,7 @@ class UnknownIdError(NCFError, KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
+
+
+class Interrupted(NCFError):
+    """Training was asked to stop (SIGTERM); the last complete checkpoint is where a new run resumes."""

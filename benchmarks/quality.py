@@ -1,0 +1,114 @@
+"""Quality and training speed of each model kind on one ratings file, in one run, as a Markdown table.
+
+    .venv/bin/python benchmarks/quality.py --ratings ../shared/data/ml-latest-small/ratings.csv
+
+Every model uses the library's default hyperparameters (the container's defaults) with only the kind changed,
+early-stops on the validation split (each user's latest training interaction) and is ranked on the same
+seeded test candidates as the popularity baseline. Protocols: ../shared/reference/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ncf.data import read_interactions  # noqa: E402
+from ncf.dataset import prepare  # noqa: E402
+from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking,  # noqa: E402
+                            popularity_scorer, popularity_top_k, top_k_unseen)
+from ncf.inference import NumpyScorer  # noqa: E402
+
+RUNS = {
+    "neumf": {},
+    "neumf+pretrain": {"pretrain": True},
+    "gmf": {"model": "gmf"},
+    "mlp": {"model": "mlp"},
+    "mf": {"model": "mf"},
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ratings", required=True, help="ratings file (read by ncf.data.read_interactions)")
+    p.add_argument("--protocol", choices=["loo", "seed"], default="loo",
+                   help="loo: LOO-99 (test_k=1); seed: the AWS blog's split (test_k=10)")
+    p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {list(RUNS)}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="override a default hyperparameter for every run, e.g. --set epochs=5")
+    p.add_argument("--json", type=Path, help="write the results here too")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from ncf.models import export_weights
+    from ncf.training import TrainConfig, fit, keras_scorer
+
+    started = time.perf_counter()
+    data = prepare(read_interactions(args.ratings), test_k=1 if args.protocol == "loo" else 10, validation_k=1)
+    prep_seconds = time.perf_counter() - started
+    candidates = draw_candidates(data.test, data.seen, 99, seed=0)
+    overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+    base = TrainConfig(seed=args.seed, **overrides)
+
+    rows = []
+    pop = evaluate_candidates(popularity_scorer(data.popularity), candidates, probabilities=False)
+    pop.update(full(popularity_top_k(data.popularity, data.train_seen), data))
+    rows.append({"model": "popularity", **pop})
+    for name in args.runs.split(","):
+        config = replace(base, **RUNS[name])
+        t0 = time.perf_counter()
+        result = fit(data, config, on_epoch=lambda e: print("  " + e.line(), file=sys.stderr))
+        seconds = time.perf_counter() - t0
+        metrics = evaluate_candidates(keras_scorer(result.model), candidates)
+        scorer = NumpyScorer(config.model, export_weights(result.model))
+        metrics.update(full(
+            lambda users, k: top_k_unseen(scorer.all_items(users).astype(float), users, data.train_seen, k), data))
+        rows.append({"model": name, **metrics, "epochs": len(result.history), "best_epoch": result.best_epoch,
+                     "train_seconds": seconds, "samples_per_s": result.throughput()})
+        print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
+
+    print(f"\n{args.protocol} on {Path(args.ratings).name}: {json.dumps(data.statistics())}; "
+          f"read+split {prep_seconds:.2f} s; defaults {json.dumps(base.to_dict())}\n")
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "ratings": str(args.ratings), "protocol": args.protocol, "data": data.statistics(),
+            "config": base.to_dict(), "rows": rows, "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
+        }, indent=2))
+
+
+def full(top_k, data) -> dict:
+    """Full-ranking metrics, prefixed so they never overwrite the candidate metrics of the same name."""
+    return {f"full_{k}": v for k, v in evaluate_full_ranking(top_k, data.test, data.n_items).items()}
+
+
+def table(rows: list[dict]) -> str:
+    columns = [("model", "model", "{}"), ("hr@10", "HR@10", "{:.4f}"), ("ndcg@10", "NDCG@10", "{:.4f}"),
+               ("accuracy@0.5", "acc@0.5", "{:.3f}"), ("full_recall@10", "full R@10", "{:.4f}"),
+               ("full_ndcg@10", "full NDCG@10", "{:.4f}"), ("full_coverage", "coverage", "{:.3f}"),
+               ("epochs", "epochs (best)", "{}"), ("samples_per_s", "train samples/s", "{:,.0f}"),
+               ("train_seconds", "train s", "{:.0f}")]
+    lines = ["| " + " | ".join(c[1] for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = row.get(key)
+            if key == "epochs" and value is not None:
+                value = f"{value} ({row['best_epoch']})"
+            cells.append("–" if value is None else fmt.format(value) if not isinstance(value, str) else value)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from ncf.checkpoint import Checkpointer
+from ncf.errors import Interrupted
+from ncf.training import TrainConfig, fit
+
+CONFIG = TrainConfig(factors=4, mlp_layers=(8, 4), epochs=4, patience=0, batch_size=512, dropout=0.1, seed=3)
+
+
+def quiet(e):
+    pass
+
+
+def test_a_run_stopped_mid_training_resumes_and_ends_like_an_uninterrupted_one(dataset, tmp_path):
+    whole = fit(dataset, CONFIG, quiet).model.get_weights()
+
+    checkpoint = Checkpointer(tmp_path)
+    epochs_seen = []
+
+    def stop_in_third_epoch():
+        return len(epochs_seen) == 2
+
+    with pytest.raises(Interrupted, match="during epoch 3"):
+        fit(dataset, CONFIG, epochs_seen.append, checkpoint=checkpoint, should_stop=stop_in_third_epoch)
+    assert checkpoint.load().epoch == 2
+
+    resumed_epochs = []
+    resumed = fit(dataset, CONFIG, resumed_epochs.append, checkpoint=checkpoint)
+    assert [e.epoch for e in resumed_epochs] == [3, 4]
+    assert [e.epoch for e in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(resumed.model.get_weights(), whole):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_finished_run_resumes_to_the_same_model_without_training(dataset, tmp_path):
+    checkpoint = Checkpointer(tmp_path)
+    first = fit(dataset, CONFIG, quiet, checkpoint=checkpoint)
+    epochs = []
+    again = fit(dataset, CONFIG, epochs.append, checkpoint=checkpoint)
+    assert epochs == [] and again.best_epoch == first.best_epoch
+    for a, b in zip(again.model.get_weights(), first.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_of_other_hyperparameters_is_not_resumed(dataset, tmp_path):
+    checkpoint = Checkpointer(tmp_path)
+    fit(dataset, CONFIG, quiet, checkpoint=checkpoint)
+    epochs = []
+    fit(dataset, TrainConfig(**{**CONFIG.to_dict(), "epochs": 2}), epochs.append, checkpoint=checkpoint)
+    assert [e.epoch for e in epochs] == [1, 2]
+
+
+def test_a_half_written_checkpoint_is_never_loaded(dataset, tmp_path):
+    checkpoint = Checkpointer(tmp_path)
+    fit(dataset, TrainConfig(**{**CONFIG.to_dict(), "epochs": 1}), quiet, checkpoint=checkpoint)
+    good = checkpoint.path.read_bytes()
+    checkpoint.path.write_bytes(good[: len(good) // 2])
+    assert checkpoint.load() is None
+    assert not list(tmp_path.glob(".*.tmp"))

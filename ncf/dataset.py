@@ -6,6 +6,7 @@ once, at its latest time, so a held-out item never also sits in training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ from .errors import DataError
 from .seen import SeenItems
 from .splits import chronological_order, leave_last_k
 from .vocab import Vocabulary
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class Dataset:
 
 
 def prepare(
-    interactions: Interactions, *, test_k: int = 1, validation_k: int = 1, min_rating: float | None = None
+    interactions: Interactions, *, test_k: int = 1, validation_k: int = 1, min_rating: float | None = None,
+    validation: Interactions | None = None, test: Interactions | None = None,
 ) -> Dataset:
     """Index, deduplicate and split.
 
@@ -78,6 +82,9 @@ def prepare(
         test_k: latest interactions per user held out for test (1 = LOO, 10 = the AWS blog's split).
         validation_k: latest remaining interactions per user held out for validation; 0 = no validation.
         min_rating: keep only interactions rated at least this (None = every interaction is a positive).
+        validation, test: held-out interactions given separately (SageMaker's optional channels), used as
+            they are instead of being carved from `interactions`. Their rows whose user or item never occurs
+            in `interactions` are dropped (logged): the model has learned nothing about them.
     """
     interactions = interactions.with_min_rating(min_rating)
     if len(interactions) == 0:
@@ -89,31 +96,56 @@ def prepare(
     order = chronological_order(u, i, interactions.timestamps)
     u, i = u[order], i[order]
 
-    # Deduplicate keeping each pair's last (latest) occurrence, then restore chronological order.
+    # Deduplicate keeping each pair's last (latest) occurrence; rows stay in (user, time, item) order.
     key = u * len(items) + i
     _, last_from_end = np.unique(key[::-1], return_index=True)
     keep = np.sort(len(key) - 1 - last_from_end)
     u, i = u[keep], i[keep]
-    chrono = np.arange(len(u))  # rows are already in (user, time, item) order
 
-    test_mask = leave_last_k(u, chrono, test_k)
+    if test is None:
+        test_mask = leave_last_k(u, np.arange(len(u)), test_k)
+        test_pairs = Pairs(u[test_mask], i[test_mask])
+    else:
+        test_mask = np.zeros(len(u), dtype=bool)
+        test_pairs = _known_pairs(test.with_min_rating(min_rating), users, items, "test")
     rest = ~test_mask
-    validation = None
     train_mask = rest
-    if validation_k > 0:
+    validation_pairs = None
+    if validation is not None:
+        validation_pairs = _known_pairs(validation.with_min_rating(min_rating), users, items, "validation")
+    elif validation_k > 0:
         val_in_rest = leave_last_k(u[rest], np.arange(rest.sum()), validation_k)
         val_mask = np.zeros(len(u), dtype=bool)
         val_mask[np.flatnonzero(rest)[val_in_rest]] = True
         train_mask = rest & ~val_mask
-        validation = Pairs(u[val_mask], i[val_mask])
+        validation_pairs = Pairs(u[val_mask], i[val_mask])
+    held = [p for p, given in ((validation_pairs, validation), (test_pairs, test)) if given is not None]
+    all_u = np.concatenate([u] + [p.user for p in held])
+    all_i = np.concatenate([i] + [p.item for p in held])
     n_users, n_items = len(users), len(items)
     return Dataset(
         users=users,
         items=items,
         train=Pairs(u[train_mask], i[train_mask]),
-        validation=validation,
-        test=Pairs(u[test_mask], i[test_mask]),
-        seen=SeenItems.from_pairs(u, i, n_users, n_items),
+        validation=validation_pairs,
+        test=test_pairs,
+        seen=SeenItems.from_pairs(all_u, all_i, n_users, n_items),
         train_seen=SeenItems.from_pairs(u[train_mask], i[train_mask], n_users, n_items),
         popularity=np.bincount(i[train_mask], minlength=n_items).astype(np.int64),
     )
+
+
+def _known_pairs(part: Interactions, users: Vocabulary, items: Vocabulary, name: str) -> Pairs:
+    def index(vocab: Vocabulary, raw: np.ndarray) -> np.ndarray:
+        if raw.dtype.kind == vocab.ids.dtype.kind:
+            return vocab.lookup_array(raw)
+        return vocab.lookup(raw.tolist())  # ids typed differently across channels: match by value, slowly
+
+    u, i = index(users, part.users), index(items, part.items)
+    known = (u >= 0) & (i >= 0)
+    if not known.all():
+        log.warning("%s: %d of %d rows dropped: user or item absent from training data", name, (~known).sum(),
+                    len(known))
+    if not known.any():
+        raise DataError(f"no {name} interaction has a user and an item that occur in the training data")
+    return Pairs(u[known], i[known])

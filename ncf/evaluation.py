@@ -65,14 +65,15 @@ def score_candidates(score: Scorer, candidates: Candidates) -> np.ndarray:
 
 
 def evaluate_candidates(
-    score: Scorer, candidates: Candidates, k: int = 10, *, probabilities: bool = True
+    score: Scorer, candidates: Candidates, k: int = 10, *, probabilities: bool = True, threshold: float = 0.5
 ) -> dict[str, float]:
-    """HR@k and NDCG@k (LOO-99 and the seed protocol); accuracy@0.5 when scores are probabilities."""
+    """HR@k and NDCG@k (LOO-99 and the seed protocol); when scores are probabilities, also
+    `accuracy@<threshold>`: the share of held-out positives predicted as liked."""
     scores = score_candidates(score, candidates)
     ranks = positive_ranks(scores)
     metrics = {f"hr@{k}": hit_rate(ranks, k), f"ndcg@{k}": ndcg(ranks, k)}
     if probabilities:
-        metrics["accuracy@0.5"] = float(np.mean(scores[:, 0] >= 0.5))
+        metrics[f"accuracy@{threshold:g}"] = float(np.mean(scores[:, 0] >= threshold))
     return metrics
 
 

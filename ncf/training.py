@@ -22,6 +22,9 @@ from .sampling import NegativeSampler, epoch_examples
 
 log = logging.getLogger(__name__)
 
+#: Defined here, not in `models`, so that validating a config does not import TensorFlow.
+MODEL_KINDS = ("neumf", "gmf", "mlp", "mf")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,8 +48,6 @@ class TrainConfig:
     validation_negatives: int = 99
 
     def __post_init__(self):
-        from .models import MODEL_KINDS
-
         object.__setattr__(self, "mlp_layers", tuple(int(s) for s in self.mlp_layers))
         checks = [
             (self.model in MODEL_KINDS, f"model must be one of {list(MODEL_KINDS)}, got {self.model!r}"),

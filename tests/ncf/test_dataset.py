@@ -72,3 +72,27 @@ def test_min_rating_filters_before_splitting():
 def test_a_single_item_catalogue_is_refused():
     with pytest.raises(DataError, match="at least 2 distinct items"):
         prepare(interactions([(1, 1, 1), (2, 1, 2)]))
+
+
+def test_given_validation_and_test_parts_are_used_as_they_are():
+    train = interactions([(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 12, 2)])
+    test = interactions([(1, 12, 3), (2, 99, 3), (3, 10, 3)])  # item 99 and user 3 are unknown
+    validation = interactions([(2, 11, 3)])
+    data = prepare(train, test=test, validation=validation)
+    assert len(data.train) == 4
+    assert data.users.decode(data.test.user) == [1] and data.items.decode(data.test.item) == [12]
+    assert data.items.decode(data.validation.item) == [11]
+    assert data.seen.contains(data.test.user, data.test.item).all()
+    assert not data.train_seen.contains(data.test.user, data.test.item).any()
+
+
+def test_a_given_test_part_with_nothing_known_is_an_error():
+    with pytest.raises(DataError, match="no test interaction has a user and an item"):
+        prepare(interactions([(1, 10, 1), (1, 11, 2)]), test=interactions([(5, 10, 1)]))
+
+
+def test_ids_typed_differently_across_parts_still_match():
+    train = Interactions(np.array([1, 1, 2]), np.array([10, 11, 10]))
+    test = Interactions(np.array(["2"]), np.array(["11"]))
+    data = prepare(train, test=test, validation_k=0)
+    assert data.items.decode(data.test.item) == [11]

@@ -1,0 +1,37 @@
+"""Reading a channel as SageMaker presents it: a folder of files, or a Pipe-mode FIFO.
+
+A FIFO can be read only once and cannot be sniffed then re-opened, so Pipe mode streams it in 1 MiB chunks
+into one temporary file (constant memory, one copy on disk) and reads that like any other file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ncf.data import Columns, Interactions, read_interactions
+from ncf.errors import DataError
+
+from .config import Channel
+
+
+def read_channel(channel: Channel, columns: Columns) -> Interactions:
+    try:
+        if channel.is_pipe:
+            return _read_pipe(channel.source / f"{channel.name}_0", columns)
+        if not channel.source.exists():
+            raise DataError(f"{channel.source} does not exist")
+        return read_interactions(channel.source, columns)
+    except DataError as e:
+        raise DataError(f"channel {channel.name!r}: {e}") from e
+
+
+def _read_pipe(fifo: Path, columns: Columns) -> Interactions:
+    if not fifo.exists():
+        raise DataError(f"Pipe mode FIFO {fifo} does not exist")
+    with tempfile.TemporaryDirectory(prefix="ncf-pipe-") as tmp:
+        staged = Path(tmp) / fifo.name
+        with open(fifo, "rb") as src, open(staged, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return read_interactions(staged, columns)

@@ -1,0 +1,141 @@
+"""The training job's configuration, read once from `/opt/ml/input/config` into one frozen object.
+
+`TrainJob.from_paths` is the only place that reads SageMaker's config files; everything after it takes typed
+values. `TrainJob.local` builds the same object from command-line arguments, so a local run goes through
+exactly the code a training job does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ncf.errors import ConfigError
+
+from .hyperparameters import Hyperparameters
+from .paths import SageMakerPaths
+
+INPUT_MODES = ("File", "FastFile", "Pipe")
+CHANNELS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One input channel. `source` is a folder (File, FastFile) or the data folder holding `<name>_<n>` FIFOs."""
+
+    name: str
+    source: Path
+    input_mode: str = "File"
+    distribution: str = "FullyReplicated"
+    compression: str = "None"
+
+    @property
+    def is_pipe(self) -> bool:
+        return self.input_mode == "Pipe"
+
+
+@dataclass(frozen=True)
+class Resources:
+    current_host: str = "algo-1"
+    hosts: tuple[str, ...] = ("algo-1",)
+
+    @property
+    def is_chief(self) -> bool:
+        return self.current_host == self.hosts[0]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything `train` needs: where to read and write, and how to train."""
+
+    hyperparameters: Hyperparameters
+    channels: dict[str, Channel]
+    model_dir: Path
+    output_data_dir: Path
+    failure_file: Path | None = None
+    checkpoint_dir: Path | None = None
+    tensorboard_dir: Path | None = None
+    resources: Resources = field(default_factory=Resources)
+
+    @classmethod
+    def from_paths(cls, paths: SageMakerPaths) -> "TrainJob":
+        hyperparameters = Hyperparameters.parse(_json(paths.hyperparameters, default={}))
+        channels = _channels(paths, _json(paths.input_data_config, default=None))
+        resources = _resources(_json(paths.resource_config, default={}), paths.resource_config)
+        return cls(
+            hyperparameters=hyperparameters,
+            channels=channels,
+            model_dir=paths.model,
+            output_data_dir=paths.output_data,
+            failure_file=paths.failure,
+            checkpoint_dir=paths.checkpoints if paths.checkpoints.is_dir() else None,
+            tensorboard_dir=paths.tensorboard if paths.tensorboard.is_dir() else None,
+            resources=resources,
+        )
+
+    @classmethod
+    def local(cls, ratings: Path, model_dir: Path, raw_hyperparameters: dict[str, Any],
+              output_dir: Path | None = None, checkpoint_dir: Path | None = None,
+              validation: Path | None = None, test: Path | None = None) -> "TrainJob":
+        sources = {"train": ratings, "validation": validation, "test": test}
+        channels = {name: Channel(name, Path(path)) for name, path in sources.items() if path is not None}
+        return cls(
+            hyperparameters=Hyperparameters.parse(raw_hyperparameters),
+            channels=channels,
+            model_dir=Path(model_dir),
+            output_data_dir=Path(output_dir) if output_dir else Path(model_dir).parent / "output",
+            checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+        )
+
+
+def _json(path: Path, default: Any) -> Any:
+    if not path.is_file():
+        if default is None:
+            raise ConfigError(f"{path} is missing: SageMaker writes it for every training job")
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path} is not valid JSON ({e})") from e
+
+
+def _channels(paths: SageMakerPaths, config: Any) -> dict[str, Channel]:
+    if not isinstance(config, dict):
+        raise ConfigError(f"{paths.input_data_config} must hold a JSON object of channel names")
+    unknown = sorted(set(config) - set(CHANNELS))
+    if unknown:
+        raise ConfigError(f"unknown channel(s) {unknown}; this algorithm reads {list(CHANNELS)}")
+    if "train" not in config:
+        raise ConfigError(f"the 'train' channel is required (channels given: {sorted(config)})")
+    channels = {}
+    for name, spec in config.items():
+        spec = spec if isinstance(spec, dict) else {}
+        mode = spec.get("TrainingInputMode", "File")
+        if mode not in INPUT_MODES:
+            raise ConfigError(f"channel {name!r}: TrainingInputMode {mode!r} is not one of {list(INPUT_MODES)}")
+        wrapper = spec.get("RecordWrapperType", "None")
+        if wrapper not in ("None", None):
+            raise ConfigError(f"channel {name!r}: RecordWrapperType {wrapper!r} is not supported; use None "
+                              "(plain CSV, TSV or Parquet files)")
+        channels[name] = Channel(
+            name=name,
+            source=paths.data_dir if mode == "Pipe" else paths.channel(name),
+            input_mode=mode,
+            distribution=spec.get("S3DistributionType", "FullyReplicated"),
+            compression=spec.get("CompressionType", "None") or "None",
+        )
+    return channels
+
+
+def _resources(config: Any, path: Path) -> Resources:
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    if not config:
+        return Resources()
+    hosts = config.get("hosts") or [config.get("current_host", "algo-1")]
+    current = config.get("current_host", hosts[0])
+    if current not in hosts:
+        raise ConfigError(f"{path}: current_host {current!r} is not among hosts {hosts}")
+    return Resources(current_host=current, hosts=tuple(sorted(hosts)))

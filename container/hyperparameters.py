@@ -1,0 +1,197 @@
+"""The training job's hyperparameters: one documented schema, strings at the edge, typed inside.
+
+SageMaker hands every value over as a string, and clients disagree on how: the Python SDK v2 JSON-quotes
+strings (`"\\"neumf\\""`), v3 sends `json.dumps` of non-strings (`"false"`, `"[64, 32]"`) and strings raw,
+the console sends raw text (`neumf`, `64,32`). Each value is decoded with `json.loads`, falling back to the
+raw text, then converted by the parameter's own type: `"False"`, `false` and `0` are all False, and a list
+may be JSON or comma-separated. A key the schema does not know, or a value its type refuses, fails the job
+with a message naming the key, the value and what is allowed. Keys starting with `sagemaker_` (the SDK's)
+and `_tuning_objective_metric` (automatic model tuning's) are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping
+
+from ncf.data import Columns
+from ncf.errors import ConfigError
+from ncf.training import TrainConfig
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+_NONE = {"", "none", "null"}
+
+
+def _decode(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.strip()
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true or false (or 1/0, yes/no)")
+
+
+def to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, not a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                number = math.nan
+            if number.is_integer():
+                return int(number)
+    raise ValueError("expected an integer")
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError("expected a number") from None
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def to_int_list(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        text = value.strip().strip("[]()")
+        items: list[Any] = [part for part in text.replace(";", ",").split(",") if part.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [value]
+    if not items:
+        raise ValueError("expected a non-empty list of integers, e.g. [128, 64, 32] or 128,64,32")
+    try:
+        return tuple(to_int(item) for item in items)
+    except ValueError:
+        raise ValueError("expected a list of integers, e.g. [128, 64, 32] or 128,64,32") from None
+
+
+def to_str(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        raise ValueError("expected text")
+    return str(value).strip()
+
+
+def optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
+            return None
+        return convert(value)
+    parse.__name__ = f"optional {convert.__name__}"
+    return parse
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    convert: Callable[[Any], Any]
+    help: str
+
+
+_TRAIN_HELP = {
+    "model": "neumf, gmf, mlp or mf",
+    "factors": "GMF / MF embedding size",
+    "mlp_layers": "MLP: concatenated embedding width, then hidden sizes, e.g. [128, 64, 32]",
+    "dropout": "dropout after each MLP hidden layer, in [0, 1)",
+    "l2": "L2 regularisation of embeddings and MLP kernels",
+    "learning_rate": "Adam's learning rate",
+    "batch_size": "examples per training step",
+    "epochs": "maximum epochs",
+    "negatives": "sampled negatives per positive, redrawn each epoch",
+    "patience": "early stopping: epochs without better validation HR@10 (0 = off)",
+    "pretrain": "NeuMF: pretrain GMF and MLP first",
+    "alpha": "pretraining: GMF's share of NeuMF's head",
+    "seed": "random seed (weights, negatives, candidates)",
+    "validation_negatives": "negatives per validation positive",
+}
+_CONVERTERS = {int: to_int, float: to_float, bool: to_bool, str: to_str, tuple: to_int_list}
+
+SCHEMA: dict[str, Param] = {
+    **{f.name: Param(f.name, _CONVERTERS[type(getattr(TrainConfig(), f.name))], _TRAIN_HELP[f.name])
+       for f in fields(TrainConfig)},
+    "test_k": Param("test_k", to_int, "latest interactions per user held out for test (1 = LOO-99, 10 = the blog)"),
+    "validation_k": Param("validation_k", to_int, "latest training interactions per user for validation (0 = none)"),
+    "min_rating": Param("min_rating", optional(to_float), "keep only ratings >= this as positives (none = all)"),
+    "threshold": Param("threshold", to_float, "probability at or above which a user is predicted to like an item"),
+    "user_column": Param("user_column", optional(to_str), "name of the user id column (none = recognise)"),
+    "item_column": Param("item_column", optional(to_str), "name of the item id column (none = recognise)"),
+    "rating_column": Param("rating_column", optional(to_str), "name of the rating column (none = recognise)"),
+    "timestamp_column": Param("timestamp_column", optional(to_str), "name of the timestamp column (none = recognise)"),
+}
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Everything a training job can be told, typed and validated."""
+
+    train: TrainConfig = TrainConfig()
+    test_k: int = 1
+    validation_k: int = 1
+    min_rating: float | None = None
+    threshold: float = 0.5
+    columns: Columns = Columns()
+
+    def __post_init__(self):
+        if self.test_k < 1:
+            raise ConfigError(f"hyperparameter 'test_k' must be >= 1, got {self.test_k}")
+        if self.validation_k < 0:
+            raise ConfigError(f"hyperparameter 'validation_k' must be >= 0, got {self.validation_k}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"hyperparameter 'threshold' must be in [0, 1], got {self.threshold}")
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> "Hyperparameters":
+        """From hyperparameters.json's object (string values, or already-typed values from local runs)."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError("hyperparameters.json must hold a JSON object of names to values")
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key.startswith("sagemaker_") or key == "_tuning_objective_metric":
+                continue
+            if key not in SCHEMA:
+                raise ConfigError(f"unknown hyperparameter {key!r}; known: {', '.join(sorted(SCHEMA))}")
+            try:
+                values[key] = SCHEMA[key].convert(_decode(value))
+            except ValueError as e:
+                raise ConfigError(f"hyperparameter {key!r} = {value!r}: {e} ({SCHEMA[key].help})") from None
+        train_fields = {f.name for f in fields(TrainConfig)}
+        try:
+            train = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
+        except ConfigError as e:
+            raise ConfigError(f"hyperparameter {e}") from None
+        column = {role: values.get(f"{role}_column") for role in ("user", "item", "rating", "timestamp")}
+        rest = {k: v for k, v in values.items() if k not in train_fields and not k.endswith("_column")}
+        return cls(train=train, columns=Columns(**column), **rest)
+
+    def to_dict(self) -> dict:
+        """The values actually used, as written to output/data/hyperparameters.json."""
+        return {**self.train.to_dict(), "test_k": self.test_k, "validation_k": self.validation_k,
+                "min_rating": self.min_rating, "threshold": self.threshold,
+                **{f"{role}_column": value for role, value in vars(self.columns).items()}}

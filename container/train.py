@@ -1,0 +1,197 @@
+"""`train`: SageMaker's training contract, and the same job run locally.
+
+SageMaker runs `train` with no arguments: everything comes from `/opt/ml` (or `SAGEMAKER_BASE_DIR`). Given
+arguments (`train --ratings FILE --model-dir DIR --set epochs=5`), it builds the same `TrainJob` from them
+and runs the same code. Exit code 0 means Completed; on failure `output/failure` holds the reason (its first
+1024 characters become the job's FailureReason) and the exit code says which kind of failure it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ncf.errors import ArtifactError, ConfigError, DataError, Interrupted, NCFError, UnknownIdError
+
+from .config import TrainJob
+from .paths import SageMakerPaths
+
+log = logging.getLogger("container.train")
+
+#: The one place exceptions become exit codes; failure files start with the same label.
+EXIT_CODES = {ConfigError: 2, DataError: 3, UnknownIdError: 3, ArtifactError: 4, Interrupted: 143}
+
+
+def exit_code(error: BaseException) -> int:
+    for kind, code in EXIT_CODES.items():
+        if isinstance(error, kind):
+            return code
+    return 1
+
+
+def failure_reason(error: BaseException) -> str:
+    labels = {ConfigError: "Bad hyperparameter or configuration", DataError: "Bad input data",
+              UnknownIdError: "Bad input data", ArtifactError: "Cannot write or read the model",
+              Interrupted: "Stopped"}
+    label = next((text for kind, text in labels.items() if isinstance(error, kind)), "Internal error")
+    return f"{label}: {error}"
+
+
+class StopFlag:
+    """Set by SIGTERM (StopTrainingJob, spot interruption); training polls it after every batch."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+    def install(self) -> None:
+        def handler(signum, frame):
+            log.warning("SIGTERM received: stopping after the current batch; the last checkpoint is kept")
+            self._event.set()
+        signal.signal(signal.SIGTERM, handler)
+
+
+def run(job: TrainJob, should_stop=None) -> dict:
+    """Read the channels, train, evaluate, and write the model folder and outputs. Returns the metrics."""
+    from ncf import artifacts
+    from ncf.checkpoint import Checkpointer
+    from ncf.dataset import prepare
+    from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking, popularity_scorer,
+                                popularity_top_k, top_k_unseen)
+    from ncf.inference import NumpyScorer
+    from ncf.models import export_weights
+    from ncf.training import fit, keras_scorer, to_artifact
+
+    from .channels import read_channel
+    from .report import TensorBoardWriter, write_outputs
+
+    if len(job.resources.hosts) > 1:
+        raise ConfigError(f"this image trains on one instance; the job has {len(job.resources.hosts)} hosts "
+                          f"({', '.join(job.resources.hosts)}): set instance_count=1")
+    hp = job.hyperparameters
+    parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
+    dataset = prepare(parts["train"], test_k=hp.test_k, validation_k=hp.validation_k, min_rating=hp.min_rating,
+                      validation=parts.get("validation"), test=parts.get("test"))
+    log.info("data: %s", json.dumps(dataset.statistics()))
+
+    listeners = [lambda e: log.info("%s", e.line())]
+    if job.tensorboard_dir is not None:
+        listeners.append(TensorBoardWriter(job.tensorboard_dir))
+    checkpoint = Checkpointer(job.checkpoint_dir, f"ncf-{job.resources.current_host}") if job.checkpoint_dir else None
+    result = fit(dataset, hp.train, lambda e: [listen(e) for listen in listeners],
+                 checkpoint=checkpoint, should_stop=should_stop)
+
+    candidates = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
+    scorer = NumpyScorer(hp.train.model, export_weights(result.model))
+    test = evaluate_candidates(keras_scorer(result.model), candidates, threshold=hp.threshold)
+    test["accuracy"] = test.pop(f"accuracy@{hp.threshold:g}")
+    test.update({f"full_{k}": v for k, v in evaluate_full_ranking(
+        lambda users, k: top_k_unseen(scorer.all_items(users).astype(float), users, dataset.train_seen, k),
+        dataset.test, dataset.n_items).items()})
+    popularity = evaluate_candidates(popularity_scorer(dataset.popularity), candidates, probabilities=False)
+    popularity.update({f"full_{k}": v for k, v in evaluate_full_ranking(
+        popularity_top_k(dataset.popularity, dataset.train_seen), dataset.test, dataset.n_items).items()})
+    metrics = {
+        "protocol": "loo-99" if hp.test_k == 1 else f"leave-last-{hp.test_k}, 99 negatives per positive",
+        "threshold": hp.threshold,
+        "validation": result.best_validation,
+        "best_epoch": result.best_epoch,
+        "test": test,
+        "popularity": popularity,
+        "train_samples_per_s": result.throughput(),
+        "data": dataset.statistics(),
+    }
+    print(" ".join(f"test:{k}={v:.4f}" for k, v in test.items()), flush=True)
+    print(" ".join(f"popularity:{k}={v:.4f}" for k, v in popularity.items()), flush=True)
+
+    if job.resources.is_chief:
+        artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})
+        try:
+            artifacts.save(job.model_dir, artifact, keras_model=result.model)
+            write_outputs(job.output_data_dir, metrics, hp.to_dict(), result.history)
+        except OSError as e:
+            raise ArtifactError(f"cannot write to {e.filename or job.model_dir}: {e.strerror}") from e
+        log.info("model written to %s", job.model_dir)
+    return metrics
+
+
+def _local_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train", description="Train locally exactly as a SageMaker training job does. "
+        "Without arguments, read the job from /opt/ml (or $SAGEMAKER_BASE_DIR).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ratings", type=Path, help="the train channel: a file or folder of interactions")
+    src.add_argument("--movielens", help="download a MovieLens set from GroupLens: ml-latest-small, ml-100k, ...")
+    p.add_argument("--movielens-url", help="a mirror of GroupLens' movielens folder")
+    p.add_argument("--validation", type=Path, help="optional validation channel")
+    p.add_argument("--test", type=Path, help="optional test channel")
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--output-dir", type=Path, help="metrics, curve, hyperparameters (default: MODEL_DIR/../output)")
+    p.add_argument("--checkpoint-dir", type=Path, help="save every epoch here and resume from it")
+    p.add_argument("--hyperparameters", type=Path, help="a hyperparameters.json to start from")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a hyperparameter, written as in hyperparameters.json (repeatable)")
+    return p
+
+
+def _local_job(argv: Sequence[str]) -> TrainJob:
+    args = _local_parser().parse_args(argv)
+    raw: dict = json.loads(args.hyperparameters.read_text()) if args.hyperparameters else {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        raw[key.strip()] = value
+    ratings = args.ratings
+    if args.movielens:
+        from ncf import movielens
+
+        ratings = movielens.download(args.movielens, **({"base_url": args.movielens_url} if args.movielens_url else {}))
+    return TrainJob.local(ratings, args.model_dir, raw, output_dir=args.output_dir, checkpoint_dir=args.checkpoint_dir,
+                          validation=args.validation, test=args.test)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    environ = os.environ if environ is None else environ
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = StopFlag()
+    stop.install()
+    failure_file = None if argv else SageMakerPaths.from_env(environ).failure
+    try:
+        job = _local_job(argv) if argv else TrainJob.from_paths(SageMakerPaths.from_env(environ))
+        run(job, should_stop=stop)
+        return 0
+    except BaseException as error:  # noqa: BLE001 - every failure must reach the failure file
+        if isinstance(error, SystemExit):
+            raise
+        if not isinstance(error, NCFError):
+            log.error("%s", "".join(traceback.format_exception(error)))
+        reason = failure_reason(error)
+        log.error("%s", reason)
+        if failure_file is not None:
+            _write_failure(failure_file, reason)
+        return exit_code(error)
+
+
+def _write_failure(path: Path, reason: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(reason[:1024 * 16] + "\n", encoding="utf-8")
+    except OSError as e:
+        log.error("cannot write the failure file %s: %s", path, e)
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,73 @@
+import pytest
+
+from container.hyperparameters import SCHEMA, Hyperparameters
+from ncf.errors import ConfigError
+
+
+def parse(**raw):
+    return Hyperparameters.parse(raw)
+
+
+def test_defaults_apply_when_nothing_is_given():
+    hp = parse()
+    assert hp.train.model == "neumf" and hp.test_k == 1 and hp.threshold == 0.5 and hp.min_rating is None
+
+
+def test_values_quoted_by_the_v2_sdk_are_decoded():
+    hp = parse(model='"mf"', epochs='"7"', mlp_layers='"[16, 8]"', user_column='"customer"')
+    assert hp.train.model == "mf" and hp.train.epochs == 7 and hp.train.mlp_layers == (16, 8)
+    assert hp.columns.user == "customer"
+
+
+def test_values_sent_by_the_v3_sdk_are_decoded():
+    hp = parse(pretrain="false", mlp_layers="[64, 32]", learning_rate="0.01", model="gmf")
+    assert hp.train.pretrain is False and hp.train.mlp_layers == (64, 32) and hp.train.learning_rate == 0.01
+
+
+def test_raw_console_strings_are_accepted():
+    hp = parse(model="mlp", mlp_layers="64,32,16", dropout="0.1", epochs="3.0")
+    assert hp.train.mlp_layers == (64, 32, 16) and hp.train.dropout == 0.1 and hp.train.epochs == 3
+
+
+@pytest.mark.parametrize("text", ["False", "false", "FALSE", "0", '"False"', "no"])
+def test_a_quoted_or_capitalised_false_is_false(text):
+    assert parse(pretrain=text).train.pretrain is False
+
+
+@pytest.mark.parametrize("text", ["True", "true", "1", '"true"', "yes"])
+def test_true_in_any_spelling_is_true(text):
+    assert parse(pretrain=text).train.pretrain is True
+
+
+def test_none_means_unset_for_optional_values():
+    assert parse(min_rating="none").min_rating is None and parse(min_rating="3.5").min_rating == 3.5
+
+
+def test_platform_and_tuning_keys_are_ignored():
+    parse(sagemaker_program="x", sagemaker_region='"us-east-1"', _tuning_objective_metric="test:hr@10")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"epocs": "3"}, r"unknown hyperparameter 'epocs'; known: .*epochs"),
+    ({"epochs": "three"}, r"hyperparameter 'epochs' = 'three': expected an integer \(maximum epochs\)"),
+    ({"pretrain": "maybe"}, r"'pretrain' = 'maybe': expected true or false"),
+    ({"learning_rate": "nan"}, r"'learning_rate' = 'nan': expected a finite number"),
+    ({"mlp_layers": "[64, x]"}, r"'mlp_layers' = '\[64, x\]': expected a list of integers"),
+    ({"model": "bpr"}, r"hyperparameter model must be one of"),
+    ({"threshold": "1.5"}, r"'threshold' must be in \[0, 1\]"),
+    ({"test_k": "0"}, r"'test_k' must be >= 1"),
+    ({"epochs": "true"}, r"expected an integer, not a boolean"),
+])
+def test_bad_values_fail_naming_key_value_and_what_is_allowed(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        Hyperparameters.parse(raw)
+
+
+def test_every_parameter_is_documented():
+    assert all(p.help for p in SCHEMA.values())
+
+
+def test_used_values_round_trip_through_to_dict():
+    hp = parse(model="mf", mlp_layers="8,4", user_column="u")
+    assert Hyperparameters.parse({k: str(v) if not isinstance(v, list) else str(v)
+                                  for k, v in hp.to_dict().items() if v is not None}) == hp

@@ -1,0 +1,184 @@
+"""`train` as SageMaker calls it: a fake /opt/ml tree under SAGEMAKER_BASE_DIR, the real entry point."""
+
+import gzip
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from container.metric_definitions import METRIC_DEFINITIONS
+from container.train import main
+from ncf.recommender import Recommender
+from tests.container.opt_ml import ROOT, env, lay_out, run_train, train_command
+
+
+def csv_bytes(frame):
+    return frame.to_csv(index=False).encode()
+
+
+def train_in_process(root):
+    """The same entry point in this process (no TensorFlow start-up per test); SIGTERM handling restored."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        return main([], {"SAGEMAKER_BASE_DIR": str(root)})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def failure(root):
+    return (root / "output" / "failure").read_text()
+
+
+def test_a_job_completes_with_model_outputs_and_metric_lines(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}},
+                   {"model": '"neumf"', "pretrain": '"False"', "mlp_layers": '"[8, 4]"', "sagemaker_region": "x"})
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not (root / "output" / "failure").exists()
+    data = root / "output" / "data"
+    metrics = json.loads((data / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"hr@10", "ndcg@10", "accuracy", "full_recall@10"}
+    assert "hr@10" in metrics["popularity"] and metrics["protocol"] == "loo-99"
+    used = json.loads((data / "hyperparameters.json").read_text())
+    assert used["pretrain"] is False and used["mlp_layers"] == [8, 4] and used["epochs"] == 2
+    assert (data / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rec = Recommender.load(root / "model")
+    assert rec.metadata["threshold"] == 0.5 and len(rec.recommend(10, k=5).items) == 5
+    assert re.search(r"epoch=2/2 .*samples_per_s=\d+ seconds=[0-9.]+ eta_s=\d+", out.stdout)
+
+
+def test_every_metric_definition_matches_the_real_log(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf"})
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for definition in METRIC_DEFINITIONS:
+        values = re.findall(definition["Regex"], out.stdout)
+        assert values, f"{definition['Name']} matched nothing"
+        assert all(float(v) >= 0 for v in values)
+    assert len(METRIC_DEFINITIONS) <= 40
+
+
+def test_channels_of_gzip_parquet_and_many_files_are_read_together(tmp_path, ratings):
+    compressed = gzip.compress(csv_bytes(ratings.iloc[:1000]))
+    parquet = io.BytesIO()
+    ratings.iloc[1000:2000].to_parquet(parquet)
+    files = {"part-0.gz": compressed, "part-1": parquet.getvalue(), "part-2.csv": csv_bytes(ratings.iloc[2000:])}
+    root = lay_out(tmp_path, {"train": files}, {"model": "gmf", "validation_k": "0", "patience": "0"}, mode="FastFile")
+    assert train_in_process(root) == 0
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["data"]["interactions"] == len(ratings.drop_duplicates(["userId", "movieId"]))
+    assert metrics["data"]["validation"] == 0
+
+
+def test_given_validation_and_test_channels_are_used_instead_of_carving(tmp_path, ratings):
+    last = ratings.sort_values("timestamp").groupby("userId").tail(2)
+    first, second = last.groupby("userId").head(1), last.groupby("userId").tail(1)
+    rest = ratings.drop(last.index)
+    root = lay_out(tmp_path, {"train": {"a.csv": csv_bytes(rest)}, "validation": {"v.csv": csv_bytes(first)},
+                              "test": {"t.csv": csv_bytes(second)}}, {"model": "mf"})
+    assert train_in_process(root) == 0
+    stats = json.loads((root / "output" / "data" / "metrics.json").read_text())["data"]
+    assert stats["train"] == len(rest) and stats["test"] == len(second) and stats["validation"] == len(first)
+
+
+def test_tensorboard_events_are_written_when_the_folder_exists(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf"}, tensorboard=True)
+    assert train_in_process(root) == 0
+    assert list((root / "output" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_pipe_mode_reads_the_fifo_once(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {}}, {"model": "mf"}, mode="Pipe")
+    fifo = root / "input" / "data" / "train_0"
+    os.mkfifo(fifo)
+    payload = gzip.compress(csv_bytes(ratings))
+
+    def feed():
+        with open(fifo, "wb") as f:  # blocks until train opens the FIFO, as SageMaker's writer does
+            f.write(payload)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    out = run_train(root)
+    writer.join(timeout=5)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (root / "model" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("setup, code, message", [
+    (lambda r, f: {"validation": {"v.csv": f}}, 2, r"Bad hyperparameter or configuration: the 'train' channel is required"),
+    (lambda r, f: {"train": {"empty.csv": b""}}, 3, r"Bad input data: channel 'train': .*none of its 1 files holds a row"),
+    (lambda r, f: {"train": {"r.csv": b"a,b,c\n1,2,3\n"}}, 3, r"Bad input data: channel 'train': .*r\.csv: line 1: rating 'c' is not a finite number"),
+    (lambda r, f: {"train": {"r.csv": b"userId,thing\n1,2\n"}}, 3, r"no item column: the file has columns \['userId', 'thing'\]"),
+    (lambda r, f: {"train": {"r.csv": b"userId,movieId,timestamp\n1,2,-1\n1,3,4\n"}}, 3, r"line 2: timestamp is negative"),
+    (lambda r, f: {"train": {"r.csv": f}, "extra": {"x": f}}, 2, r"unknown channel\(s\) \['extra'\]"),
+])
+def test_bad_jobs_fail_with_a_readable_reason_and_exit_code(tmp_path, ratings, setup, code, message):
+    root = lay_out(tmp_path, setup(tmp_path, csv_bytes(ratings.head(500))))
+    assert train_in_process(root) == code
+    assert re.search(message, failure(root)), failure(root)
+    assert not (root / "model" / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("hyperparameters, message", [
+    ({"epochs": "many"}, r"hyperparameter 'epochs' = 'many': expected an integer"),
+    ({"learning_rte": "0.1"}, r"unknown hyperparameter 'learning_rte'"),
+    ({"mlp_layers": "7,3"}, r"mlp_layers must be an even embedding width"),
+])
+def test_bad_hyperparameters_fail_naming_the_key(tmp_path, ratings, hyperparameters, message):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, hyperparameters)
+    assert train_in_process(root) == 2
+    assert re.search(message, failure(root))
+
+
+def test_hyperparameters_that_are_not_json_fail_clearly(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}})
+    (root / "input" / "config" / "hyperparameters.json").write_text("{epochs: 3")
+    assert train_in_process(root) == 2
+    assert "hyperparameters.json is not valid JSON" in failure(root)
+
+
+def test_several_hosts_are_refused_with_what_to_do(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}},
+                   resources={"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
+    assert train_in_process(root) == 2
+    assert "set instance_count=1" in failure(root)
+
+
+def test_an_unwritable_model_folder_is_a_failure_file_not_a_traceback(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf"})
+    (root / "model").rmdir()
+    (root / "model").write_text("a file where the model folder should be")
+    assert train_in_process(root) == 4
+    assert failure(root).startswith("Cannot write or read the model:")
+
+
+def test_sigterm_stops_within_the_grace_period_and_the_next_run_resumes(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}},
+                   {"model": "mf", "epochs": "8", "batch_size": "16", "patience": "0"}, checkpoints=True)
+    process = subprocess.Popen(train_command(), cwd=ROOT, env=env(root), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "epoch=2/8" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    rest = process.stdout.read()
+    assert process.wait(timeout=120) == 143, rest
+    assert time.monotonic() - sent < 30
+    assert failure(root).startswith("Stopped:")
+    assert list((root / "checkpoints").glob("ncf-algo-1.npz"))
+    assert not (root / "model" / "metadata.json").exists()
+
+    (root / "output" / "failure").unlink()
+    resumed = run_train(root)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = int(re.search(r"resuming mf from checkpoint after epoch (\d+)", resumed.stdout).group(1))
+    epochs = [int(n) for n in re.findall(r"stage=mf epoch=(\d+)/8", resumed.stdout)]
+    assert after >= 2 and epochs == list(range(after + 1, 9))

@@ -13,7 +13,7 @@ from pathlib import Path
 from ncf.data import Columns, Interactions, read_interactions
 from ncf.errors import DataError
 
-from .config import Channel
+from .train_config import Channel
 
 
 def read_channel(channel: Channel, columns: Columns) -> Interactions:

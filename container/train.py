@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 from ncf.errors import ArtifactError, ConfigError, DataError, Interrupted, NCFError, UnknownIdError
 
-from .config import TrainJob
+from .train_config import TrainJob
 from .paths import SageMakerPaths
 
 log = logging.getLogger("container.train")

@@ -1,0 +1,100 @@
+"""The Flask application: `/ping`, `/execution-parameters`, `/invocations`.
+
+`create_app(recommender, config)` builds it around any loaded model (tests pass their own); gunicorn calls
+`from_environment()`, which loads the model from `/opt/ml/model` once, in the master before workers fork. A
+model that cannot be loaded does not crash the server into a restart loop: `/ping` answers 503 with the
+reason, and the log says it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from ncf.errors import NCFError
+from ncf.recommender import Recommender
+
+from . import codecs
+from .errors import BadRequest, NotReady, PayloadTooLarge, as_http_error
+from .invocations import Options, answer
+from .serve_config import ServeConfig
+
+log = logging.getLogger("container.app")
+
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+def _json(body: dict, status: int) -> Response:
+    return Response(json.dumps(body), status=status, mimetype=codecs.JSON)
+
+
+def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None) -> Flask:
+    """An app serving `recommender`; with None, every route but `/ping`'s 503 answers 503 with `problem`."""
+    app = Flask("ncf")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_payload_mb * 1024 * 1024  # checked before the body is read
+    defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
+    not_ready = problem or "model not loaded"
+    ping_ok = _json({"status": "ok"}, 200).get_data()
+    execution_parameters = json.dumps({
+        "MaxConcurrentTransforms": config.max_concurrent_transforms,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": config.max_payload_mb,
+    })
+
+    @app.get("/ping")
+    def ping():
+        if recommender is None:
+            return _json({"status": "unavailable", "error": not_ready}, 503)
+        return Response(ping_ok, status=200, mimetype=codecs.JSON)
+
+    @app.get("/execution-parameters")
+    def parameters():
+        return Response(execution_parameters, status=200, mimetype=codecs.JSON)
+
+    @app.post("/invocations")
+    def invocations():
+        if recommender is None:
+            raise NotReady(not_ready)
+        request_type = codecs.media_type(request.headers.get("Content-Type"))
+        response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
+        length = request.content_length
+        if length is not None and length > app.config["MAX_CONTENT_LENGTH"]:
+            raise PayloadTooLarge(f"body of {length} bytes is over the {config.max_payload_mb} MB limit")
+        records = codecs.DECODERS[request_type](request.get_data(cache=False))
+        options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
+        responses = answer(recommender, records, options)
+        if request_type != codecs.JSONLINES and "error" in responses[0]:
+            raise BadRequest(responses[0]["error"])
+        return Response(codecs.ENCODERS[response_type](responses), status=200, mimetype=response_type)
+
+    @app.errorhandler(Exception)
+    def render(error: Exception):
+        if isinstance(error, HTTPException):
+            status = 413 if error.code == 413 else (error.code or 500)
+            message = (f"body is over the {config.max_payload_mb} MB limit" if status == 413
+                       else error.description or error.name)
+            return _json({"error": message}, status)
+        http = as_http_error(error)
+        if http is None:
+            log.exception("internal error answering %s %s", request.method, request.path)
+            return _json({"error": "internal error; see the endpoint's log"}, 500)
+        return _json({"error": http.message}, http.status)
+
+    return app
+
+
+def from_environment() -> Flask:
+    """The app gunicorn serves: settings from the environment, the model from the model folder."""
+    config = ServeConfig.from_env(os.environ)
+    try:
+        recommender = Recommender.load(config.model_dir)
+    except (NCFError, OSError, ValueError) as error:
+        log.error("model not loaded from %s: %s", config.model_dir, error)
+        return create_app(None, config, problem=f"model not loaded from {config.model_dir}: {error}")
+    log.info("model loaded from %s: %s, %d users, %d items", config.model_dir, recommender.metadata.get("kind"),
+             len(recommender.users), len(recommender.items))
+    return create_app(recommender, config)

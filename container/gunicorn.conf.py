@@ -1,0 +1,51 @@
+"""gunicorn's settings for `serve`: the one place they live.
+
+Values come from `ServeConfig` (SageMaker's environment variables). Loaded by `serve` as
+`gunicorn -c container/gunicorn.conf.py`.
+"""
+
+import logging
+import os
+
+from container.serve_config import ServeConfig
+
+_config = ServeConfig.from_env(os.environ)
+# The app's own log lines (model loaded, internal errors) go to stderr beside gunicorn's.
+logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+
+# SageMaker sends requests to 8080, or to SAGEMAKER_BIND_TO_PORT in inference pipelines.
+bind = f"0.0.0.0:{_config.port}"
+# Default: one worker per CPU; SAGEMAKER_MODEL_SERVER_WORKERS overrides.
+workers = _config.workers
+# Sync workers: one request at a time each; scoring is numpy and holds the CPU, so threads would not help.
+worker_class = "sync"
+# A request slower than SageMaker's own 60 s invocation limit is lost anyway: recycle the worker.
+timeout = _config.timeout
+# SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests within 25 s.
+graceful_timeout = 25
+# Load the model once in the master, before fork, so all workers share one copy (copy-on-write pages).
+# Safe because the server never imports TensorFlow: the model is plain numpy arrays, no threads or sessions.
+preload_app = True
+wsgi_app = "container.app:from_environment()"
+# Bodies are limited by the app (MaxPayloadInMB); headers stay at gunicorn's defaults.
+accesslog = None
+# No runtime-management socket: nothing on an endpoint would use it, and $HOME may be read-only.
+control_socket_disable = True
+errorlog = "-"
+loglevel = "info"
+
+
+def when_ready(server):
+    server.log.info("serving on %s with %d workers (timeout %d s, payload %d MB)", bind, workers, timeout,
+                    _config.max_payload_mb)
+
+
+def post_fork(server, worker):
+    # Each worker scores on one core; several BLAS threads per worker would fight over the same CPUs.
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    server.log.info("worker %d ready", worker.pid)

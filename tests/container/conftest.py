@@ -1,0 +1,24 @@
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, ratings):
+    """A small NeuMF trained on the synthetic ratings, saved as a model folder (no SavedModel: not needed)."""
+    from ncf import artifacts
+    from ncf.data import Interactions
+    from ncf.dataset import prepare
+    from ncf.training import TrainConfig, fit, to_artifact
+
+    data = prepare(Interactions(ratings.userId.to_numpy(), ratings.movieId.to_numpy(), None,
+                                ratings.timestamp.to_numpy()))
+    result = fit(data, TrainConfig(factors=8, mlp_layers=(16, 8), epochs=2, batch_size=256), on_epoch=lambda e: None)
+    path = tmp_path_factory.mktemp("opt_ml") / "model"
+    artifacts.save(path, to_artifact(result, data, extra={"threshold": 0.5}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def recommender(model_dir):
+    from ncf.recommender import Recommender
+
+    return Recommender.load(model_dir)

@@ -1,0 +1,212 @@
+"""The HTTP contract of /ping, /execution-parameters and /invocations, through the application factory."""
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from container.app import create_app
+from container.serve_config import ServeConfig
+
+
+@pytest.fixture(scope="module")
+def client(recommender, model_dir):
+    app = create_app(recommender, ServeConfig(model_dir=model_dir, max_payload_mb=1, max_concurrent_transforms=3))
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def ids(recommender):
+    users = recommender.users.decode(range(len(recommender.users)))
+    items = recommender.items.decode(range(len(recommender.items)))
+    return users, items
+
+
+def post(client, body, content_type="application/json", accept=None, headers=None):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post("/invocations", data=data, content_type=content_type,
+                       headers={**({"Accept": accept} if accept else {}), **(headers or {})})
+
+
+def test_ping_is_200_when_the_model_is_loaded(client):
+    response = client.get("/ping")
+    assert response.status_code == 200 and response.json == {"status": "ok"}
+
+
+def test_ping_is_503_with_the_reason_when_no_model_is_loaded(model_dir):
+    app = create_app(None, ServeConfig(model_dir=model_dir), problem="model not loaded from /x: missing")
+    client = app.test_client()
+    assert client.get("/ping").status_code == 503
+    assert "missing" in client.get("/ping").json["error"]
+    assert post(client, {"user": 1}).status_code == 503
+
+
+def test_execution_parameters_announce_multi_record_batches(client):
+    assert client.get("/execution-parameters").json == {
+        "MaxConcurrentTransforms": 3, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 1}
+
+
+def test_pairs_are_scored_in_the_tf_serving_row_format(client, ids, recommender):
+    users, items = ids
+    response = post(client, {"instances": [{"user": users[0], "item": items[0]}, {"user": str(users[1]), "item": items[1]}]})
+    assert response.status_code == 200
+    predictions = response.json["predictions"]
+    expected = recommender.score(users[:2], items[:2])
+    assert [p["score"] for p in predictions] == pytest.approx(expected, abs=1e-6)
+    assert [p["like"] for p in predictions] == [bool(s >= 0.5) for s in expected]
+
+
+def test_pairs_are_scored_in_the_columnar_format_with_a_per_request_threshold(client, ids):
+    users, items = ids
+    response = post(client, {"inputs": {"user": users[:3], "item": items[:3]}, "threshold": 0.0})
+    assert response.json["outputs"]["like"] == [True, True, True] and len(response.json["outputs"]["score"]) == 3
+
+
+def test_custom_attributes_carry_request_options(client, ids):
+    users, items = ids
+    response = post(client, {"inputs": {"user": users[:2], "item": items[:2]}},
+                    headers={"X-Amzn-SageMaker-Custom-Attributes": "threshold=1.0,trace=abc"})
+    assert response.json["outputs"]["like"] == [False, False]
+    got = post(client, {"user": users[0]}, headers={"X-Amzn-SageMaker-Custom-Attributes": "k=3"})
+    assert len(got.json["itemList"]) == 3
+
+
+def test_recommendations_look_like_personalize_and_exclude_seen_items(client, ids, recommender):
+    users, _ = ids
+    response = post(client, {"user": users[0], "k": 5})
+    body = response.json
+    assert body["fallback"] is False and body["user"] == users[0] and len(body["itemList"]) == 5
+    assert set(body["itemList"][0]) == {"itemId", "score"}
+    seen = set(recommender.items.decode(recommender.artifact.seen.row(0)))
+    assert not seen & {entry["itemId"] for entry in body["itemList"]}
+    excluded = post(client, {"user": users[0], "k": 5, "exclude": [body["itemList"][0]["itemId"]]}).json
+    assert [e["itemId"] for e in excluded["itemList"]][:4] == [e["itemId"] for e in body["itemList"]][1:]
+    kept = post(client, {"user": users[0], "k": 500, "exclude_seen": False}).json
+    assert seen & {entry["itemId"] for entry in kept["itemList"]}
+
+
+def test_an_unknown_user_gets_popular_items_flagged(client):
+    body = post(client, {"user": "someone-new", "k": 4}).json
+    assert body["fallback"] is True and len(body["itemList"]) == 4
+
+
+def test_similar_items_never_include_the_item_itself(client, ids):
+    _, items = ids
+    body = post(client, {"item": items[3], "k": 6}).json
+    assert body["item"] == items[3] and len(body["itemList"]) == 6
+    assert items[3] not in [e["itemId"] for e in body["itemList"]]
+
+
+def test_json_lines_answer_one_line_per_record_in_order_with_errors_in_place(client, ids):
+    users, items = ids
+    lines = [json.dumps({"user": users[0], "k": 2}), "{not json", json.dumps({"item": items[0], "k": 2}),
+             json.dumps({"user": users[1], "k": 2}), json.dumps({"item": "no-such-item"})]
+    response = post(client, "\n".join(lines) + "\n", content_type="application/jsonlines")
+    assert response.status_code == 200 and response.mimetype == "application/jsonlines"
+    out = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert len(out) == 5
+    assert out[0]["user"] == users[0] and out[3]["user"] == users[1] and out[2]["item"] == items[0]
+    assert "line 2: not valid JSON" in out[1]["error"]
+    assert out[4] == {"error": "unknown item id: 'no-such-item'"}
+
+
+def test_a_batch_of_many_users_matches_one_by_one_answers(client, ids):
+    users, _ = ids
+    body = "".join(json.dumps({"user": u, "k": 3}) + "\n" for u in users[:40])
+    batch = [json.loads(line) for line in post(client, body, "application/jsonlines").get_data(as_text=True).splitlines()]
+    assert batch[7] == post(client, {"user": users[7], "k": 3}).json
+
+
+def test_csv_rows_of_pairs_get_one_score_per_line(client, ids, recommender):
+    users, items = ids
+    body = f"user,item\n{users[0]},{items[0]}\n{users[1]},{items[1]}\n"
+    response = post(client, body, content_type="text/csv")
+    assert response.mimetype == "text/csv"
+    scores = [float(line) for line in response.get_data(as_text=True).splitlines()]
+    assert scores == pytest.approx(recommender.score(users[:2], items[:2]), abs=1e-6)
+    as_json = post(client, body, content_type="text/csv", accept="application/json")
+    assert len(as_json.json["outputs"]["score"]) == 2
+
+
+@pytest.mark.parametrize("accept, expected", [
+    ("*/*", "application/json"), (None, "application/json"), ("application/jsonlines", "application/jsonlines"),
+    ("text/html;q=0.9, text/csv", "text/csv"), ("application/*", "application/json"),
+])
+def test_accept_picks_the_response_type(client, ids, accept, expected):
+    assert post(client, {"user": ids[0][0]}, accept=accept).mimetype == expected
+
+
+def test_an_unsupported_accept_is_406_and_content_type_415(client, ids):
+    response = post(client, {"user": ids[0][0]}, accept="image/png")
+    assert response.status_code == 406 and "image/png" in response.json["error"]
+    response = post(client, "<user/>", content_type="application/xml")
+    assert response.status_code == 415 and "application/xml" in response.json["error"]
+
+
+def test_a_body_over_the_limit_is_413_before_parsing(client):
+    response = post(client, b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413 and "1 MB" in response.json["error"]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("{", "not valid JSON"),
+    ('{"user": NaN}', "NaN is not valid JSON"),
+    ('{"user": 1, "user": 2}', "duplicate key 'user'"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON|nested too deeply"),
+    ("[1, 2]", "expected a JSON object"),
+    ({"user": 1, "k": 0}, "k must be an integer from 1 to 1000"),
+    ({"user": 1, "k": 10**9}, "k must be an integer from 1 to 1000"),
+    ({"user": 1, "k": "ten"}, "k must be an integer"),
+    ({"user": [1]}, "user must be a string or an integer"),
+    ({"user": True}, "user must be a string or an integer"),
+    ({"user": 1, "kk": 3}, r"unknown field\(s\) \['kk'\]"),
+    ({"user": 1, "item": 2}, "not both 'user' and 'item'"),
+    ({}, "a request needs"),
+    ({"instances": []}, "non-empty list"),
+    ({"instances": [{"user": 1}]}, r"instances\[0\] must be an object with exactly 'user' and 'item'"),
+    ({"inputs": {"user": [1, 2], "item": [1]}}, "same length"),
+    ({"instances": [{"user": 1, "item": 2}], "threshold": 2}, "threshold must be a number from 0 to 1"),
+    ({"user": 1, "exclude": "abc"}, "'exclude' must be a list"),
+])
+def test_bad_requests_are_400_with_a_json_message(client, body, message):
+    import re
+
+    response = post(client, body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert re.search(message, response.json["error"])
+
+
+def test_unknown_ids_in_pairs_are_400_naming_them(client, ids):
+    response = post(client, {"instances": [{"user": ids[0][0], "item": "nope"}]})
+    assert response.status_code == 400 and response.json["error"] == "unknown item id: 'nope'"
+
+
+def test_bad_csv_is_400(client):
+    assert post(client, "1,2,3\n", content_type="text/csv").status_code == 400
+    assert post(client, b"\xff\xfe", content_type="text/csv").status_code == 400
+
+
+def test_unknown_routes_and_methods_answer_json(client):
+    assert client.get("/nope").status_code == 404 and "error" in client.get("/nope").json
+    assert client.get("/invocations").status_code == 405
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+requests_like = st.fixed_dictionaries({}, optional={
+    "user": json_values, "item": json_values, "k": json_values, "exclude": json_values, "threshold": json_values,
+    "exclude_seen": json_values, "instances": json_values, "inputs": json_values})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(requests_like, json_values), content_type=st.sampled_from(
+    ["application/json", "application/jsonlines", "text/csv"]))
+def test_no_request_body_causes_a_server_error(client, body, content_type):
+    data = json.dumps(body) if content_type != "text/csv" else str(body)
+    response = post(client, data, content_type=content_type)
+    assert response.status_code in (200, 400), response.get_data(as_text=True)
+    assert response.status_code == 200 or "error" in response.json

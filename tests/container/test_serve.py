@@ -1,0 +1,153 @@
+"""`serve` as SageMaker runs it: the real gunicorn and Flask, as a process on loopback."""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.container.opt_ml import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, timeout=10):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read()
+    finally:
+        connection.close()
+
+
+class Server:
+    def __init__(self, base_dir, **env):
+        self.port = free_port()
+        environment = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
+                       "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **env}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from container.serve import main; main()"], cwd=ROOT, env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def wait_until_listening(self, timeout=30.0) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve exited with {self.process.returncode}: {self.process.stdout.read()}")
+            try:
+                request(self.port, "GET", "/ping", timeout=1)
+                return time.monotonic() - start
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("serve did not listen in time")
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def opt_ml(tmp_path, model_dir):
+    shutil.copytree(model_dir, tmp_path / "model")
+    return tmp_path
+
+
+@pytest.fixture
+def server(opt_ml):
+    s = Server(opt_ml)
+    s.wait_until_listening()
+    yield s
+    s.stop()
+
+
+def test_serve_answers_ping_and_every_kind_of_request(server, recommender):
+    status, kind, body = request(server.port, "GET", "/ping")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    user = recommender.users.decode([0])[0]
+    item = recommender.items.decode([0])[0]
+    status, kind, body = request(server.port, "POST", "/invocations", json.dumps({"user": user, "k": 3}),
+                                 {"Content-Type": "application/json"})
+    assert status == 200 and kind == "application/json" and len(json.loads(body)["itemList"]) == 3
+    lines = f'{{"user": {json.dumps(user)}}}\n{{"item": {json.dumps(item)}}}\n'
+    status, kind, body = request(server.port, "POST", "/invocations", lines, {"Content-Type": "application/jsonlines"})
+    assert status == 200 and len(body.decode().splitlines()) == 2
+    status, kind, body = request(server.port, "POST", "/invocations", f"{user},{item}\n", {"Content-Type": "text/csv"})
+    assert status == 200 and kind.startswith("text/csv") and 0 <= float(body) <= 1
+
+
+def test_the_environment_sets_workers_and_payload_limit(opt_ml):
+    server = Server(opt_ml, SAGEMAKER_MODEL_SERVER_WORKERS="3", SAGEMAKER_MAX_PAYLOAD_IN_MB="2",
+                    SAGEMAKER_MAX_CONCURRENT_TRANSFORMS="5")
+    try:
+        server.wait_until_listening()
+        status, _, body = request(server.port, "GET", "/execution-parameters")
+        assert json.loads(body) == {"MaxConcurrentTransforms": 5, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 2}
+        status, _, body = request(server.port, "POST", "/invocations", b"x" * (2 * 1024 * 1024 + 10),
+                                  {"Content-Type": "application/json"})
+        assert status == 413
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)
+            if len(children.stdout.split()) == 3:
+                break
+            time.sleep(0.1)
+        assert len(children.stdout.split()) == 3
+    finally:
+        server.stop()
+
+
+def test_a_missing_model_gives_503_with_the_reason_and_the_server_stays_up(tmp_path):
+    server = Server(tmp_path)
+    try:
+        server.wait_until_listening()
+        status, _, body = request(server.port, "GET", "/ping")
+        assert status == 503 and "does not exist" in json.loads(body)["error"]
+        time.sleep(1)
+        assert server.process.poll() is None
+        assert request(server.port, "GET", "/ping")[0] == 503
+    finally:
+        server.stop()
+
+
+def test_a_model_of_another_format_version_is_refused_clearly(opt_ml):
+    meta = json.loads((opt_ml / "model" / "metadata.json").read_text())
+    (opt_ml / "model" / "metadata.json").write_text(json.dumps({**meta, "format_version": 7}))
+    server = Server(opt_ml)
+    try:
+        server.wait_until_listening()
+        status, _, body = request(server.port, "GET", "/ping")
+        assert status == 503 and "format version 7; this library reads version 1" in json.loads(body)["error"]
+    finally:
+        server.stop()
+
+
+def test_sigterm_drains_and_exits_well_within_thirty_seconds(server):
+    server.process.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    code = server.process.wait(timeout=30)
+    assert time.monotonic() - start < 30 and code == 0
+
+
+def test_a_bad_environment_variable_stops_serve_with_its_name(tmp_path):
+    out = subprocess.run([sys.executable, "-c", "from container.serve import main; main()"], cwd=ROOT,
+                         env={**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "SAGEMAKER_MODEL_SERVER_WORKERS": "many"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many' is not an integer" in out.stderr
+
+
+def test_the_server_never_imports_tensorflow(server):
+    pid = server.process.pid
+    maps = open(f"/proc/{pid}/maps").read()
+    assert "tensorflow" not in maps and "_pywrap_tensorflow" not in maps

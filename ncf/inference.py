@@ -15,8 +15,9 @@ import numpy as np
 
 from .errors import ArtifactError
 
-#: Rows of `[users x items]` scored per block, bounding memory (`[block, hidden]` float32 per MLP layer).
-BLOCK_PAIRS = 1 << 20
+#: Pairs pushed through the MLP per block. Small enough that a block's `[pairs, hidden]` activations stay in
+#: cache: top-10 for 600 ml-latest-small users took 3.7 ms/user with 2^20 pairs per block, 1.3 with 2^14.
+BLOCK_PAIRS = 1 << 14
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -69,10 +70,16 @@ class NumpyScorer:
             self.mlp_out = head[offset:]
 
     def _mlp(self, hidden: np.ndarray) -> np.ndarray:
-        """`[..., h0]` pre-activation of the first layer -> `[...]` contribution to the logit."""
-        x = np.maximum(hidden, 0.0)
+        """`[..., h0]` pre-activation of the first layer -> `[...]` contribution to the logit.
+
+        Works in place (`hidden` is overwritten): on a top-k over ml-latest-small's 9,724 items the
+        temporaries of out-of-place ReLUs cost about a third of the MLP's time.
+        """
+        x = np.maximum(hidden, 0.0, out=hidden)
         for kernel, bias in self.layers:
-            x = np.maximum(x @ kernel + bias, 0.0)
+            x = x @ kernel
+            x += bias
+            np.maximum(x, 0.0, out=x)
         return x @ self.mlp_out
 
     def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

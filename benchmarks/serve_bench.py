@@ -1,0 +1,199 @@
+"""Serving speed of the real `serve` against two references, in one run, as a Markdown table.
+
+    .venv/bin/python benchmarks/serve_bench.py --ratings ../shared/data/ml-latest-small/ratings.csv
+
+Trains a model on the ratings (default hyperparameters, few epochs: speed does not depend on quality), then
+for each server — ours (`serve`), a no-op Flask route and the naive Keras `model.predict` server of AWS's
+examples, all under the same gunicorn settings (container/gunicorn.conf.py, 2 sync workers) — drives
+requests with wrk (Debian package `wrk`) on loopback and reports requests/s and p50/p99 latency. Also the
+time from start to the first 200 /ping, and memory (PSS, shared pages counted once) with 1 and 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONFIG = str(ROOT / "container" / "gunicorn.conf.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base: Path, app: str | None, workers: int, extra_env: dict | None = None):
+        self.port = free_port()
+        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(self.port),
+               "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "PYTHONPATH": str(ROOT), **(extra_env or {})}
+        command = [sys.executable, "-m", "gunicorn", "-c", CONFIG] + ([app] if app else [])
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.first_ping = self._wait()
+
+    def _wait(self) -> float:
+        while time.monotonic() - self.started < 120:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=1) as r:
+                    if r.status == 200:
+                        return time.monotonic() - self.started
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("server did not answer /ping")
+
+    def pss_mb(self) -> float:
+        pids = [self.process.pid] + [int(p) for p in subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()]
+        total = 0
+        for pid in pids:
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self):
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
+def wrk(port: int, bodies: list[str], content_type: str, connections: int, seconds: int) -> dict:
+    """wrk on loopback cycling through `bodies` (different users and items, so no answer repeats)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'local headers = {{["Content-Type"] = {json.dumps(content_type)}}}\n')
+        script.write("local bodies = {" + ",".join(json.dumps(b) for b in bodies) + "}\n")
+        script.write("local n = 0\n"
+                     "request = function()\n"
+                     "  n = n % #bodies + 1\n"
+                     '  return wrk.format("POST", "/invocations", headers, bodies[n])\n'
+                     "end\n")
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "60s", "--latency",
+                          "-s", script.name, f"http://127.0.0.1:{port}/invocations"],
+                         capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+
+    def latency(percent: str) -> float:
+        value, unit = re.search(rf"^\s+{percent}%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M).groups()
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)), "p50_ms": latency("50"),
+            "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ratings", required=True)
+    p.add_argument("--seconds", type=int, default=8, help="per measurement")
+    p.add_argument("--model", default="neumf", help="model kind to serve (neumf, gmf, mlp, mf)")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("serve_bench.py needs wrk: apt-get install wrk")
+
+    from ncf import artifacts
+    from ncf.data import read_interactions
+    from ncf.dataset import prepare
+    from ncf.training import TrainConfig, fit, to_artifact
+
+    base = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    data = prepare(read_interactions(args.ratings))
+    result = fit(data, TrainConfig(model=args.model, epochs=3), on_epoch=lambda e: None)
+    artifacts.save(base / "model", to_artifact(result, data))
+    result.model.save(base / "model" / "model.keras")
+
+    users = data.users.decode(range(data.n_users))
+    items = data.items.decode(range(data.n_items))
+    rng = random.Random(0)
+    one_pair = [json.dumps({"instances": [{"user": rng.choice(users), "item": rng.choice(items)}]})
+                for _ in range(200)]
+    hundred = [json.dumps({"instances": [{"user": rng.choice(users), "item": rng.choice(items)} for _ in range(100)]})
+               for _ in range(20)]
+    top10 = [json.dumps({"user": u, "k": 10}) for u in users[:200]]
+    batch = ["".join(json.dumps({"user": users[n % len(users)], "k": 10}) + "\n" for n in range(1000))]
+    scenarios = {
+        "one pair": (one_pair, "application/json"),
+        "100 pairs": (hundred, "application/json"),
+        "top-10 recommend": (top10, "application/json"),
+        "JSON Lines, 1,000 users": (batch, "application/jsonlines"),
+    }
+    rows = []
+
+    def measure(server_name: str, server: Server, name: str, bodies: list[str], kind: str):
+        for connections in (1, 4):
+            r = wrk(server.port, bodies, kind, connections, args.seconds)
+            rows.append({"server": server_name, "request": name, "connections": connections, **r})
+            print(f"{server_name} / {name} / c={connections}: {r}", file=sys.stderr)
+
+    ours = Server(base, None, 2)
+    startup = {"first_ping_s": ours.first_ping, "pss_2_workers_mb": ours.pss_mb()}
+    for name, (body, kind) in scenarios.items():
+        measure("serve", ours, name, body, kind)
+    ours.stop()
+    single = Server(base, None, 1)
+    startup["pss_1_worker_mb"] = single.pss_mb()
+    single.stop()
+
+    noop = Server(base, "benchmarks.reference_apps:noop_app()", 2)
+    measure("no-op Flask", noop, "one pair", one_pair, "application/json")
+    noop.stop()
+
+    naive = Server(base, "benchmarks.reference_apps:keras_app()", 2, {"NAIVE_MODEL_DIR": str(base / "model")})
+    for name in ("one pair", "top-10 recommend"):
+        bodies, kind = scenarios[name]
+        for _ in range(10):  # load the model in both workers, and trace predict, before measuring
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{naive.port}/invocations",
+                                                          bodies[_ % len(bodies)].encode(), {"Content-Type": kind}), timeout=60).read()
+        measure("naive Keras predict", naive, name, bodies, kind)
+    naive.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+    def find(server, request, connections):
+        return next(r for r in rows if r["server"] == server and r["request"] == request
+                    and r["connections"] == connections)
+
+    print("\n| server | request | connections | requests/s | p50 ms | p99 ms | non-2xx |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['server']} | {r['request']} | {r['connections']} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | "
+              f"{r['p99_ms']:.2f} | {r['non_2xx']} |")
+    floor = find("no-op Flask", "one pair", 4)["rps"]
+    ratios = {
+        "one pair / no-op (c=4)": find("serve", "one pair", 4)["rps"] / floor,
+        "top-10 / no-op (c=4)": find("serve", "top-10 recommend", 4)["rps"] / floor,
+        "p50 one pair - no-op p50 (c=1), ms": find("serve", "one pair", 1)["p50_ms"]
+        - find("no-op Flask", "one pair", 1)["p50_ms"],
+        "one pair / naive (c=4)": find("serve", "one pair", 4)["rps"] / find("naive Keras predict", "one pair", 4)["rps"],
+        "top-10 / naive (c=4)": find("serve", "top-10 recommend", 4)["rps"]
+        / find("naive Keras predict", "top-10 recommend", 4)["rps"],
+        "first 200 /ping after start, s": startup["first_ping_s"],
+        "PSS 2 workers / 1 worker": startup["pss_2_workers_mb"] / startup["pss_1_worker_mb"],
+    }
+    print("\n| ratio or figure | value |\n|---|---:|")
+    for name, value in ratios.items():
+        print(f"| {name} | {value:.2f} |")
+    print(f"\nPSS: {startup['pss_1_worker_mb']:.0f} MB with 1 worker, {startup['pss_2_workers_mb']:.0f} MB with 2")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "ratios": ratios, "startup": startup}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,6 @@ python=${PYTHON:-python3}
 "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
   || { echo "setup.sh: Python 3.11 is required (the image's runtime); set PYTHON=/path/to/python3.11" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/image.lock
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/image-cpu.lock
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/test.lock
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .

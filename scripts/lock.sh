@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Re-resolves the lock files (with hashes) after a change to pyproject.toml or requirements/test.in.
+# The image is linux/x86_64 with Python 3.11; test tools are constrained to the image's versions.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+uv=${UV:-.venv/bin/uv}
+common=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header)
+"$uv" pip compile pyproject.toml --extra cpu "${common[@]}" -o requirements/image-cpu.lock
+"$uv" pip compile pyproject.toml --extra gpu "${common[@]}" -o requirements/image-gpu.lock
+"$uv" pip compile requirements/test.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/test.lock

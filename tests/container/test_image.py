@@ -1,0 +1,121 @@
+"""The train and serve contracts again, against the built image, run as SageMaker runs it.
+
+Needs a Docker engine. Without one these tests skip, saying why; with NCF_REQUIRE_DOCKER=1 (CI) a missing
+engine or image is a failure instead. NCF_IMAGE names a prebuilt image; otherwise the fixture builds one.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.container.opt_ml import ROOT, lay_out
+from tests.container.test_serve import free_port, request
+
+REQUIRED = os.environ.get("NCF_REQUIRE_DOCKER") == "1"
+
+
+def docker(*args, timeout=600, check=False):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="module")
+def image():
+    problem = None
+    if shutil.which("docker") is None:
+        problem = "docker is not installed"
+    elif docker("info", timeout=30).returncode != 0:
+        problem = "no Docker engine is running"
+    if problem:
+        if REQUIRED:
+            pytest.fail(f"NCF_REQUIRE_DOCKER=1 but {problem}")
+        pytest.skip(f"image tests need Docker: {problem}")
+    tag = os.environ.get("NCF_IMAGE")
+    if tag is None:
+        tag = "ncf-sagemaker:test"
+        built = subprocess.run([str(ROOT / "scripts" / "build_image.sh"), tag], capture_output=True, text=True,
+                               timeout=3600)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert docker("image", "inspect", tag, timeout=30).returncode == 0, f"image {tag} does not exist"
+    return tag
+
+
+def csv_bytes(frame):
+    return frame.to_csv(index=False).encode()
+
+
+def test_the_image_declares_what_sagemaker_reads(image):
+    config = json.loads(docker("image", "inspect", image, "--format", "{{json .Config}}", check=True).stdout)
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Cmd"] == ["train"]
+    listing = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
+                     "find / -xdev \\( -name 'ratings.csv' -o -name 'u.data' -o -name 'tests' -path '*program*' \\) "
+                     "2>/dev/null; ls /opt/program", check=True).stdout
+    assert "ratings.csv" not in listing and "u.data" not in listing and "tests" not in listing.split()
+
+
+def test_train_in_the_container_writes_the_model_onto_the_volume(image, tmp_path, ratings):
+    root = lay_out(tmp_path / "opt_ml", {"train": {"ratings.csv": csv_bytes(ratings)}}, {"model": '"mf"'})
+    out = docker("run", "--rm", "-v", f"{root}:/opt/ml", image, "train")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert (root / "model" / "metadata.json").is_file() and (root / "model" / "saved_model").is_dir()
+    assert "test:hr@10=" in out.stdout and (root / "output" / "data" / "metrics.json").is_file()
+
+
+def test_a_failing_job_leaves_its_reason_on_the_volume(image, tmp_path, ratings):
+    root = lay_out(tmp_path / "opt_ml", {"train": {"ratings.csv": csv_bytes(ratings)}}, {"epochs": "lots"})
+    out = docker("run", "--rm", "-v", f"{root}:/opt/ml", image, "train")
+    assert out.returncode == 2
+    assert "hyperparameter 'epochs' = 'lots'" in (root / "output" / "failure").read_text()
+
+
+def test_serve_in_the_container_answers_and_stops_within_the_grace_period(image, tmp_path, model_dir, recommender):
+    shutil.copytree(model_dir, tmp_path / "model")
+    port = free_port()
+    started = docker("run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{tmp_path / 'model'}:/opt/ml/model",
+                     "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2", image, "serve", check=True)
+    container = started.stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _, body = request(port, "GET", "/ping", timeout=2)
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, docker("logs", container).stderr[-3000:]
+            time.sleep(0.2)
+        user = recommender.users.decode([0])[0]
+        status, _, body = request(port, "POST", "/invocations", json.dumps({"user": user, "k": 4}),
+                                  {"Content-Type": "application/json"})
+        assert status == 200 and len(json.loads(body)["itemList"]) == 4
+        start = time.monotonic()
+        docker("stop", "-t", "30", container, check=True)
+        assert time.monotonic() - start < 30
+        state = json.loads(docker("inspect", container, "--format", "{{json .State}}", check=True).stdout)
+        assert state["ExitCode"] == 0, state
+    finally:
+        docker("rm", "-f", container)
+
+
+def test_serve_without_a_model_pings_503_and_stays_up(image, tmp_path):
+    (tmp_path / "empty").mkdir()
+    port = free_port()
+    container = docker("run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{tmp_path / 'empty'}:/opt/ml/model",
+                       image, "serve", check=True).stdout.strip()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _, body = request(port, "GET", "/ping", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert status == 503 and "metadata.json" in json.loads(body)["error"]
+    finally:
+        docker("rm", "-f", container)

@@ -94,7 +94,11 @@ def run(job: TrainJob, should_stop=None) -> dict:
     candidates = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
     scorer = NumpyScorer(hp.train.model, export_weights(result.model))
     test = evaluate_candidates(keras_scorer(result.model), candidates, threshold=hp.threshold)
-    test["accuracy"] = test.pop(f"accuracy@{hp.threshold:g}")
+    if test:
+        test["accuracy"] = test.pop(f"accuracy@{hp.threshold:g}")
+    else:
+        log.warning("no test row can be evaluated (users need more than test_k=%d interactions and 99 unseen "
+                    "items): the model is trained and saved without test metrics", hp.test_k)
     test.update({f"full_{k}": v for k, v in evaluate_full_ranking(
         lambda users, k: top_k_unseen(scorer.all_items(users).astype(float), users, dataset.train_seen, k),
         dataset.test, dataset.n_items).items()})
@@ -111,8 +115,9 @@ def run(job: TrainJob, should_stop=None) -> dict:
         "train_samples_per_s": result.throughput(),
         "data": dataset.statistics(),
     }
-    print(" ".join(f"test:{k}={v:.4f}" for k, v in test.items()), flush=True)
-    print(" ".join(f"popularity:{k}={v:.4f}" for k, v in popularity.items()), flush=True)
+    for name, values in (("test", test), ("popularity", popularity)):
+        if values:
+            print(" ".join(f"{name}:{k}={v:.4f}" for k, v in values.items()), flush=True)
 
     if job.resources.is_chief:
         artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})

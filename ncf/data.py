@@ -178,7 +178,21 @@ def _open_text(path: Path, compression: str | None) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
 
 
+def _check_text(path: Path, compression: str | None) -> None:
+    """Refuse what is not UTF-8 text before pandas reads it as garbage rows."""
+    try:
+        with (gzip.open(path, "rb") if compression == "gzip" else open(path, "rb")) as f:
+            head = f.read(8192)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot be decompressed ({e})") from e
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path}: text is UTF-16; save it as UTF-8")
+    if b"\x00" in head:
+        raise DataError(f"{path}: binary data, not delimited text or Parquet")
+
+
 def _first_line(path: Path, compression: str | None) -> str:
+    _check_text(path, compression)
     try:
         with _open_text(path, compression) as f:
             for line in f:

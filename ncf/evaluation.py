@@ -68,7 +68,9 @@ def evaluate_candidates(
     score: Scorer, candidates: Candidates, k: int = 10, *, probabilities: bool = True, threshold: float = 0.5
 ) -> dict[str, float]:
     """HR@k and NDCG@k (LOO-99 and the seed protocol); when scores are probabilities, also
-    `accuracy@<threshold>`: the share of held-out positives predicted as liked."""
+    `accuracy@<threshold>`: the share of held-out positives predicted as liked. No candidates, no metrics."""
+    if len(candidates) == 0:
+        return {}
     scores = score_candidates(score, candidates)
     ranks = positive_ranks(scores)
     metrics = {f"hr@{k}": hit_rate(ranks, k), f"ndcg@{k}": ndcg(ranks, k)}
@@ -82,6 +84,9 @@ def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 1
 
     `top_k(users [u], k) -> [u, k]` must already exclude each user's training items.
     """
+    if len(held_out) == 0:
+        return {}
+    k = min(k, n_items)
     users, n_relevant = np.unique(held_out.user, return_counts=True)
     top = np.concatenate([top_k(users[s:s + 1024], k) for s in range(0, len(users), 1024)])
     held = SeenItems.from_pairs(held_out.user, held_out.item, int(users.max()) + 1, n_items)

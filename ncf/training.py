@@ -150,6 +150,10 @@ def fit(
     validation = None
     if dataset.validation is not None and len(dataset.validation):
         validation = draw_candidates(dataset.validation, dataset.seen, config.validation_negatives, config.seed)
+        if len(validation) == 0:
+            log.warning("no validation row can be ranked against %d negatives: no early stopping",
+                        config.validation_negatives)
+            validation = None
     sampler = NegativeSampler(dataset.train_seen)
     report = on_epoch or (lambda e: log.info("%s", e.line()))
     resume = checkpoint.load() if checkpoint is not None else None

@@ -58,3 +58,12 @@ def test_a_half_written_checkpoint_is_never_loaded(dataset, tmp_path):
     checkpoint.path.write_bytes(good[: len(good) // 2])
     assert checkpoint.load() is None
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_write_killed_before_its_rename_leaves_the_previous_checkpoint_loadable(dataset, tmp_path):
+    checkpoint = Checkpointer(tmp_path)
+    fit(dataset, TrainConfig(**{**CONFIG.to_dict(), "epochs": 1}), quiet, checkpoint=checkpoint)
+    # what a kill during np.savez leaves behind: a partial temporary file beside the real one
+    (tmp_path / f".{checkpoint.path.name}.tmp").write_bytes(b"PK\x03\x04 partial")
+    state = checkpoint.load()
+    assert state is not None and state.epoch == 1

@@ -1,0 +1,105 @@
+"""`train` under corrupt input and interruptions: a readable failure and a non-zero exit, never a hang,
+and an interrupted job that resumes to the model an uninterrupted one would have written."""
+
+import gzip
+import os
+import re
+import signal
+import subprocess
+import threading
+
+import numpy as np
+import pytest
+
+from tests.container.opt_ml import ROOT, env, lay_out, run_train, train_command
+from tests.container.test_train import csv_bytes, failure, train_in_process
+
+
+@pytest.mark.parametrize("name, files, message", [
+    ("truncated gzip", lambda good: {"r.gz": gzip.compress(good)[:400]}, r"r\.gz: cannot be decompressed"),
+    ("binary junk", lambda good: {"r.bin": bytes(range(256)) * 20}, r"r\.bin: binary data, not delimited text"),
+    ("UTF-16 text", lambda good: {"r.csv": good.decode().encode("utf-16")}, r"text is UTF-16; save it as UTF-8"),
+    ("header only", lambda good: {"r.csv": b"userId,movieId,rating,timestamp\n"}, r"none of its 1 files holds a row"),
+    ("a single column", lambda good: {"r.csv": b"17\n18\n"}, r"line 1 has one field"),
+    ("ragged rows", lambda good: {"r.csv": b"userId,movieId\n1,2\n3,4,5,6,7\n"}, r"not readable as delimited text"),
+    ("one bad file among many", lambda good: {**{f"part-{n:04d}.csv": b"userId,movieId\n1,2\n" for n in range(300)},
+                                              "part-9999.csv": b"userId,movieId\n1,\n"},
+     r"part-9999\.csv: line 2: item id is empty"),
+])
+def test_corrupt_input_ends_in_a_failure_file_and_exit_3(tmp_path, ratings, name, files, message):
+    root = lay_out(tmp_path, {"train": files(csv_bytes(ratings))}, {"model": "mf"})
+    assert train_in_process(root) == 3
+    assert re.search(message, failure(root)), failure(root)
+
+
+def test_thousands_of_tiny_files_are_read_as_one_channel(tmp_path, ratings):
+    bounds = np.linspace(0, len(ratings), 2001).astype(int)
+    files = {f"part-{n:05d}.csv": csv_bytes(ratings.iloc[a:b]) for n, (a, b) in enumerate(zip(bounds, bounds[1:]))}
+    root = lay_out(tmp_path, {"train": files}, {"model": "mf", "epochs": "1"})
+    assert train_in_process(root) == 0
+    assert (root / "model" / "metadata.json").exists()
+
+
+def test_ids_with_spaces_around_them_are_trimmed(tmp_path, ratings):
+    text = ratings.to_csv(index=False).replace(",", " , ")
+    root = lay_out(tmp_path, {"train": {"r.csv": text.encode()}}, {"model": "mf", "epochs": "1"})
+    assert train_in_process(root) == 0
+
+
+def test_an_empty_pipe_fails_fast_instead_of_hanging(tmp_path):
+    root = lay_out(tmp_path, {"train": {}}, {"model": "mf"}, mode="Pipe")
+    fifo = root / "input" / "data" / "train_0"
+    os.mkfifo(fifo)
+
+    def close_at_once():
+        with open(fifo, "wb"):
+            pass
+
+    threading.Thread(target=close_at_once, daemon=True).start()
+    out = run_train(root, timeout=120)
+    assert out.returncode == 3 and "train_0: file is empty" in failure(root)
+
+
+def test_a_read_only_data_channel_is_fine_as_fast_file_mode_presents_it(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf", "epochs": "1"}, mode="FastFile")
+    folder = root / "input" / "data" / "train"
+    (folder / "r.csv").chmod(0o444)
+    folder.chmod(0o555)
+    assert train_in_process(root) == 0
+
+
+def test_sigterm_during_data_loading_stops_and_the_next_run_completes(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf"}, checkpoints=True)
+    process = subprocess.Popen(train_command(), cwd=ROOT, env=env(root), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "data:" in line:  # the channel has been read; training has not begun
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=120) == 143 and failure(root).startswith("Stopped:")
+    assert run_train(root).returncode == 0
+
+
+def test_an_interrupted_and_resumed_job_writes_the_same_model_as_an_uninterrupted_one(tmp_path, ratings):
+    hyperparameters = {"model": "neumf", "epochs": "4", "batch_size": "64", "patience": "0", "dropout": "0.1"}
+    whole = lay_out(tmp_path / "whole", {"train": {"r.csv": csv_bytes(ratings)}}, hyperparameters)
+    assert run_train(whole).returncode == 0
+
+    cut = lay_out(tmp_path / "cut", {"train": {"r.csv": csv_bytes(ratings)}}, hyperparameters, checkpoints=True)
+    process = subprocess.Popen(train_command(), cwd=ROOT, env=env(cut), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "epoch=2/4" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=120) == 143
+    resumed = run_train(cut)
+    assert resumed.returncode == 0 and "resuming neumf from checkpoint" in resumed.stdout
+
+    a = np.load(whole / "model" / "weights.npz")
+    b = np.load(cut / "model" / "weights.npz")
+    assert sorted(a.files) == sorted(b.files)
+    for name in a.files:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)

@@ -31,6 +31,10 @@ RUN python3 -m pip install --no-deps --no-build-isolation . \
  && rm -rf build *.egg-info \
  && command -v train && command -v serve
 
+# serve's workers drop to this user (container/gunicorn.conf.py). train stays root: SageMaker mounts
+# /opt/ml owned by root, and the job must write model/, output/ and checkpoints/ there.
+RUN useradd --system --no-create-home --shell /usr/sbin/nologin ncf
+
 EXPOSE 8080
 # SageMaker passes `train` or `serve`; local mode of the SageMaker SDK runs the default, so it must be train.
 CMD ["train"]

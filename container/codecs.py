@@ -121,7 +121,10 @@ def decode_jsonlines(body: bytes) -> list[Record]:
 
 def decode_csv(body: bytes) -> list[Record]:
     """Rows of `user,item` (an optional `user,item` header) -> one pair-scoring request."""
-    rows = [row for row in csv.reader(io.StringIO(_text(body))) if row and any(cell.strip() for cell in row)]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(_text(body), newline="")) if row and any(c.strip() for c in row)]
+    except csv.Error as e:  # NUL bytes, a lone carriage return inside a field, ...
+        raise BadRequest(f"not valid CSV ({e})") from None
     if rows and [c.strip().lower() for c in rows[0]] == ["user", "item"]:
         rows = rows[1:]
     if not rows:

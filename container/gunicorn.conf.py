@@ -6,6 +6,7 @@ Values come from `ServeConfig` (SageMaker's environment variables). Loaded by `s
 
 import logging
 import os
+import pwd
 
 from container.serve_config import ServeConfig
 
@@ -28,6 +29,14 @@ graceful_timeout = 25
 preload_app = True
 wsgi_app = "container.app:from_environment()"
 # Bodies are limited by the app (MaxPayloadInMB); headers stay at gunicorn's defaults.
+# Workers answer requests as the image's unprivileged user `ncf` when started as root (the master keeps
+# root only to bind the port and to read the model before fork); without that user, nothing changes.
+try:
+    _worker_user = pwd.getpwnam("ncf") if os.getuid() == 0 else None
+except KeyError:
+    _worker_user = None
+if _worker_user is not None:
+    user, group = _worker_user.pw_uid, _worker_user.pw_gid
 accesslog = None
 # No runtime-management socket: nothing on an endpoint would use it, and $HOME may be read-only.
 control_socket_disable = True

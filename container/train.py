@@ -121,11 +121,11 @@ def run(job: TrainJob, should_stop=None) -> dict:
 
     if job.resources.is_chief:
         artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})
+        artifacts.save(job.model_dir, artifact, keras_model=result.model)
         try:
-            artifacts.save(job.model_dir, artifact, keras_model=result.model)
             write_outputs(job.output_data_dir, metrics, hp.to_dict(), result.history)
         except OSError as e:
-            raise ArtifactError(f"cannot write to {e.filename or job.model_dir}: {e.strerror}") from e
+            raise ArtifactError(f"cannot write to {e.filename or job.output_data_dir}: {e.strerror}") from e
         log.info("model written to %s", job.model_dir)
     return metrics
 

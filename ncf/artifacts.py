@@ -57,8 +57,16 @@ def _atomic(path: Path, write) -> None:
 
 
 def save(path: str | Path, artifact: ModelArtifact, keras_model=None) -> Path:
-    """Write the folder (created if missing); with `keras_model`, also the raw-id SavedModel."""
-    path = Path(path)
+    """Write the folder (created if missing); with `keras_model`, also the raw-id SavedModel.
+
+    A folder that cannot be written (read-only, disk full) raises `ArtifactError` naming the file."""
+    try:
+        return _save(Path(path), artifact, keras_model)
+    except OSError as e:
+        raise ArtifactError(f"cannot write to {e.filename or path}: {e.strerror or e}") from e
+
+
+def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     metadata = {**artifact.metadata, "format_version": FORMAT_VERSION, "kind": artifact.kind,
                 "users": len(artifact.users), "items": len(artifact.items)}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from .errors import ArtifactError
 from .vocab import Vocabulary
 
 
@@ -42,7 +43,10 @@ class _RawIdModel(tf.Module):
 
 def export_saved_model(model, users: Vocabulary, items: Vocabulary, path: Path) -> None:
     module = _RawIdModel(model, users, items)
-    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    try:
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    except tf.errors.OpError as e:  # TensorFlow reports a full disk or a read-only folder in its own types
+        raise ArtifactError(f"cannot write the SavedModel to {path}: {e.message}") from e
 
 
 def load_signature(path: Path):

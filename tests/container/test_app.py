@@ -210,3 +210,13 @@ def test_no_request_body_causes_a_server_error(client, body, content_type):
     response = post(client, data, content_type=content_type)
     assert response.status_code in (200, 400), response.get_data(as_text=True)
     assert response.status_code == 200 or "error" in response.json
+
+
+@pytest.mark.parametrize("body", [b"\r\x00", b'"unterminated\n1,2', b"1,2\x00\n"])
+def test_csv_that_the_csv_module_refuses_is_400_not_500(client, body):
+    response = post(client, body, content_type="text/csv")
+    assert response.status_code == 400 and "error" in response.json
+
+
+def test_the_app_never_runs_in_debug_mode(client):
+    assert client.application.debug is False and client.application.testing is False

@@ -43,6 +43,21 @@ def image():
     return tag
 
 
+WORKER_UIDS = """
+import os
+procs = []
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        cmd = open(f'/proc/{pid}/cmdline', 'rb').read()
+        uid = next(l.split()[1] for l in open(f'/proc/{pid}/status') if l.startswith('Uid:'))
+    except OSError:
+        continue
+    if b'gunicorn' in cmd and int(pid) != os.getpid():
+        procs.append((int(pid), uid))
+print(' '.join(uid for _, uid in sorted(procs)))
+"""
+
+
 def csv_bytes(frame):
     return frame.to_csv(index=False).encode()
 
@@ -72,6 +87,20 @@ def test_a_failing_job_leaves_its_reason_on_the_volume(image, tmp_path, ratings)
     assert "hyperparameter 'epochs' = 'lots'" in (root / "output" / "failure").read_text()
 
 
+@pytest.mark.parametrize("mount, what", [
+    ("ro", "a read-only model folder"),
+    ("tmpfs", "a full disk"),
+])
+def test_an_unwritable_model_folder_is_a_failure_file_not_a_traceback(image, tmp_path, ratings, mount, what):
+    root = lay_out(tmp_path / "opt_ml", {"train": {"ratings.csv": csv_bytes(ratings)}}, {"model": '"mf"'})
+    model = ["-v", f"{root / 'model'}:/opt/ml/model:ro"] if mount == "ro" else ["--tmpfs", "/opt/ml/model:size=64k"]
+    out = docker("run", "--rm", "-v", f"{root}:/opt/ml", *model, image, "train")
+    assert out.returncode == 4, (what, out.stdout[-2000:], out.stderr[-2000:])
+    reason = (root / "output" / "failure").read_text()
+    assert reason.startswith("Cannot write or read the model: cannot write"), reason
+    assert "Traceback" not in reason
+
+
 def test_serve_in_the_container_answers_and_stops_within_the_grace_period(image, tmp_path, model_dir, recommender):
     shutil.copytree(model_dir, tmp_path / "model")
     port = free_port()
@@ -89,6 +118,8 @@ def test_serve_in_the_container_answers_and_stops_within_the_grace_period(image,
                 pass
             assert time.monotonic() < deadline, docker("logs", container).stderr[-3000:]
             time.sleep(0.2)
+        owners = docker("exec", container, "python3", "-c", WORKER_UIDS, check=True).stdout.split()
+        assert owners[0] == "0" and len(owners) == 3 and set(owners[1:]) != {"0"}, owners  # master root, workers not
         user = recommender.users.decode([0])[0]
         status, _, body = request(port, "POST", "/invocations", json.dumps({"user": user, "k": 4}),
                                   {"Content-Type": "application/json"})

@@ -1,0 +1,163 @@
+"""`serve` under load, faults and hostile input, on loopback: nothing lost that was not in a killed worker's
+hands, no 5xx for any client input, memory flat. NCF_SOAK_SECONDS (default 8) sets the soak's length; the
+README's figures come from a 60 s run of it (`-s` prints them)."""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.container.test_serve import Server, request
+
+
+@pytest.fixture
+def server(tmp_path, model_dir):
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "model")
+    s = Server(tmp_path)
+    s.wait_until_listening()
+    yield s
+    s.stop()
+
+
+def workers(server) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def rss_kb(pids) -> int:
+    total = 0
+    for pid in pids:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def mixed_requests(recommender):
+    rng = random.Random(0)
+    users = recommender.users.decode(range(len(recommender.users)))
+    items = recommender.items.decode(range(len(recommender.items)))
+    kinds = []
+    for _ in range(50):
+        u, i = rng.choice(users), rng.choice(items)
+        kinds += [
+            (json.dumps({"instances": [{"user": u, "item": i}]}), "application/json"),
+            (json.dumps({"inputs": {"user": [u] * 50, "item": rng.sample(items, 50)}}), "application/json"),
+            (json.dumps({"user": u, "k": 10}), "application/json"),
+            (json.dumps({"item": i, "k": 5}), "application/json"),
+            ("".join(json.dumps({"user": v, "k": 5}) + "\n" for v in rng.sample(users, 20)), "application/jsonlines"),
+            (f"{u},{i}\n{u},{rng.choice(items)}\n", "text/csv"),
+        ]
+    return kinds
+
+
+def drive(port, bodies, connections, seconds, results):
+    stop = time.monotonic() + seconds
+
+    def client(seed):
+        rng = random.Random(seed)
+        while time.monotonic() < stop:
+            body, kind = rng.choice(bodies)
+            start = time.monotonic()
+            try:
+                status, _, _ = request(port, "POST", "/invocations", body, {"Content-Type": kind}, timeout=30)
+            except OSError as e:
+                status = f"connection error: {e}"
+            results.append((status, time.monotonic() - start))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(connections)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_soak_of_mixed_requests_loses_nothing_and_memory_stays_flat(server, recommender):
+    seconds = int(os.environ.get("NCF_SOAK_SECONDS", "8"))
+    bodies = mixed_requests(recommender)
+    warm = []
+    for t in drive(server.port, bodies, 16, 1, warm):
+        t.join()
+    before = rss_kb(workers(server))
+    results = []
+    for t in drive(server.port, bodies, 16, seconds, results):
+        t.join()
+    after = rss_kb(workers(server))
+    failed = [r for r in results + warm if r[0] != 200]
+    latencies = sorted(r[1] for r in results)
+    p50, p99 = latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3
+    print(f"\nsoak: {len(results)} requests in {seconds} s over 16 connections, {len(failed)} failed, "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, worker RSS {before / 1024:.0f} -> {after / 1024:.0f} MB")
+    assert not failed, failed[:5]
+    assert after <= before * 1.10
+
+
+def test_a_worker_killed_under_load_is_replaced_and_only_its_request_fails(server, recommender):
+    results = []
+    threads = drive(server.port, mixed_requests(recommender), 4, 6, results)
+    time.sleep(2)
+    victim = workers(server)[0]
+    os.kill(victim, signal.SIGKILL)
+    for t in threads:
+        t.join()
+    failed = [r for r in results if r[0] != 200]
+    print(f"\nkill -9 of a worker under load: {len(results)} requests, {len(failed)} failed")
+    assert len(failed) <= 1, failed
+    deadline = time.monotonic() + 10
+    while len(workers(server)) != 2 or victim in workers(server):
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
+        time.sleep(0.1)
+    assert request(server.port, "GET", "/ping")[0] == 200
+
+
+def test_sigterm_lets_the_request_in_flight_finish(server, recommender):
+    body = json.dumps({"user": recommender.users.decode([0])[0], "k": 3}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+        conn.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:5])
+        time.sleep(0.5)  # a worker has accepted the connection and is reading the body
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        conn.sendall(body[5:])
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200") and b'"itemList"' in response
+    assert server.process.wait(timeout=30) == 0
+
+
+raw_bodies = st.one_of(
+    st.binary(max_size=300),
+    st.text(max_size=300).map(str.encode),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                 lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(
+                     ["user", "item", "k", "instances", "inputs", "exclude", "threshold", "x"]), c, max_size=3),
+                 max_leaves=12).map(lambda v: json.dumps(v).encode()),
+    st.integers(1, 400).map(lambda depth: (b"[" * depth * 50) + (b"]" * depth * 50)),
+)
+content_types = st.sampled_from(["application/json", "application/jsonlines", "text/csv", "text/plain", "",
+                                 "application/json; charset=latin-1", "multipart/form-data"])
+accepts = st.sampled_from(["", "*/*", "application/json", "text/csv", "image/png", "application/jsonlines;q=0.5"])
+
+
+def test_hostile_requests_never_get_a_5xx_and_ping_stays_200(server):
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=raw_bodies, content_type=content_types, accept=accepts)
+    def check(body, content_type, accept):
+        headers = {k: v for k, v in (("Content-Type", content_type), ("Accept", accept)) if v}
+        status, kind, payload = request(server.port, "POST", "/invocations", body, headers)
+        assert status < 500, (status, payload[:300])
+        if status >= 400:
+            assert "error" in json.loads(payload)
+
+    check()
+    assert request(server.port, "GET", "/ping")[0] == 200

@@ -8,3 +8,4 @@ common=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylin
 "$uv" pip compile pyproject.toml --extra cpu "${common[@]}" -o requirements/image-cpu.lock
 "$uv" pip compile pyproject.toml --extra gpu "${common[@]}" -o requirements/image-gpu.lock
 "$uv" pip compile requirements/test.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/test.lock
+"$uv" pip compile requirements/bench.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/bench.lock

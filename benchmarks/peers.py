@@ -1,0 +1,189 @@
+"""This project's models beside classical peers, on the same split and the same candidates, in one run.
+
+    .venv/bin/pip install -r requirements/bench.lock     # `implicit` (iALS, BPR): benchmark-only
+    .venv/bin/python benchmarks/peers.py --ratings ../shared/data/ml-latest-small/ratings.csv
+
+LOO-99 (../shared/reference/evaluation.md). Each peer is tuned on the validation split (each user's latest
+training interaction) over a small grid, then refit on training + validation and ranked on the test
+candidates. Ours use the library defaults (early-stopped on the validation split) over several seeds. A
+paired bootstrap over test users (same users, same candidates) compares our default model with the best
+peer: a difference is called a win only when its 95% interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for this; numpy's matmuls barely care
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from ncf.data import read_interactions  # noqa: E402
+from ncf.dataset import Dataset, Pairs, prepare  # noqa: E402
+from ncf.evaluation import Candidates, draw_candidates, score_candidates  # noqa: E402
+from ncf.metrics import positive_ranks  # noqa: E402
+
+
+def matrix(data: Dataset, pairs: list[Pairs]) -> sp.csr_matrix:
+    users = np.concatenate([p.user for p in pairs])
+    items = np.concatenate([p.item for p in pairs])
+    return sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=(data.n_users, data.n_items))
+
+
+def rank_metrics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row hit@10 and NDCG@10 for a `[rows, 100]` candidate score matrix."""
+    ranks = positive_ranks(scores)
+    return (ranks < 10).astype(float), np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def dense_scorer(scores: np.ndarray):
+    return lambda users, items: scores[users, items]
+
+
+# ---- peers: each `fit(X, **params) -> scores [users, items]`
+
+
+def popularity(X: sp.csr_matrix) -> np.ndarray:
+    return np.broadcast_to(np.asarray(X.sum(axis=0)).ravel(), X.shape)
+
+
+def item_knn(X: sp.csr_matrix, neighbours: int) -> np.ndarray:
+    """Cosine item-item similarity, each item's `neighbours` most similar kept; score = sum over the user's items."""
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel()) + 1e-9
+    S = (X.T @ X).toarray() / norms[:, None] / norms[None, :]
+    np.fill_diagonal(S, 0.0)
+    if neighbours < S.shape[0]:
+        cut = np.partition(S, -neighbours, axis=0)[-neighbours]
+        S[S < cut[None, :]] = 0.0
+    return np.asarray(X @ S)
+
+
+def ease(X: sp.csr_matrix, l2: float) -> np.ndarray:
+    """EASE^R (Steck 2019), closed form: B = I - P diagMat(1 / diag(P)), P = (X'X + l2 I)^-1."""
+    G = (X.T @ X).toarray().astype(np.float64)
+    G[np.diag_indices_from(G)] += l2
+    P = np.linalg.inv(G)
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    return np.asarray(X @ B)
+
+
+def ials(X: sp.csr_matrix, factors: int, regularization: float, alpha: float) -> np.ndarray:
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(factors=factors, regularization=regularization, alpha=alpha, iterations=15,
+                                    random_state=0)
+    model.fit(X, show_progress=False)
+    return model.user_factors @ model.item_factors.T
+
+
+def bpr(X: sp.csr_matrix, factors: int, learning_rate: float, regularization: float) -> np.ndarray:
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    model = BayesianPersonalizedRanking(factors=factors, learning_rate=learning_rate, regularization=regularization,
+                                        iterations=100, random_state=0)
+    model.fit(X, show_progress=False)
+    return model.user_factors @ model.item_factors.T
+
+
+GRIDS = {
+    "popularity": (popularity, [{}]),
+    "item-kNN (cosine)": (item_knn, [{"neighbours": n} for n in (20, 50, 100, 200)]),
+    "EASE^R": (ease, [{"l2": l} for l in (100.0, 300.0, 1000.0)]),
+    "iALS (implicit)": (ials, [{"factors": f, "regularization": r, "alpha": a}
+                              for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]),
+    "BPR (implicit)": (bpr, [{"factors": f, "learning_rate": lr, "regularization": 0.01}
+                             for f in (64, 128) for lr in (0.01, 0.05)]),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ratings", required=True)
+    p.add_argument("--seeds", type=int, default=3, help="seeds of our models")
+    p.add_argument("--ours", default="neumf,mf", help="our model kinds, default hyperparameters")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from ncf.training import TrainConfig, fit, keras_scorer
+
+    data = prepare(read_interactions(args.ratings), test_k=1, validation_k=1)
+    validation = draw_candidates(data.validation, data.seen, 99, seed=1)
+    test = draw_candidates(data.test, data.seen, 99, seed=0)
+    X_train = matrix(data, [data.train])
+    X_full = matrix(data, [data.train, data.validation])
+    rows, per_user = [], {}
+
+    for name, (peer, grid) in GRIDS.items():
+        t0 = time.perf_counter()
+        tuned = []
+        for params in grid:
+            hits, _ = rank_metrics(score_candidates(dense_scorer(peer(X_train, **params)), validation))
+            tuned.append((hits.mean(), params))
+        best_hr, best = max(tuned, key=lambda t: t[0])
+        hits, gains = rank_metrics(score_candidates(dense_scorer(peer(X_full, **best)), test))
+        per_user[name] = (hits, gains)
+        rows.append({"model": name, "params": best, "validation_hr@10": best_hr, "hr@10": hits.mean(),
+                     "ndcg@10": gains.mean(), "seconds": time.perf_counter() - t0})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+
+    for kind in args.ours.split(","):
+        runs = []
+        t0 = time.perf_counter()
+        for seed in range(args.seeds):
+            result = fit(data, TrainConfig(model=kind, seed=seed), on_epoch=lambda e: None)
+            runs.append(rank_metrics(score_candidates(keras_scorer(result.model), test)))
+        hits = np.mean([r[0] for r in runs], axis=0)
+        gains = np.mean([r[1] for r in runs], axis=0)
+        per_user[f"ours: {kind}"] = (hits, gains)
+        rows.append({"model": f"ours: {kind} (defaults, mean of {args.seeds} seeds)", "params": {},
+                     "hr@10": hits.mean(), "ndcg@10": gains.mean(),
+                     "hr@10 per seed": [float(r[0].mean()) for r in runs], "seconds": time.perf_counter() - t0})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+
+    peers = [r for r in rows if not r["model"].startswith("ours")]
+    best_peer = max(peers, key=lambda r: r["hr@10"])["model"]
+    comparisons = [bootstrap(per_user[f"ours: {kind}"], per_user[best_peer], f"ours: {kind}", best_peer)
+                   for kind in args.ours.split(",")]
+
+    print(f"\nLOO-99 on {Path(args.ratings).name}: {json.dumps(data.statistics())}\n")
+    print("| model | tuned setting | HR@10 | NDCG@10 | seconds |\n|---|---|---:|---:|---:|")
+    for r in rows:
+        setting = ", ".join(f"{k}={v:g}" for k, v in r["params"].items()) or "–"
+        print(f"| {r['model']} | {setting} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['seconds']:.0f} |")
+    print("\nPaired bootstrap over test users (2,000 resamples), ours minus the best peer, 95% interval:\n")
+    print("| comparison | HR@10 difference | NDCG@10 difference | verdict |\n|---|---|---|---|")
+    for c in comparisons:
+        print(f"| {c['ours']} vs {c['peer']} | {c['hr'][0]:+.4f} [{c['hr'][1]:+.4f}, {c['hr'][2]:+.4f}] | "
+              f"{c['ndcg'][0]:+.4f} [{c['ndcg'][1]:+.4f}, {c['ndcg'][2]:+.4f}] | {c['verdict']} |")
+    if args.json:
+        args.json.write_text(json.dumps({"data": data.statistics(), "rows": rows, "comparisons": comparisons},
+                                        indent=2, default=float))
+
+
+def bootstrap(ours: tuple, peer: tuple, ours_name: str, peer_name: str, resamples: int = 2000) -> dict:
+    rng = np.random.default_rng(0)
+    n = len(ours[0])
+    picks = rng.integers(0, n, (resamples, n))
+    result = {"ours": ours_name, "peer": peer_name}
+    for key, a, b in (("hr", ours[0], peer[0]), ("ndcg", ours[1], peer[1])):
+        diffs = (a - b)[picks].mean(axis=1)
+        result[key] = (float((a - b).mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
+    wins = [result[k][1] > 0 for k in ("hr", "ndcg")]
+    losses = [result[k][2] < 0 for k in ("hr", "ndcg")]
+    result["verdict"] = "win" if all(wins) else "loss" if any(losses) else "within noise"
+    return result
+
+
+if __name__ == "__main__":
+    main()

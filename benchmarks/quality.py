@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking,  # noqa: E402
-                            popularity_scorer, popularity_top_k, top_k_unseen)
+                            popularity_scorer, popularity_top_k, scorer_top_k)
 from ncf.inference import NumpyScorer  # noqa: E402
 
 RUNS = {
@@ -62,7 +62,8 @@ def main() -> None:
 
     rows = []
     pop = evaluate_candidates(popularity_scorer(data.popularity), candidates, probabilities=False)
-    pop.update(full(popularity_top_k(data.popularity, data.train_seen), data))
+    pop.update(evaluate_full_ranking(popularity_top_k(data.popularity, data.train_seen), data.test, data.n_items,
+                                     prefix="full_"))
     rows.append({"model": "popularity", **pop})
     for name in args.runs.split(","):
         config = replace(base, **RUNS[name])
@@ -71,8 +72,8 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         metrics = evaluate_candidates(keras_scorer(result.model), candidates)
         scorer = NumpyScorer(config.model, export_weights(result.model))
-        metrics.update(full(
-            lambda users, k: top_k_unseen(scorer.all_items(users).astype(float), users, data.train_seen, k), data))
+        metrics.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, data.train_seen), data.test,
+                                             data.n_items, prefix="full_"))
         rows.append({"model": name, **metrics, "epochs": len(result.history), "best_epoch": result.best_epoch,
                      "train_seconds": seconds, "samples_per_s": result.throughput()})
         print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
@@ -85,11 +86,6 @@ def main() -> None:
             "ratings": str(args.ratings), "protocol": args.protocol, "data": data.statistics(),
             "config": base.to_dict(), "rows": rows, "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
         }, indent=2))
-
-
-def full(top_k, data) -> dict:
-    """Full-ranking metrics, prefixed so they never overwrite the candidate metrics of the same name."""
-    return {f"full_{k}": v for k, v in evaluate_full_ranking(top_k, data.test, data.n_items).items()}
 
 
 def table(rows: list[dict]) -> str:

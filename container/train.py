@@ -67,7 +67,7 @@ def run(job: TrainJob, should_stop=None) -> dict:
     from ncf.checkpoint import Checkpointer
     from ncf.dataset import prepare
     from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking, popularity_scorer,
-                                popularity_top_k, top_k_unseen)
+                                popularity_top_k, scorer_top_k)
     from ncf.inference import NumpyScorer
     from ncf.models import export_weights
     from ncf.training import fit, keras_scorer, to_artifact
@@ -99,12 +99,11 @@ def run(job: TrainJob, should_stop=None) -> dict:
     else:
         log.warning("no test row can be evaluated (users need more than test_k=%d interactions and 99 unseen "
                     "items): the model is trained and saved without test metrics", hp.test_k)
-    test.update({f"full_{k}": v for k, v in evaluate_full_ranking(
-        lambda users, k: top_k_unseen(scorer.all_items(users).astype(float), users, dataset.train_seen, k),
-        dataset.test, dataset.n_items).items()})
+    test.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, dataset.train_seen), dataset.test,
+                                      dataset.n_items, prefix="full_"))
     popularity = evaluate_candidates(popularity_scorer(dataset.popularity), candidates, probabilities=False)
-    popularity.update({f"full_{k}": v for k, v in evaluate_full_ranking(
-        popularity_top_k(dataset.popularity, dataset.train_seen), dataset.test, dataset.n_items).items()})
+    popularity.update(evaluate_full_ranking(popularity_top_k(dataset.popularity, dataset.train_seen), dataset.test,
+                                            dataset.n_items, prefix="full_"))
     metrics = {
         "protocol": "loo-99" if hp.test_k == 1 else f"leave-last-{hp.test_k}, 99 negatives per positive",
         "threshold": hp.threshold,

@@ -79,10 +79,12 @@ def evaluate_candidates(
     return metrics
 
 
-def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 10) -> dict[str, float]:
-    """Precision/recall/NDCG/MAP@k against all held-out items of each user, plus catalogue coverage.
+def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 10,
+                          prefix: str = "") -> dict[str, float]:
+    """Precision/recall/NDCG/MAP@k against all held-out items of each user, plus catalogue coverage, named
+    `prefix + name` (so they can sit beside the candidate metrics of the same name).
 
-    `top_k(users [u], k) -> [u, k]` must already exclude each user's training items.
+    `top_k(users [u], k) -> [u, k]` must already exclude each user's training items (see `scorer_top_k`).
     """
     if len(held_out) == 0:
         return {}
@@ -93,7 +95,7 @@ def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 1
     relevant = held.contains(np.repeat(users, k), top.ravel()).reshape(top.shape)
     metrics = top_k_metrics(top, relevant, n_relevant)
     metrics["coverage"] = float(len(np.unique(top)) / n_items)
-    return metrics
+    return {prefix + name: value for name, value in metrics.items()}
 
 
 def popularity_scorer(popularity: np.ndarray) -> Scorer:
@@ -101,11 +103,14 @@ def popularity_scorer(popularity: np.ndarray) -> Scorer:
     return lambda users, items: popularity[items].astype(np.float64)
 
 
+def scorer_top_k(all_items: Callable[[np.ndarray], np.ndarray], train_seen: SeenItems) -> TopK:
+    """A `TopK` from a function scoring every item for some users (`[u] -> [u, n_items]`), training items
+    excluded: what full-ranking evaluation needs from a model."""
+    return lambda users, k: top_k_unseen(np.array(all_items(users), dtype=np.float64), users, train_seen, k)
+
+
 def popularity_top_k(popularity: np.ndarray, train_seen: SeenItems) -> TopK:
-    def top_k(users: np.ndarray, k: int) -> np.ndarray:
-        scores = np.broadcast_to(popularity.astype(np.float64), (len(users), len(popularity))).copy()
-        return top_k_unseen(scores, users, train_seen, k)
-    return top_k
+    return scorer_top_k(lambda users: np.broadcast_to(popularity, (len(users), len(popularity))), train_seen)
 
 
 def top_k_unseen(scores: np.ndarray, users: np.ndarray, seen: SeenItems, k: int) -> np.ndarray:

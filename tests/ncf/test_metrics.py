@@ -71,3 +71,15 @@ def test_full_ranking_of_an_oracle_is_perfect():
     oracle = lambda users, k: np.array([[2, 0], [3, 0]])[users]
     m = evaluate_full_ranking(oracle, held, n_items=4, k=2)
     assert m["recall@2"] == 1.0 and m["ndcg@2"] == 1.0 and m["map@2"] == 1.0 and m["coverage"] == 0.75
+
+
+def test_a_model_scoring_every_item_gets_full_ranking_metrics_under_a_prefix():
+    from ncf.evaluation import scorer_top_k
+
+    seen = SeenItems.from_pairs(np.array([0, 1]), np.array([0, 1]), 2, 4)
+    scores = np.array([[9.0, 1.0, 5.0, 0.0], [0.0, 9.0, 1.0, 5.0]])  # each user's best item is already seen
+    top_k = scorer_top_k(lambda users: scores[users], seen)
+    assert top_k(np.array([0, 1]), 1).tolist() == [[2], [3]]
+    m = evaluate_full_ranking(top_k, Pairs(np.array([0, 1]), np.array([2, 3])), n_items=4, k=1, prefix="full_")
+    assert m["full_recall@1"] == 1.0 and set(m) == {"full_precision@1", "full_recall@1", "full_ndcg@1",
+                                                     "full_map@1", "full_coverage"}

@@ -19,7 +19,7 @@ from ncf.errors import NCFError
 from ncf.recommender import Recommender
 
 from . import codecs
-from .errors import BadRequest, NotReady, PayloadTooLarge, as_http_error
+from .errors import BadRequest, NotReady, as_http_error
 from .invocations import Options, answer
 from .serve_config import ServeConfig
 
@@ -38,7 +38,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
     app.config["MAX_CONTENT_LENGTH"] = config.max_payload_mb * 1024 * 1024  # checked before the body is read
     defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
     not_ready = problem or "model not loaded"
-    ping_ok = _json({"status": "ok"}, 200).get_data()
+    ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": config.max_concurrent_transforms,
         "BatchStrategy": "MULTI_RECORD",
@@ -61,9 +61,6 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             raise NotReady(not_ready)
         request_type = codecs.media_type(request.headers.get("Content-Type"))
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
-        length = request.content_length
-        if length is not None and length > app.config["MAX_CONTENT_LENGTH"]:
-            raise PayloadTooLarge(f"body of {length} bytes is over the {config.max_payload_mb} MB limit")
         records = codecs.DECODERS[request_type](request.get_data(cache=False))
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         responses = answer(recommender, records, options)
@@ -74,7 +71,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
     @app.errorhandler(Exception)
     def render(error: Exception):
         if isinstance(error, HTTPException):
-            status = 413 if error.code == 413 else (error.code or 500)
+            status = error.code or 500
             message = (f"body is over the {config.max_payload_mb} MB limit" if status == 413
                        else error.description or error.name)
             return _json({"error": message}, status)

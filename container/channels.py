@@ -19,7 +19,7 @@ from .train_config import Channel
 def read_channel(channel: Channel, columns: Columns) -> Interactions:
     try:
         if channel.is_pipe:
-            return _read_pipe(channel.source / f"{channel.name}_0", columns)
+            return _read_pipe(channel.source, columns)
         if not channel.source.exists():
             raise DataError(f"{channel.source} does not exist")
         return read_interactions(channel.source, columns)

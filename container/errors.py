@@ -20,10 +20,6 @@ class BadRequest(HTTPError):
     status = 400
 
 
-class PayloadTooLarge(HTTPError):
-    status = 413
-
-
 class NotAcceptable(HTTPError):
     status = 406
 

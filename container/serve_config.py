@@ -39,7 +39,6 @@ class ServeConfig:
     timeout: int = 60
     max_payload_mb: int = 6
     max_concurrent_transforms: int = 1
-    batch: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ServeConfig":
@@ -53,5 +52,4 @@ class ServeConfig:
             # Batch transform allows up to 100 MB per request; real-time endpoints 6 MB.
             max_payload_mb=_int(environ, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), 6, 1, 100),
             max_concurrent_transforms=_int(environ, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), workers, 1, 256),
-            batch=environ.get("SAGEMAKER_BATCH", "").strip().lower() == "true",
         )

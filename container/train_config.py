@@ -23,7 +23,7 @@ CHANNELS = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class Channel:
-    """One input channel. `source` is a folder (File, FastFile) or the data folder holding `<name>_<n>` FIFOs."""
+    """One input channel. `source` is a folder or file (File, FastFile) or the first pass's FIFO (Pipe)."""
 
     name: str
     source: Path
@@ -121,7 +121,7 @@ def _channels(paths: SageMakerPaths, config: Any) -> dict[str, Channel]:
                               "(plain CSV, TSV or Parquet files)")
         channels[name] = Channel(
             name=name,
-            source=paths.data_dir if mode == "Pipe" else paths.channel(name),
+            source=paths.pipe(name) if mode == "Pipe" else paths.channel(name),
             input_mode=mode,
             distribution=spec.get("S3DistributionType", "FullyReplicated"),
             compression=spec.get("CompressionType", "None") or "None",

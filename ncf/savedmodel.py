@@ -53,6 +53,3 @@ def load_signature(path: Path):
     """The `serving_default` function of an exported folder (for tests and TF users)."""
     return tf.saved_model.load(str(path)).signatures["serving_default"]
 
-
-def as_text(ids) -> np.ndarray:
-    return np.asarray([str(i) for i in ids])

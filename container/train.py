@@ -9,6 +9,7 @@ and runs the same code. Exit code 0 means Completed; on failure `output/failure`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ncf.errors import ArtifactError, ConfigError, DataError, Interrupted, NCFError, UnknownIdError
+from ncf.errors import ArtifactError, ClusterError, ConfigError, DataError, Interrupted, NCFError, UnknownIdError
 
 from .train_config import TrainJob
 from .paths import SageMakerPaths
@@ -27,7 +28,7 @@ from .paths import SageMakerPaths
 log = logging.getLogger("container.train")
 
 #: The one place exceptions become exit codes; failure files start with the same label.
-EXIT_CODES = {ConfigError: 2, DataError: 3, UnknownIdError: 3, ArtifactError: 4, Interrupted: 143}
+EXIT_CODES = {ConfigError: 2, DataError: 3, UnknownIdError: 3, ArtifactError: 4, ClusterError: 5, Interrupted: 143}
 
 
 def exit_code(error: BaseException) -> int:
@@ -40,7 +41,7 @@ def exit_code(error: BaseException) -> int:
 def failure_reason(error: BaseException) -> str:
     labels = {ConfigError: "Bad hyperparameter or configuration", DataError: "Bad input data",
               UnknownIdError: "Bad input data", ArtifactError: "Cannot write or read the model",
-              Interrupted: "Stopped"}
+              ClusterError: "Hosts of the job cannot train together", Interrupted: "Stopped"}
     label = next((text for kind, text in labels.items() if isinstance(error, kind)), "Internal error")
     return f"{label}: {error}"
 
@@ -63,21 +64,21 @@ class StopFlag:
 
 def run(job: TrainJob, should_stop=None) -> dict:
     """Read the channels, train, evaluate, and write the model folder and outputs. Returns the metrics."""
-    from ncf import artifacts
     from ncf.checkpoint import Checkpointer
     from ncf.dataset import prepare
-    from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking, popularity_scorer,
-                                popularity_top_k, scorer_top_k)
-    from ncf.inference import NumpyScorer
-    from ncf.models import export_weights
-    from ncf.training import fit, keras_scorer, to_artifact
+    from ncf.distribute import agree
+    from ncf.training import fit
 
     from .channels import read_channel
-    from .report import TensorBoardWriter, write_outputs
+    from .cluster import strategy_for
+    from .report import TensorBoardWriter
 
-    if len(job.resources.hosts) > 1:
-        raise ConfigError(f"this image trains on one instance; the job has {len(job.resources.hosts)} hosts "
-                          f"({', '.join(job.resources.hosts)}): set instance_count=1")
+    cluster = job.cluster
+    sharded = sorted(c.name for c in job.channels.values() if c.distribution == "ShardedByS3Key")
+    if cluster.size > 1 and sharded:
+        raise ConfigError(f"channel(s) {', '.join(sharded)} use S3DistributionType=ShardedByS3Key: every host must "
+                          "build the same vocabulary and split from the whole data set; use FullyReplicated")
+    strategy = strategy_for(cluster)  # before TensorFlow runs anything else in this process
     hp = job.hyperparameters
     parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
     dataset = prepare(parts["train"], test_k=hp.test_k, validation_k=hp.validation_k, min_rating=hp.min_rating,
@@ -85,12 +86,59 @@ def run(job: TrainJob, should_stop=None) -> dict:
     log.info("data: %s", json.dumps(dataset.statistics()))
 
     listeners = [lambda e: log.info("%s", e.line())]
-    if job.tensorboard_dir is not None:
+    if job.tensorboard_dir is not None and cluster.is_chief:
         listeners.append(TensorBoardWriter(job.tensorboard_dir))
-    checkpoint = Checkpointer(job.checkpoint_dir, f"ncf-{job.resources.current_host}") if job.checkpoint_dir else None
-    result = fit(dataset, hp.train, lambda e: [listen(e) for listen in listeners],
-                 checkpoint=checkpoint, should_stop=should_stop)
+    checkpoint = Checkpointer(job.checkpoint_dir, f"ncf-{cluster.current_host}") if job.checkpoint_dir else None
+    with _peers_lost(cluster):
+        if cluster.size > 1:
+            _check_same_data(strategy, cluster, dataset)
+        result = fit(dataset, hp.train, lambda e: [listen(e) for listen in listeners],
+                     checkpoint=checkpoint, should_stop=should_stop, strategy=strategy)
+        metrics = _evaluate_and_save(job, dataset, result) if cluster.is_chief else {}
+        if cluster.size > 1:
+            agree(strategy, [0.0])  # workers leave only after the chief wrote the model: local mode stops
+            # every container when the first one exits
+    return metrics
 
+
+def _check_same_data(strategy, cluster, dataset) -> None:
+    from ncf.distribute import gather
+
+    fingerprints = gather(strategy, float(dataset.fingerprint()))
+    if len(set(fingerprints.tolist())) > 1:
+        raise ClusterError(f"the hosts read different training data (data fingerprints by host: "
+                           f"{dict(zip(cluster.hosts, fingerprints.astype(int).tolist()))}); every host must "
+                           "receive the whole train channel: use S3DistributionType=FullyReplicated")
+
+
+@contextlib.contextmanager
+def _peers_lost(cluster):
+    """A collective that fails (a peer died or timed out) becomes a `ClusterError` naming the hosts."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except tf.errors.OpError as e:
+        if cluster.size == 1:
+            raise
+        detail = " ".join(line.strip() for line in (e.message or "").splitlines()
+                          if line.strip() and line.strip() != "Graph execution error:")
+        raise ClusterError(f"lost contact with another host of {', '.join(cluster.hosts)} ({type(e).__name__}): "
+                           f"{detail[:400]}; the first error is in the log of the host that stopped") from e
+
+
+def _evaluate_and_save(job: TrainJob, dataset, result) -> dict:
+    """The chief's part: test metrics on the full test split, the model folder, and the outputs."""
+    from ncf import artifacts
+    from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking, popularity_scorer,
+                                popularity_top_k, scorer_top_k)
+    from ncf.inference import NumpyScorer
+    from ncf.models import export_weights
+    from ncf.training import keras_scorer, to_artifact
+
+    from .report import write_outputs
+
+    hp = job.hyperparameters
     candidates = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
     scorer = NumpyScorer(hp.train.model, export_weights(result.model))
     test = evaluate_candidates(keras_scorer(result.model), candidates, threshold=hp.threshold)
@@ -118,14 +166,13 @@ def run(job: TrainJob, should_stop=None) -> dict:
         if values:
             print(" ".join(f"{name}:{k}={v:.4f}" for k, v in values.items()), flush=True)
 
-    if job.resources.is_chief:
-        artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})
-        artifacts.save(job.model_dir, artifact, keras_model=result.model)
-        try:
-            write_outputs(job.output_data_dir, metrics, hp.to_dict(), result.history)
-        except OSError as e:
-            raise ArtifactError(f"cannot write to {e.filename or job.output_data_dir}: {e.strerror}") from e
-        log.info("model written to %s", job.model_dir)
+    artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})
+    artifacts.save(job.model_dir, artifact, keras_model=result.model)
+    try:
+        write_outputs(job.output_data_dir, metrics, hp.to_dict(), result.history)
+    except OSError as e:
+        raise ArtifactError(f"cannot write to {e.filename or job.output_data_dir}: {e.strerror}") from e
+    log.info("model written to %s", job.model_dir)
     return metrics
 
 
@@ -174,7 +221,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     stop.install()
     failure_file = None if argv else SageMakerPaths.from_env(environ).failure
     try:
-        job = _local_job(argv) if argv else TrainJob.from_paths(SageMakerPaths.from_env(environ))
+        job = _local_job(argv) if argv else TrainJob.from_paths(SageMakerPaths.from_env(environ), environ)
         run(job, should_stop=stop)
         return 0
     except BaseException as error:  # noqa: BLE001 - every failure must reach the failure file

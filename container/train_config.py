@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ncf.errors import ConfigError
 
+from .cluster import Cluster
 from .hyperparameters import Hyperparameters
 from .paths import SageMakerPaths
 
@@ -37,16 +38,6 @@ class Channel:
 
 
 @dataclass(frozen=True)
-class Resources:
-    current_host: str = "algo-1"
-    hosts: tuple[str, ...] = ("algo-1",)
-
-    @property
-    def is_chief(self) -> bool:
-        return self.current_host == self.hosts[0]
-
-
-@dataclass(frozen=True)
 class TrainJob:
     """Everything `train` needs: where to read and write, and how to train."""
 
@@ -57,13 +48,13 @@ class TrainJob:
     failure_file: Path | None = None
     checkpoint_dir: Path | None = None
     tensorboard_dir: Path | None = None
-    resources: Resources = field(default_factory=Resources)
+    cluster: Cluster = field(default_factory=Cluster)
 
     @classmethod
-    def from_paths(cls, paths: SageMakerPaths) -> "TrainJob":
+    def from_paths(cls, paths: SageMakerPaths, environ: Mapping[str, str] | None = None) -> "TrainJob":
         hyperparameters = Hyperparameters.parse(_json(paths.hyperparameters, default={}))
         channels = _channels(paths, _json(paths.input_data_config, default=None))
-        resources = _resources(_json(paths.resource_config, default={}), paths.resource_config)
+        cluster = Cluster.parse(_json(paths.resource_config, default={}), str(paths.resource_config), environ or {})
         return cls(
             hyperparameters=hyperparameters,
             channels=channels,
@@ -72,7 +63,7 @@ class TrainJob:
             failure_file=paths.failure,
             checkpoint_dir=paths.checkpoints if paths.checkpoints.is_dir() else None,
             tensorboard_dir=paths.tensorboard if paths.tensorboard.is_dir() else None,
-            resources=resources,
+            cluster=cluster,
         )
 
     @classmethod
@@ -127,15 +118,3 @@ def _channels(paths: SageMakerPaths, config: Any) -> dict[str, Channel]:
             compression=spec.get("CompressionType", "None") or "None",
         )
     return channels
-
-
-def _resources(config: Any, path: Path) -> Resources:
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    if not config:
-        return Resources()
-    hosts = config.get("hosts") or [config.get("current_host", "algo-1")]
-    current = config.get("current_host", hosts[0])
-    if current not in hosts:
-        raise ConfigError(f"{path}: current_host {current!r} is not among hosts {hosts}")
-    return Resources(current_host=current, hosts=tuple(sorted(hosts)))

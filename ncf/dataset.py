@@ -6,6 +6,7 @@ once, at its latest time, so a held-out item never also sits in training.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -59,6 +60,16 @@ class Dataset:
     @property
     def n_items(self) -> int:
         return len(self.items)
+
+    def fingerprint(self) -> int:
+        """A 48-bit digest of the vocabularies and splits: hosts of one job compare it before training together."""
+        digest = hashlib.sha256()
+        parts = [self.users.ids, self.items.ids, self.train.user, self.train.item, self.test.user, self.test.item]
+        if self.validation is not None:
+            parts += [self.validation.user, self.validation.item]
+        for part in parts:
+            digest.update(np.ascontiguousarray(part).tobytes())
+        return int.from_bytes(digest.digest()[:6], "big")
 
     def statistics(self) -> dict:
         return {

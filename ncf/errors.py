@@ -38,3 +38,7 @@ class UnknownIdError(NCFError, KeyError):
 
 class Interrupted(NCFError):
     """Training was asked to stop (SIGTERM); the last complete checkpoint is where a new run resumes."""
+
+
+class ClusterError(NCFError):
+    """The hosts of a distributed job cannot form one cluster, disagree on their data, or lost a peer."""

@@ -87,6 +87,31 @@ def test_a_failing_job_leaves_its_reason_on_the_volume(image, tmp_path, ratings)
     assert "hyperparameter 'epochs' = 'lots'" in (root / "output" / "failure").read_text()
 
 
+def test_two_containers_named_algo_1_and_algo_2_train_one_job(image, tmp_path, ratings):
+    """As SageMaker's local mode runs instance_count=2: one user-defined network, host names algo-1 and algo-2."""
+    network = f"ncf-test-{os.getpid()}"
+    docker("network", "create", network, check=True)
+    hosts, containers = ["algo-1", "algo-2"], []
+    try:
+        for host in hosts:
+            root = lay_out(tmp_path / host, {"train": {"ratings.csv": csv_bytes(ratings)}}, {"model": "mf"},
+                           resources={"current_host": host, "hosts": hosts, "network_interface_name": "eth0"})
+            started = docker("run", "-d", "--network", network, "--name", f"{network}-{host}", "--hostname", host,
+                             "--network-alias", host, "-v", f"{root}:/opt/ml", image, "train", check=True)
+            containers.append((root, started.stdout.strip()))
+        for root, container in containers:
+            code = docker("wait", container, timeout=600, check=True).stdout.strip()
+            logs = docker("logs", container)
+            assert code == "0", logs.stdout[-3000:] + logs.stderr[-3000:]
+            assert "multi-worker training" in logs.stdout
+        (chief, _), (worker, _) = containers
+        assert (chief / "model" / "metadata.json").is_file() and not list((worker / "model").iterdir())
+    finally:
+        for _, container in containers:
+            docker("rm", "-f", container)
+        docker("network", "rm", network)
+
+
 @pytest.mark.parametrize("mount, what", [
     ("ro", "a read-only model folder"),
     ("tmpfs", "a full disk"),

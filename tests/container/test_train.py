@@ -144,11 +144,13 @@ def test_hyperparameters_that_are_not_json_fail_clearly(tmp_path, ratings):
     assert "hyperparameters.json is not valid JSON" in failure(root)
 
 
-def test_several_hosts_are_refused_with_what_to_do(tmp_path, ratings):
+def test_a_sharded_train_channel_on_several_hosts_is_refused_with_what_to_do(tmp_path, ratings):
     root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}},
                    resources={"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})
+    config = root / "input" / "config" / "inputdataconfig.json"
+    config.write_text(config.read_text().replace("FullyReplicated", "ShardedByS3Key"))
     assert train_in_process(root) == 2
-    assert "set instance_count=1" in failure(root)
+    assert "use FullyReplicated" in failure(root) and "train" in failure(root)
 
 
 def test_an_unwritable_model_folder_is_a_failure_file_not_a_traceback(tmp_path, ratings):

@@ -1,0 +1,146 @@
+"""Several hosts, one job: `train` processes on loopback form a MultiWorkerMirroredStrategy cluster as the hosts
+of a SageMaker job do (each its own /opt/ml, a resourceconfig.json naming algo-1 and algo-2), with the host names
+mapped to 127.0.0.1 ports through NCF_HOST_ADDRESSES."""
+
+import json
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.container.opt_ml import ROOT, env, lay_out, run_train, train_command
+
+HOSTS = ["algo-1", "algo-2"]
+#: Long enough for the curve to move, small enough for a few seconds per run.
+JOB = {"model": "mf", "epochs": "6", "factors": "8", "batch_size": "512", "patience": "0"}
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_hosts(tmp_path, train_files, hyperparameters, checkpoints=False):
+    """One `train` process per host, `train_files[host]` its train channel; returns [(root, Popen)], chief first."""
+    addresses = ",".join(f"{h}=127.0.0.1:{p}" for h, p in zip(HOSTS, free_ports(len(HOSTS))))
+    started = []
+    for host in HOSTS:
+        root = lay_out(tmp_path / host, {"train": {"ratings.csv": train_files[host]}}, hyperparameters,
+                       resources={"current_host": host, "hosts": HOSTS, "network_interface_name": "ethwe"},
+                       checkpoints=checkpoints)
+        process = subprocess.Popen(train_command(), cwd=ROOT, env={**env(root), "NCF_HOST_ADDRESSES": addresses},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append((root, process))
+    return started
+
+
+def finish(started, timeout=300):
+    return [(process.wait(timeout=timeout), process.stdout.read()) for _, process in started]
+
+
+def epoch_lines(log):
+    """Each epoch's line without its timing: what must be identical on every host."""
+    return [re.sub(r" samples_per_s=.*", "", line.split(": ", 1)[1]) for line in log.splitlines() if " epoch=" in line]
+
+
+def metrics_of(root):
+    return json.loads((root / "output" / "data" / "metrics.json").read_text())["test"]
+
+
+@pytest.fixture(scope="module")
+def same_data(ratings):
+    data = ratings.to_csv(index=False).encode()
+    return {host: data for host in HOSTS}
+
+
+@pytest.fixture(scope="module")
+def two_hosts(tmp_path_factory, same_data):
+    started = start_hosts(tmp_path_factory.mktemp("two-hosts"), same_data, JOB, checkpoints=True)
+    return [root for root, _ in started], finish(started)
+
+
+@pytest.fixture(scope="module")
+def one_host(tmp_path_factory, same_data):
+    root = lay_out(tmp_path_factory.mktemp("one-host"), {"train": {"ratings.csv": same_data["algo-1"]}}, JOB)
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return root, out.stdout
+
+
+def test_two_hosts_complete_one_job_through_tf_config(two_hosts):
+    _, outputs = two_hosts
+    for host, (code, log) in zip(HOSTS, outputs):
+        assert code == 0, log
+        assert re.search(r'multi-worker training: .*"worker": \["127.0.0.1:\d+", "127.0.0.1:\d+"\]', log)
+        assert f'"index": {HOSTS.index(host)}' in log
+
+
+def test_only_the_chief_writes_the_model_and_the_outputs(two_hosts):
+    (chief, worker), _ = two_hosts
+    assert (chief / "model" / "metadata.json").is_file()
+    assert (chief / "output" / "data" / "metrics.json").is_file()
+    assert list((worker / "model").iterdir()) == []
+    assert not (worker / "output" / "data").exists()
+
+
+def test_every_host_checkpoints_under_its_own_name(two_hosts):
+    (chief, worker), _ = two_hosts
+    assert [p.name for p in (chief / "checkpoints").iterdir()] == ["ncf-algo-1.npz"]
+    assert [p.name for p in (worker / "checkpoints").iterdir()] == ["ncf-algo-2.npz"]
+
+
+def test_the_hosts_share_every_step_so_their_losses_and_validation_agree(two_hosts):
+    _, [(_, chief_log), (_, worker_log)] = two_hosts
+    chief, worker = epoch_lines(chief_log), epoch_lines(worker_log)
+    assert len(chief) == 6 and chief == worker
+
+
+def test_only_the_chief_evaluates_on_the_test_split(two_hosts):
+    _, [(_, chief_log), (_, worker_log)] = two_hosts
+    assert "test:hr@10=" in chief_log and "test:hr@10=" not in worker_log
+
+
+def test_two_hosts_reach_the_quality_of_one_on_the_same_data(two_hosts, one_host):
+    (chief, _), _ = two_hosts
+    root, log = one_host
+    two, one = metrics_of(chief), metrics_of(root)
+    # Same global batches, gradients summed across hosts: only float summation order differs.
+    assert abs(two["hr@10"] - one["hr@10"]) <= 0.02 and abs(two["ndcg@10"] - one["ndcg@10"]) <= 0.02
+    assert [line.split(" train:loss")[0] for line in epoch_lines(log)] == \
+        [line.split(" train:loss")[0] for line in epoch_lines(two_hosts[1][0][1])]
+
+
+def test_hosts_that_read_different_data_fail_and_say_to_use_fully_replicated(tmp_path, ratings):
+    half = len(ratings) // 2
+    data = {"algo-1": ratings.iloc[:half].to_csv(index=False).encode(),
+            "algo-2": ratings.iloc[half:].to_csv(index=False).encode()}
+    started = start_hosts(tmp_path, data, JOB)
+    for (root, _), (code, log) in zip(started, finish(started)):
+        assert code == 5, log
+        reason = (root / "output" / "failure").read_text()
+        assert reason.startswith("Hosts of the job cannot train together") and "FullyReplicated" in reason
+
+
+def test_a_host_that_dies_fails_the_others_within_a_minute_instead_of_hanging(tmp_path, same_data):
+    started = start_hosts(tmp_path, same_data, {**JOB, "epochs": "200", "batch_size": "64"})
+    (chief_root, chief), (_, worker) = started
+    for line in worker.stdout:
+        if " epoch=2/200" in line:
+            break
+    worker.kill()
+    killed = time.monotonic()
+    log, _ = chief.communicate(timeout=120)  # drained as it goes: a full pipe would stall the chief
+    assert time.monotonic() - killed < 60
+    assert not (chief_root / "model" / "metadata.json").exists()
+    if chief.returncode == 5:  # TensorFlow's coordination service noticed the missing heartbeats
+        reason = (chief_root / "output" / "failure").read_text()
+        assert "lost contact with another host of algo-1, algo-2" in reason
+    else:  # now and then TensorFlow's own C++ aborts first, which SageMaker also reports as a failed host
+        assert chief.returncode < 0 and "terminate called" in log, (chief.returncode, log[-3000:])

@@ -12,35 +12,12 @@ import time
 
 import pytest
 
-from tests.container.opt_ml import ROOT, lay_out
+from tests.container.opt_ml import lay_out
 from tests.container.test_serve import free_port, request
-
-REQUIRED = os.environ.get("NCF_REQUIRE_DOCKER") == "1"
 
 
 def docker(*args, timeout=600, check=False):
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=check)
-
-
-@pytest.fixture(scope="module")
-def image():
-    problem = None
-    if shutil.which("docker") is None:
-        problem = "docker is not installed"
-    elif docker("info", timeout=30).returncode != 0:
-        problem = "no Docker engine is running"
-    if problem:
-        if REQUIRED:
-            pytest.fail(f"NCF_REQUIRE_DOCKER=1 but {problem}")
-        pytest.skip(f"image tests need Docker: {problem}")
-    tag = os.environ.get("NCF_IMAGE")
-    if tag is None:
-        tag = "ncf-sagemaker:test"
-        built = subprocess.run([str(ROOT / "scripts" / "build_image.sh"), tag], capture_output=True, text=True,
-                               timeout=3600)
-        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    assert docker("image", "inspect", tag, timeout=30).returncode == 0, f"image {tag} does not exist"
-    return tag
 
 
 WORKER_UIDS = """

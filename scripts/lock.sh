@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-resolves the lock files (with hashes) after a change to pyproject.toml or requirements/test.in.
+# Re-resolves the lock files (with hashes) after a change to pyproject.toml or requirements/*.in.
 # The image is linux/x86_64 with Python 3.11; test tools are constrained to the image's versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,3 +9,5 @@ common=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylin
 "$uv" pip compile pyproject.toml --extra gpu "${common[@]}" -o requirements/image-gpu.lock
 "$uv" pip compile requirements/test.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/test.lock
 "$uv" pip compile requirements/bench.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/bench.lock
+# The AWS side has an environment of its own (sagemaker-core needs protobuf < 7, TensorFlow 2.21 protobuf 7).
+"$uv" pip compile requirements/aws.in "${common[@]}" -o requirements/aws.lock

@@ -1,0 +1,389 @@
+"""The AWS side: data to S3, a training job, a real-time endpoint and a batch transform, all with this image.
+
+    .venv-aws/bin/python scripts/sagemaker_workflow.py upload --bucket B
+    .venv-aws/bin/python scripts/sagemaker_workflow.py train --image URI --role ARN --train s3://B/ncf/data/train/
+    .venv-aws/bin/python scripts/sagemaker_workflow.py deploy --image URI --role ARN --model-data s3://.../model.tar.gz
+    .venv-aws/bin/python scripts/sagemaker_workflow.py transform --image URI --role ARN --model-data ... --users u.jsonl
+
+Built on the SageMaker Python SDK v3: training goes through `ModelTrainer`; hosting and batch transform send
+the API's own requests through the SDK's session clients, which in local mode (`--local`) are the SDK's
+`LocalSession` running the same image on the local docker engine (docker compose). The requests are built by
+small functions here so that tests can read them. It runs from `.venv-aws` (scripts/setup.sh): the SDK needs
+protobuf < 7, TensorFlow 2.21 protobuf 7, and the image never needs the SDK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from container.metric_definitions import METRIC_DEFINITIONS  # noqa: E402  (plain data, no TensorFlow)
+
+log = logging.getLogger("sagemaker_workflow")
+
+#: What batch transform sends: one JSON object per line, many lines per request (the container's JSON Lines codec).
+JSON_LINES = "application/jsonlines"
+
+
+class WorkflowError(Exception):
+    """A bad argument or a failed AWS step, said in one line."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+def upload_data(s3, bucket: str, prefix: str, ratings: Path) -> str:
+    """Puts a ratings file where `train` reads its train channel: `s3://BUCKET/PREFIX/train/<file name>`."""
+    key = f"{prefix.strip('/')}/train/{ratings.name}"
+    s3.upload_file(str(ratings), bucket, key)
+    return f"s3://{bucket}/{prefix.strip('/')}/train/"
+
+
+def ratings_file(movielens: str | None, ratings: Path | None) -> Path:
+    if ratings is not None:
+        if not ratings.is_file():
+            raise WorkflowError(f"--ratings {ratings}: no such file")
+        return ratings
+    from ncf import movielens as ml  # the library's downloader, MD5-checked
+
+    return ml.download(movielens or "ml-latest-small")
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+def parse_hyperparameters(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` pairs; a VALUE that is JSON (`5`, `false`, `[64, 32]`) is sent as that value, which the SDK
+    then `json.dumps` into the string SageMaker passes on (`"5"`, `"false"`, `"[64, 32]"`)."""
+    hyperparameters = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkflowError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            hyperparameters[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            hyperparameters[key.strip()] = value
+    return hyperparameters
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    image: str
+    role: str
+    channels: dict[str, str]
+    instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    hyperparameters: dict[str, Any] | None = None
+    output_path: str | None = None
+    checkpoint_s3: str | None = None
+    spot: bool = False
+    max_run_seconds: int = 24 * 3600
+    max_wait_seconds: int | None = None
+    base_job_name: str = "ncf"
+    local: bool = False
+    local_root: Path = Path("local-sagemaker")
+
+    def __post_init__(self):
+        if "train" not in self.channels:
+            raise WorkflowError("the train channel is required (--train)")
+        if self.instance_count < 1:
+            raise WorkflowError(f"--instance-count must be >= 1, got {self.instance_count}")
+        if self.spot and self.local:
+            raise WorkflowError("--spot is for SageMaker, not --local")
+        if self.max_wait_seconds is not None and not self.spot:
+            raise WorkflowError("--max-wait applies to managed spot training only (add --spot)")
+        if self.spot and (self.max_wait_seconds or self.max_run_seconds) < self.max_run_seconds:
+            raise WorkflowError("--max-wait must be >= --max-run (SageMaker's rule for spot jobs)")
+
+
+def model_trainer(spec: TrainSpec, session):
+    """The SDK's `ModelTrainer` for this image, with the documented MetricDefinitions."""
+    from sagemaker.core.shapes import MetricDefinition
+    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, StoppingCondition
+    from sagemaker.train import ModelTrainer
+    from sagemaker.train.model_trainer import Mode
+
+    stopping = StoppingCondition(max_runtime_in_seconds=spec.max_run_seconds)
+    if spec.spot:
+        stopping = StoppingCondition(max_runtime_in_seconds=spec.max_run_seconds,
+                                     max_wait_time_in_seconds=spec.max_wait_seconds or spec.max_run_seconds)
+    trainer = ModelTrainer(
+        training_image=spec.image,
+        role=spec.role,
+        sagemaker_session=session,
+        training_mode=Mode.LOCAL_CONTAINER if spec.local else Mode.SAGEMAKER_TRAINING_JOB,
+        base_job_name=spec.base_job_name,
+        compute=Compute(instance_type="local" if spec.local else spec.instance_type,
+                        instance_count=spec.instance_count,
+                        enable_managed_spot_training=True if spec.spot else None),
+        stopping_condition=stopping,
+        hyperparameters=spec.hyperparameters or {},
+        local_container_root=str(spec.local_root.resolve()),
+        **({"output_data_config": OutputDataConfig(s3_output_path=spec.output_path)} if spec.output_path else {}),
+    )
+    trainer = trainer.with_metric_definitions(
+        [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS])
+    if spec.checkpoint_s3:
+        trainer = trainer.with_checkpoint_config(CheckpointConfig(s3_uri=spec.checkpoint_s3))
+    return trainer
+
+
+def train(spec: TrainSpec, session, wait: bool = True) -> str:
+    """Starts the job, streams its logs until it ends, and returns where the model landed."""
+    from sagemaker.core.training.configs import InputData
+
+    trainer = model_trainer(spec, session)
+    trainer.train(input_data_config=[InputData(channel_name=name, data_source=source, content_type="text/csv")
+                                     for name, source in spec.channels.items()], wait=wait, logs=wait)
+    if spec.local:
+        return str(Path(trainer.local_container_root) / "compressed_artifacts" / "model.tar.gz")
+    job = trainer._latest_training_job  # the SDK keeps the job it created here; no public accessor in 3.27
+    job.refresh()
+    if job.model_artifacts is None or not getattr(job.model_artifacts, "s3_model_artifacts", None):
+        return f"(job {job.training_job_name} is {job.training_job_status}; no model yet)"
+    return job.model_artifacts.s3_model_artifacts
+
+
+# ---------------------------------------------------------------------------------------------- hosting
+
+def model_request(name: str, image: str, model_data: str, role: str, environment: dict | None = None) -> dict:
+    return {"ModelName": name, "ExecutionRoleArn": role,
+            "PrimaryContainer": {"Image": image, "ModelDataUrl": model_data, "Environment": environment or {}}}
+
+
+def endpoint_config_request(name: str, model: str, instance_type: str, instance_count: int = 1) -> dict:
+    return {"EndpointConfigName": name, "ProductionVariants": [{
+        "VariantName": "AllTraffic", "ModelName": model, "InstanceType": instance_type,
+        "InitialInstanceCount": instance_count}]}
+
+
+def endpoint_request(name: str, config: str) -> dict:
+    return {"EndpointName": name, "EndpointConfigName": config}
+
+
+def transform_request(name: str, model: str, input_s3: str, output_s3: str, instance_type: str,
+                      max_payload_mb: int = 6, concurrent: int = 1) -> dict:
+    """SplitType=Line with MULTI_RECORD: many users per request, one output line per input line, in order."""
+    return {
+        "TransformJobName": name, "ModelName": model, "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": max_payload_mb, "MaxConcurrentTransforms": concurrent,
+        "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_s3}},
+                           "ContentType": JSON_LINES, "SplitType": "Line", "CompressionType": "None"},
+        "TransformOutput": {"S3OutputPath": output_s3, "Accept": JSON_LINES, "AssembleWith": "Line"},
+        "TransformResources": {"InstanceType": instance_type, "InstanceCount": 1},
+    }
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def wait_for(describe, status_key: str, done: set[str], failed: set[str], timeout: float, what: str) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = describe()
+        status = state[status_key]
+        if status in done:
+            return state
+        if status in failed:
+            raise WorkflowError(f"{what} ended {status}: {state.get('FailureReason', 'no reason given')}")
+        if time.monotonic() > deadline:
+            raise WorkflowError(f"{what} still {status} after {timeout:.0f} s")
+        time.sleep(2 if status != "Creating" else 10)
+
+
+def invoke(runtime, endpoint: str, body: dict) -> Any:
+    """The endpoint's JSON answer; a 4xx from the container (ModelError) comes back as {"error": ...}."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json",
+                                           Accept="application/json", Body=json.dumps(body))
+    except ClientError as e:
+        return {"error": e.response.get("Error", {}).get("Message", str(e))}
+    payload = response["Body"].read()
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return {"error": f"not JSON: {payload[:200]!r}"}
+
+
+def demo_requests(user, items: list) -> dict[str, dict]:
+    """One request of each kind `/invocations` answers (README, "HTTP API")."""
+    return {"score pairs": {"instances": [{"user": user, "item": item} for item in items[:3]]},
+            "recommend": {"user": user, "k": 5},
+            "similar items": {"item": items[0], "k": 5}}
+
+
+def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: str, user, items: list,
+           keep: bool = False, timeout: float = 1800) -> dict[str, dict]:
+    """Creates model, endpoint config and endpoint; invokes it once per request kind; deletes all three."""
+    name = unique("ncf")
+    sm.create_model(**model_request(name, image, model_data, role))
+    sm.create_endpoint_config(**endpoint_config_request(name, name, instance_type))
+    sm.create_endpoint(**endpoint_request(name, name))
+    answers = {}
+    try:
+        wait_for(lambda: sm.describe_endpoint(EndpointName=name), "EndpointStatus", {"InService"}, {"Failed"},
+                 timeout, f"endpoint {name}")
+        for kind, body in demo_requests(user, items).items():
+            answers[kind] = invoke(runtime, name, body)
+            print(f"{kind}: {json.dumps(body)}\n  -> {json.dumps(answers[kind])[:400]}", flush=True)
+    finally:
+        if keep:
+            print(f"endpoint {name} kept; delete it with: aws sagemaker delete-endpoint --endpoint-name {name}")
+        else:
+            sm.delete_endpoint(EndpointName=name)
+            sm.delete_endpoint_config(EndpointConfigName=name)
+            sm.delete_model(ModelName=name)
+            print(f"endpoint {name}, its config and model deleted", flush=True)
+    return answers
+
+
+def transform(sm, s3, image: str, role: str, model_data: str, users_file: Path, input_s3: str, output_s3: str,
+              instance_type: str, timeout: float = 3600) -> str:
+    """Uploads a JSON Lines file of users, runs a batch transform over it, and returns its output."""
+    bucket, key = split_s3(input_s3.rstrip("/") + "/" + users_file.name)
+    s3.upload_file(str(users_file), bucket, key)
+    name = unique("ncf-batch")
+    sm.create_model(**model_request(name, image, model_data, role))
+    try:
+        sm.create_transform_job(**transform_request(name, name, input_s3, output_s3, instance_type))
+        wait_for(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus", {"Completed"},
+                 {"Failed", "Stopped"}, timeout, f"transform job {name}")
+    finally:
+        sm.delete_model(ModelName=name)
+    out_bucket, out_key = split_s3(output_s3.rstrip("/") + "/" + users_file.name + ".out")
+    return s3.get_object(Bucket=out_bucket, Key=out_key)["Body"].read().decode()
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise WorkflowError(f"expected s3://BUCKET/KEY, got {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+# ---------------------------------------------------------------------------------------------- sessions
+
+def sessions(local: bool):
+    """(SDK session, sagemaker client, runtime client, s3 client). Local mode needs no AWS account."""
+    import boto3
+
+    if local:
+        from sagemaker.core.local import LocalSession
+
+        session = LocalSession()
+        session.config = {"local": {"local_code": True}}
+        return session, session.sagemaker_client, session.sagemaker_runtime_client, None
+    from sagemaker.core.helper.session_helper import Session
+
+    boto_session = boto3.Session()
+    if boto_session.region_name is None:
+        raise WorkflowError("no AWS region: set AWS_REGION or run 'aws configure'")
+    session = Session(boto_session=boto_session)
+    return session, boto_session.client("sagemaker"), boto_session.client("sagemaker-runtime"), \
+        boto_session.client("s3")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("upload", help="put MovieLens (or a ratings file) where the train channel reads it")
+    up.add_argument("--bucket", required=True)
+    up.add_argument("--prefix", default="ncf/data")
+    src = up.add_mutually_exclusive_group()
+    src.add_argument("--movielens", default=None, help="ml-latest-small (default), ml-100k, ml-1m, ml-25m")
+    src.add_argument("--ratings", type=Path, help="a local ratings file instead")
+
+    def image_role(q):
+        q.add_argument("--image", required=True, help="the image URI (scripts/build_and_push.sh prints it)")
+        q.add_argument("--role", required=True, help="the SageMaker execution role ARN")
+        q.add_argument("--local", action="store_true", help="run on the local docker engine (SDK local mode)")
+
+    tr = sub.add_parser("train", help="a training job with this image")
+    image_role(tr)
+    tr.add_argument("--train", required=True, help="s3:// prefix (or, with --local, file://DIR) of the train channel")
+    tr.add_argument("--validation")
+    tr.add_argument("--test")
+    tr.add_argument("--instance-type", default="ml.m5.xlarge")
+    tr.add_argument("--instance-count", type=int, default=1)
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a hyperparameter (README)")
+    tr.add_argument("--output-path", help="s3:// prefix for model.tar.gz and output.tar.gz")
+    tr.add_argument("--checkpoint-s3", help="s3:// prefix synced with /opt/ml/checkpoints (resume after spot stops)")
+    tr.add_argument("--spot", action="store_true", help="managed spot training")
+    tr.add_argument("--max-run", type=int, default=24 * 3600, help="seconds")
+    tr.add_argument("--max-wait", type=int, help="seconds, spot only: run time plus waiting for capacity")
+    tr.add_argument("--no-wait", action="store_true", help="start the job and return")
+    tr.add_argument("--local-root", type=Path, default=Path("local-sagemaker"),
+                    help="--local: the folder local mode works in; the model lands in its compressed_artifacts/")
+
+    for command, text in (("deploy", "a real-time endpoint: invoke it, then delete it"),
+                          ("transform", "a batch transform over a JSON Lines file of users")):
+        q = sub.add_parser(command, help=text)
+        image_role(q)
+        q.add_argument("--model-data", required=True, help="model.tar.gz: s3:// (or a local path with --local)")
+        q.add_argument("--instance-type", default="ml.m5.large")
+        q.add_argument("--user", default="1", help="a raw user id for the demo requests (JSON: 1 or \"u1\")")
+        q.add_argument("--items", default="[1, 2, 3]", help="raw item ids for the demo requests, JSON list")
+    sub.choices["deploy"].add_argument("--keep", action="store_true", help="leave the endpoint running")
+    tf = sub.choices["transform"]
+    tf.add_argument("--users", type=Path, required=True, help='JSON Lines: {"user": 1, "k": 10} per line')
+    tf.add_argument("--input-s3", help="s3:// prefix to upload --users to")
+    tf.add_argument("--output-s3", help="s3:// prefix for the output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except WorkflowError as e:
+        print(f"sagemaker_workflow.py {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    if args.command == "upload":
+        import boto3
+
+        print(upload_data(boto3.client("s3"), args.bucket, args.prefix, ratings_file(args.movielens, args.ratings)))
+        return 0
+    session, sm, runtime, s3 = sessions(args.local)
+    if args.command == "train":
+        channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}
+        spec = TrainSpec(image=args.image, role=args.role, channels=channels, instance_type=args.instance_type,
+                         instance_count=args.instance_count, hyperparameters=parse_hyperparameters(args.set),
+                         output_path=args.output_path, checkpoint_s3=args.checkpoint_s3, spot=args.spot,
+                         max_run_seconds=args.max_run, max_wait_seconds=args.max_wait, local=args.local,
+                         local_root=args.local_root)
+        print(f"model: {train(spec, session, wait=not args.no_wait)}", flush=True)
+        return 0
+    user, items = json.loads(args.user), json.loads(args.items)
+    instance_type = "local" if args.local else args.instance_type
+    if args.command == "deploy":
+        deploy(sm, runtime, args.image, args.role, args.model_data, instance_type, user, items, keep=args.keep)
+        return 0
+    if args.local:
+        raise WorkflowError("transform runs on SageMaker; test the same requests locally with 'deploy --local' "
+                            "and POST JSON Lines to the endpoint")
+    if not (args.input_s3 and args.output_s3):
+        raise WorkflowError("transform needs --input-s3 and --output-s3")
+    print(transform(sm, s3, args.image, args.role, args.model_data, args.users, args.input_s3, args.output_s3,
+                    instance_type))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""scripts/build_and_push.sh: shellcheck clean, its dry run's printed commands, its refusals, and (with
+Docker) a real run against moto's ECR up to the registry login, which only real ECR can answer."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.scripts.aws import ACCOUNT, AWS_VENV, REGION, ROOT, start_moto
+
+SCRIPT = ROOT / "scripts" / "build_and_push.sh"
+REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    server = start_moto(tmp_path_factory.mktemp("moto-ecr"))
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def aws(moto):
+    moto.reset()
+    return moto
+
+
+def revision():
+    rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    return rev + ("-dirty" if dirty else "")
+
+
+def push(env, *args, timeout=120):
+    return subprocess.run([str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def repositories(aws):
+    return [r["repositoryName"] for r in aws.aws("ecr", "describe-repositories").get("repositories", [])]
+
+
+def path_without(tmp_path, *missing):
+    """A PATH holding the tools the script uses, less `missing`."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    tools = ["bash", "dirname", "git", "sed", "mktemp", "rm", "tr", "grep", "cat", "docker", "aws"]
+    for tool in tools:
+        if tool in missing:
+            continue
+        found = str(AWS_VENV / "bin" / "aws") if tool == "aws" else subprocess.run(
+            ["bash", "-c", f"command -v {tool}"], capture_output=True, text=True).stdout.strip()
+        if found:
+            (folder / tool).symlink_to(found)
+    return str(folder)
+
+
+def test_every_shell_script_is_shellcheck_clean():
+    scripts = sorted(str(p) for p in (ROOT / "scripts").glob("*.sh")) + [str(ROOT / ".ci" / "run")]
+    out = subprocess.run([str(Path(sys.executable).parent / "shellcheck"), *scripts], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_a_dry_run_prints_every_command_that_would_create_build_tag_and_push(aws):
+    out = push(aws.env(), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    image = f"{REGISTRY}/ncf-sagemaker"
+    rev = revision()
+    assert out.stdout.splitlines() == [
+        f"+ aws ecr create-repository --repository-name ncf-sagemaker --region {REGION} "
+        "--image-scanning-configuration scanOnPush=true --output text --query repository.repositoryUri",
+        f"+ aws ecr get-login-password --region {REGION} | docker login --username AWS --password-stdin {REGISTRY}",
+        f"+ scripts/build_image.sh {image}:{rev} --build-arg VARIANT=cpu",
+        f"+ docker tag {image}:{rev} {image}:latest",
+        f"+ docker push {image}:{rev}",
+        f"+ docker push {image}:latest",
+        f"{image}:{rev}",
+    ]
+    assert repositories(aws) == []  # a dry run changes nothing
+
+
+def test_a_dry_run_against_an_existing_repository_does_not_create_it(aws):
+    aws.aws("ecr", "create-repository", "--repository-name", "recs")
+    out = push(aws.env(), "--dry-run", "--repository", "recs", "--moving-tag", "prod", "--variant", "gpu")
+    assert out.returncode == 0, out.stderr
+    assert "ECR repository recs exists" in out.stderr
+    assert not any("create-repository" in line for line in out.stdout.splitlines())
+    assert f"+ docker tag {REGISTRY}/recs:{revision()} {REGISTRY}/recs:prod" in out.stdout.splitlines()
+    assert "--build-arg VARIANT=gpu" in out.stdout
+
+
+@pytest.mark.parametrize("missing, message", [
+    ("aws", "the AWS CLI is not installed"),
+    ("docker", "docker is not installed"),
+])
+def test_a_missing_tool_is_named(aws, tmp_path, missing, message):
+    out = push(aws.env(PATH=path_without(tmp_path, missing)), "--dry-run")
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+
+
+def test_missing_credentials_and_region_are_said_plainly(aws):
+    no_keys = {k: v for k, v in aws.env().items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    out = subprocess.run([str(SCRIPT), "--dry-run"], cwd=ROOT, env=no_keys, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "no usable AWS credentials" in out.stderr, out.stderr
+    no_region = {k: v for k, v in aws.env().items() if k != "AWS_DEFAULT_REGION"}
+    out = subprocess.run([str(SCRIPT), "--dry-run"], cwd=ROOT, env=no_region, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1 and "no AWS region" in out.stderr, out.stderr
+
+
+def test_unknown_arguments_are_refused():
+    out = subprocess.run([str(SCRIPT), "--push-everything"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown argument '--push-everything'" in out.stderr
+
+
+def test_a_real_run_creates_the_repository_then_stops_at_the_login_only_real_ecr_answers(aws, docker_engine):
+    out = push(aws.env(), "--repository", "ncf-ci")
+    assert "ncf-ci" in repositories(aws)
+    assert out.returncode == 1 and f"docker login to {REGISTRY} failed" in out.stderr, out.stderr

@@ -1,0 +1,132 @@
+"""scripts/sagemaker_workflow.py against moto as a real server: the S3 layout `train` reads, and the exact
+CreateTrainingJob / CreateModel / CreateEndpointConfig / CreateEndpoint / CreateTransformJob requests."""
+
+import json
+
+import pytest
+
+from container.metric_definitions import METRIC_DEFINITIONS
+from tests.scripts.aws import ROLE, body, start_moto, workflow
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ncf-sagemaker:0123abcd"
+BUCKET = "ncf-test"
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    server = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def aws(moto):
+    moto.reset()
+    moto.aws("s3api", "create-bucket", "--bucket", BUCKET)
+    return moto
+
+
+def ok(out):
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
+
+
+def test_upload_puts_the_ratings_where_the_train_channel_reads_them(aws, ratings_csv):
+    printed = ok(workflow(aws, "upload", "--bucket", BUCKET, "--ratings", str(ratings_csv)))
+    assert printed.strip().splitlines()[-1] == f"s3://{BUCKET}/ncf/data/train/"
+    keys = [o["Key"] for o in aws.aws("s3api", "list-objects-v2", "--bucket", BUCKET)["Contents"]]
+    assert keys == ["ncf/data/train/ratings.csv"]
+    size = aws.aws("s3api", "head-object", "--bucket", BUCKET, "--key", keys[0])["ContentLength"]
+    assert size == ratings_csv.stat().st_size
+
+
+def test_a_training_job_request_carries_image_channels_hyperparameters_and_metric_definitions(aws):
+    printed = ok(workflow(
+        aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/ncf/data/train/",
+        "--instance-type", "ml.c5.2xlarge", "--instance-count", "2",
+        "--set", "epochs=5", "--set", "mlp_layers=[64, 32]", "--set", "pretrain=false", "--set", "model=mf",
+        "--output-path", f"s3://{BUCKET}/ncf/output", "--checkpoint-s3", f"s3://{BUCKET}/ncf/checkpoints",
+        "--spot", "--max-run", "3600", "--max-wait", "7200"))
+    [request] = aws.calls("CreateTrainingJob")
+    assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert request["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert request["RoleArn"] == ROLE
+    # SageMaker's hyperparameters are strings; the SDK json.dumps every non-string value.
+    assert request["HyperParameters"] == {"epochs": "5", "mlp_layers": "[64, 32]", "pretrain": "false",
+                                          "model": "mf"}
+    [channel] = request["InputDataConfig"]
+    assert channel["ChannelName"] == "train"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/ncf/data/train/"
+    assert channel["DataSource"]["S3DataSource"]["S3DataDistributionType"] == "FullyReplicated"
+    assert request["ResourceConfig"]["InstanceType"] == "ml.c5.2xlarge"
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert request["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/ncf/output"
+    assert request["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/ncf/checkpoints",
+                                           "LocalPath": "/opt/ml/checkpoints"}
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    name = request["TrainingJobName"]
+    assert printed.strip().splitlines()[-1] == f"model: s3://{BUCKET}/ncf/output/{name}/output/model.tar.gz"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-wait", "7200"], "--max-wait applies to managed spot training only"),
+    (["--spot", "--max-run", "7200", "--max-wait", "3600"], "--max-wait must be >= --max-run"),
+    (["--set", "epochs"], "--set 'epochs': expected KEY=VALUE"),
+    (["--instance-count", "0"], "--instance-count must be >= 1"),
+])
+def test_bad_training_arguments_fail_before_any_request(aws, args, message):
+    out = workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/x/", *args)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert aws.calls("CreateTrainingJob") == []
+
+
+def test_deploy_creates_invokes_each_kind_of_request_and_deletes_the_endpoint(aws):
+    answers = [{"predictions": [{"score": 0.9, "like": True}]}, {"itemList": [{"itemId": 2, "score": 0.8}]},
+               {"itemList": [{"itemId": 3, "score": 0.7}]}]
+    aws.api("static/sagemaker/endpoint-results", {"region": "us-east-1", "results": [
+        {"Body": json.dumps(a), "ContentType": "application/json"} for a in answers]})
+    model_data = f"s3://{BUCKET}/ncf/output/job/output/model.tar.gz"
+    printed = ok(workflow(aws, "deploy", "--image", IMAGE, "--role", ROLE, "--model-data", model_data,
+                          "--instance-type", "ml.m5.large", "--user", "7", "--items", "[1, 2, 3]"))
+    [model] = aws.calls("CreateModel")
+    assert model["PrimaryContainer"]["Image"] == IMAGE and model["PrimaryContainer"]["ModelDataUrl"] == model_data
+    assert model["ExecutionRoleArn"] == ROLE
+    [config] = aws.calls("CreateEndpointConfig")
+    assert config["ProductionVariants"] == [{"VariantName": "AllTraffic", "ModelName": model["ModelName"],
+                                             "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}]
+    [endpoint] = aws.calls("CreateEndpoint")
+    assert endpoint["EndpointConfigName"] == config["EndpointConfigName"]
+    invocations = [json.loads(body(e)) for e in aws.requests() if e["url"].endswith("/invocations")]
+    assert invocations == [{"instances": [{"user": 7, "item": 1}, {"user": 7, "item": 2}, {"user": 7, "item": 3}]},
+                           {"user": 7, "k": 5}, {"item": 1, "k": 5}]
+    for answer in answers:
+        assert json.dumps(answer) in printed
+    assert [c["EndpointName"] for c in aws.calls("DeleteEndpoint")] == [endpoint["EndpointName"]]
+    assert len(aws.calls("DeleteEndpointConfig")) == 1 and len(aws.calls("DeleteModel")) == 1
+
+
+def test_batch_transform_sends_json_lines_split_by_line_and_shows_the_output(aws, tmp_path):
+    users = tmp_path / "users.jsonl"
+    users.write_text('{"user": 1, "k": 3}\n{"user": 2, "k": 3}\n')
+    # SageMaker writes <input file>.out under the output path; moto runs no container, so the test puts it there.
+    output = '{"user": 1, "itemList": []}\n{"user": 2, "itemList": []}\n'
+    (tmp_path / "out").write_text(output)
+    aws.aws("s3api", "put-object", "--bucket", BUCKET, "--key", "ncf/batch-out/users.jsonl.out",
+            "--body", str(tmp_path / "out"))
+    printed = ok(workflow(aws, "transform", "--image", IMAGE, "--role", ROLE, "--model-data",
+                          f"s3://{BUCKET}/m/model.tar.gz", "--users", str(users), "--input-s3",
+                          f"s3://{BUCKET}/ncf/batch-in", "--output-s3", f"s3://{BUCKET}/ncf/batch-out"))
+    [job] = aws.calls("CreateTransformJob")
+    assert job["BatchStrategy"] == "MULTI_RECORD"
+    assert job["TransformInput"]["SplitType"] == "Line"
+    assert job["TransformInput"]["ContentType"] == "application/jsonlines"
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/ncf/batch-in"
+    assert job["TransformOutput"] == {"S3OutputPath": f"s3://{BUCKET}/ncf/batch-out", "Accept": "application/jsonlines",
+                                      "AssembleWith": "Line"}
+    assert job["ModelName"] == aws.calls("CreateModel")[0]["ModelName"]
+    uploaded = aws.aws("s3api", "list-objects-v2", "--bucket", BUCKET, "--prefix", "ncf/batch-in")["Contents"]
+    assert [o["Key"] for o in uploaded] == ["ncf/batch-in/users.jsonl"]
+    assert output.strip() in printed

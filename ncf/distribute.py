@@ -59,6 +59,9 @@ def agree(strategy, values) -> np.ndarray:
     """The mean of `values` (a few floats) over all replicas; identical on every worker."""
     import tensorflow as tf
 
+    if strategy.num_replicas_in_sync == 1:
+        return np.asarray(values, np.float64).reshape(-1)
+
     def replica(vector):
         return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, vector)
 
@@ -68,6 +71,9 @@ def agree(strategy, values) -> np.ndarray:
 def gather(strategy, value: float) -> np.ndarray:
     """`[replicas]`: every replica's `value` (exact for integers below 2**53), in replica order."""
     import tensorflow as tf
+
+    if strategy.num_replicas_in_sync == 1:
+        return np.asarray([value], np.float64)
 
     replicas = strategy.num_replicas_in_sync
 

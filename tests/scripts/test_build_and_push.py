@@ -7,24 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.scripts.aws import ACCOUNT, AWS_VENV, REGION, ROOT, start_moto
+from tests.scripts.aws import ACCOUNT, AWS_VENV, REGION, ROOT
 
 SCRIPT = ROOT / "scripts" / "build_and_push.sh"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = start_moto(tmp_path_factory.mktemp("moto-ecr"))
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
-
-
-@pytest.fixture
-def aws(moto):
-    moto.reset()
-    return moto
 
 
 def revision():

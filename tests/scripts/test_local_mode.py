@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from tests.scripts.aws import ROLE, body, start_moto, workflow
+from tests.scripts.aws import ROLE, body, workflow
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +19,6 @@ def compose(docker_engine):
         if os.environ.get("NCF_REQUIRE_DOCKER") == "1":
             pytest.fail("NCF_REQUIRE_DOCKER=1 but neither docker-compose nor 'docker compose' is installed")
         pytest.skip("SDK local mode needs docker compose (Debian: apt-get install docker-compose)")
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    """Where the SDK's AWS requests go, so the test sees every one of them."""
-    server = start_moto(tmp_path_factory.mktemp("moto-local"))
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
 
 
 def ok(out):

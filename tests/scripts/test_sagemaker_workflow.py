@@ -6,25 +6,17 @@ import json
 import pytest
 
 from container.metric_definitions import METRIC_DEFINITIONS
-from tests.scripts.aws import ROLE, body, start_moto, workflow
+from tests.scripts.aws import ROLE, body, workflow
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ncf-sagemaker:0123abcd"
 BUCKET = "ncf-test"
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = start_moto(tmp_path_factory.mktemp("moto"))
-    yield server
-    server.process.terminate()
-    server.process.wait(timeout=10)
-
-
 @pytest.fixture
-def aws(moto):
-    moto.reset()
-    moto.aws("s3api", "create-bucket", "--bucket", BUCKET)
-    return moto
+def aws(aws):
+    """An emptied server holding one bucket."""
+    aws.aws("s3api", "create-bucket", "--bucket", BUCKET)
+    return aws
 
 
 def ok(out):

@@ -2,6 +2,7 @@
 hands, no 5xx for any client input, memory flat. NCF_SOAK_SECONDS (default 8) sets the soak's length; the
 README's figures come from a 60 s run of it (`-s` prints them)."""
 
+import http.client
 import json
 import os
 import random
@@ -71,8 +72,8 @@ def drive(port, bodies, connections, seconds, results):
             start = time.monotonic()
             try:
                 status, _, _ = request(port, "POST", "/invocations", body, {"Content-Type": kind}, timeout=30)
-            except OSError as e:
-                status = f"connection error: {e}"
+            except (OSError, http.client.HTTPException) as e:  # a killed worker's half-sent answer included
+                status = f"connection error: {type(e).__name__}: {e}"
             results.append((status, time.monotonic() - start))
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(connections)]

@@ -98,9 +98,10 @@ def bpr(X: sp.csr_matrix, factors: int, learning_rate: float, regularization: fl
 GRIDS = {
     "popularity": (popularity, [{}]),
     "item-kNN (cosine)": (item_knn, [{"neighbours": n} for n in (20, 50, 100, 200)]),
-    "EASE^R": (ease, [{"l2": l} for l in (100.0, 300.0, 1000.0)]),
+    # Grids widened where the last run's choice sat on an edge (EASE^R l2=1000, iALS alpha=10).
+    "EASE^R": (ease, [{"l2": l} for l in (100.0, 300.0, 1000.0, 3000.0)]),
     "iALS (implicit)": (ials, [{"factors": f, "regularization": r, "alpha": a}
-                              for f in (64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]),
+                              for f in (64, 128) for r in (0.01, 0.1, 1.0) for a in (1.0, 10.0, 40.0)]),
     "BPR (implicit)": (bpr, [{"factors": f, "learning_rate": lr, "regularization": 0.01}
                              for f in (64, 128) for lr in (0.01, 0.05)]),
 }

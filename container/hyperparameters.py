@@ -128,6 +128,7 @@ _TRAIN_HELP = {
     "patience": "early stopping: epochs without better validation HR@10 (0 = off)",
     "pretrain": "NeuMF: pretrain GMF and MLP first",
     "alpha": "pretraining: GMF's share of NeuMF's head",
+    "refit": "after early stopping, train afresh on training + validation for the chosen epochs (not with pretrain)",
     "seed": "random seed (weights, negatives, candidates)",
     "validation_negatives": "negatives per validation positive",
 }

@@ -47,6 +47,10 @@ class Checkpointer:
     def __init__(self, directory: str | Path, name: str = "ncf-checkpoint"):
         self.path = Path(directory) / f"{name}.npz"
 
+    def stage(self, stage: str) -> "Checkpointer":
+        """A checkpoint of a later stage of the same run beside this one (`<name>-<stage>.npz`)."""
+        return Checkpointer(self.path.parent, f"{self.path.stem}-{stage}")
+
     def save(self, state: TrainState) -> None:
         meta = {k: v for k, v in asdict(state).items()
                 if k not in ("model_variables", "optimizer_variables", "best_weights", "history")}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,6 +70,21 @@ class Dataset:
         for part in parts:
             digest.update(np.ascontiguousarray(part).tobytes())
         return int.from_bytes(digest.digest()[:6], "big")
+
+    def with_validation_in_train(self) -> "Dataset":
+        """The same data with validation folded into training and no validation: what a refit trains on.
+
+        Validation holds each user's latest training interaction, the most telling of their current taste; a
+        model early-stopped on it should still learn from it before it ships. The test split stays held out.
+        """
+        if self.validation is None:
+            return self
+        key = np.unique(np.concatenate([self.train.user * self.n_items + self.train.item,
+                                        self.validation.user * self.n_items + self.validation.item]))
+        user, item = key // self.n_items, key % self.n_items  # a pair in both (separate channels) counts once
+        return replace(self, train=Pairs(user, item), validation=None,
+                       train_seen=SeenItems.from_pairs(user, item, self.n_users, self.n_items),
+                       popularity=np.bincount(item, minlength=self.n_items).astype(np.int64))
 
     def statistics(self) -> dict:
         return {

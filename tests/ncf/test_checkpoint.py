@@ -5,7 +5,8 @@ from ncf.checkpoint import Checkpointer
 from ncf.errors import Interrupted
 from ncf.training import TrainConfig, fit
 
-CONFIG = TrainConfig(factors=4, mlp_layers=(8, 4), epochs=4, patience=0, batch_size=512, dropout=0.1, seed=3)
+CONFIG = TrainConfig(factors=4, mlp_layers=(8, 4), epochs=4, patience=0, batch_size=512, dropout=0.1, seed=3,
+                     refit=False)
 
 
 def quiet(e):
@@ -29,6 +30,30 @@ def test_a_run_stopped_mid_training_resumes_and_ends_like_an_uninterrupted_one(d
     resumed = fit(dataset, CONFIG, resumed_epochs.append, checkpoint=checkpoint)
     assert [e.epoch for e in resumed_epochs] == [3, 4]
     assert [e.epoch for e in resumed.history] == [1, 2, 3, 4]
+    for a, b in zip(resumed.model.get_weights(), whole):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_run_stopped_during_its_refit_resumes_the_refit_alone(dataset, tmp_path):
+    config = TrainConfig(**{**CONFIG.to_dict(), "refit": True})
+    uninterrupted = fit(dataset, config, quiet)
+    whole, refit_epochs = uninterrupted.model.get_weights(), uninterrupted.best_epoch
+    assert refit_epochs >= 2, "the refit must last two epochs or more for this test to stop in its second"
+
+    checkpoint = Checkpointer(tmp_path)
+    stages = []
+
+    def stop_in_the_refits_second_epoch():
+        return stages.count("refit") == 1
+
+    with pytest.raises(Interrupted, match="during epoch 2 of refit"):
+        fit(dataset, config, lambda e: stages.append(e.stage), checkpoint=checkpoint,
+            should_stop=stop_in_the_refits_second_epoch)
+    assert checkpoint.load().finished and checkpoint.stage("refit").load().epoch == 1
+
+    resumed_epochs = []
+    resumed = fit(dataset, config, resumed_epochs.append, checkpoint=checkpoint)
+    assert [(e.stage, e.epoch) for e in resumed_epochs] == [("refit", k) for k in range(2, refit_epochs + 1)]
     for a, b in zip(resumed.model.get_weights(), whole):
         np.testing.assert_allclose(a, b, atol=1e-6)
 

@@ -1,4 +1,5 @@
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def test_the_same_seed_gives_the_same_weights(dataset):
 
 def test_each_epoch_reports_one_regex_friendly_line(dataset):
     lines = []
-    fit(dataset, TrainConfig(model="mf", factors=4, epochs=2, batch_size=512), on_epoch=lambda e: lines.append(e))
+    fit(dataset, TrainConfig(model="mf", factors=4, epochs=2, batch_size=512, refit=False), on_epoch=lines.append)
     assert [e.epoch for e in lines] == [1, 2]
     text = lines[-1].line()
     assert re.search(r"epoch=2/2 train:loss=([0-9.]+) validation:hr@10=([0-9.]+) validation:ndcg@10=([0-9.]+)", text)
@@ -37,13 +38,41 @@ def test_each_epoch_reports_one_regex_friendly_line(dataset):
 def test_early_stopping_stops_and_keeps_the_best_epochs_weights(dataset):
     seen = []
     result = fit(dataset, TrainConfig(model="mf", factors=4, epochs=30, patience=1, learning_rate=0.05,
-                                      batch_size=256), on_epoch=seen.append)
+                                      batch_size=256, refit=False), on_epoch=seen.append)
     assert len(seen) < 30
     best = max(seen, key=lambda e: (e.validation["hr@10"], e.validation["ndcg@10"]))
     assert result.best_epoch == best.epoch
     validation = draw_candidates(dataset.validation, dataset.seen, 99, seed=0)
     again = evaluate_candidates(keras_scorer(result.model), validation)
     assert again["hr@10"] == pytest.approx(best.validation["hr@10"])
+
+
+def test_a_refit_trains_afresh_on_training_plus_validation_for_the_chosen_epochs(dataset):
+    seen = []
+    config = TrainConfig(model="mf", factors=4, epochs=30, patience=1, learning_rate=0.05, batch_size=256)
+    result = fit(dataset, config, on_epoch=seen.append)
+    chosen = [e for e in seen if e.stage == "mf"]
+    refit = [e for e in seen if e.stage == "refit"]
+    assert [e.stage for e in seen] == ["mf"] * len(chosen) + ["refit"] * result.best_epoch
+    assert [e.epoch for e in refit] == list(range(1, result.best_epoch + 1))
+    assert all(e.samples == (len(dataset.train) + len(dataset.validation)) * 5 and not e.validation for e in refit)
+    assert result.best_validation == max((e.validation for e in chosen), key=lambda v: (v["hr@10"], v["ndcg@10"]))
+    assert result.history == seen
+    # the refit model is not the early-stopped one: it learned the validation pairs as positives
+    alone = fit(dataset, replace(config, refit=False), on_epoch=lambda e: None)
+    differs = [not np.allclose(a, b) for a, b in zip(result.model.get_weights(), alone.model.get_weights())]
+    assert any(differs)
+
+
+def test_a_dataset_folds_validation_into_training_once_per_pair(dataset):
+    merged = dataset.with_validation_in_train()
+    assert merged.validation is None and merged.test == dataset.test and merged.seen is dataset.seen
+    assert len(merged.train) == len(dataset.train) + len(dataset.validation)  # the splits are disjoint
+    pairs = set(zip(merged.train.user.tolist(), merged.train.item.tolist()))
+    assert pairs == set(zip(dataset.train.user.tolist(), dataset.train.item.tolist())) | set(
+        zip(dataset.validation.user.tolist(), dataset.validation.item.tolist()))
+    assert merged.train_seen.contains(dataset.validation.user, dataset.validation.item).all()
+    assert merged.popularity.sum() == len(merged.train)
 
 
 def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):

@@ -5,7 +5,8 @@
 
 LOO-99 (../shared/reference/evaluation.md). Each peer is tuned on the validation split (each user's latest
 training interaction) over a small grid, then refit on training + validation and ranked on the test
-candidates. Ours use the library defaults (early-stopped on the validation split) over several seeds. A
+candidates. Ours use the library defaults over several seeds: early-stopped on the validation split, then
+refit on training + validation for the chosen epochs (the library's `refit`), like the peers. A
 paired bootstrap over test users (same users, same candidates) compares our default model with the best
 peer: a difference is called a win only when its 95% interval excludes zero.
 """

@@ -74,7 +74,8 @@ def main() -> None:
         scorer = NumpyScorer(config.model, export_weights(result.model))
         metrics.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, data.train_seen), data.test,
                                              data.n_items, prefix="full_"))
-        rows.append({"model": name, **metrics, "epochs": len(result.history), "best_epoch": result.best_epoch,
+        epochs = sum(e.stage == config.model for e in result.history)  # not pretraining, not the refit
+        rows.append({"model": name, **metrics, "epochs": epochs, "best_epoch": result.best_epoch,
                      "train_seconds": seconds, "samples_per_s": result.throughput()})
         print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
 

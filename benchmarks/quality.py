@@ -29,11 +29,11 @@ from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_
 from ncf.inference import NumpyScorer  # noqa: E402
 
 RUNS = {
-    "neumf": {},
-    "neumf+pretrain": {"pretrain": True},
+    "mf": {"model": "mf"},
+    "neumf": {"model": "neumf"},
+    "neumf+pretrain": {"model": "neumf", "pretrain": True},
     "gmf": {"model": "gmf"},
     "mlp": {"model": "mlp"},
-    "mf": {"model": "mf"},
 }
 
 

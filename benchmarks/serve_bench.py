@@ -103,7 +103,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", required=True)
     p.add_argument("--seconds", type=int, default=8, help="per measurement")
-    p.add_argument("--model", default="neumf", help="model kind to serve (neumf, gmf, mlp, mf)")
+    p.add_argument("--model", default="mf", help="model kind to serve (mf, neumf, gmf, mlp)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     if not shutil.which("wrk"):

@@ -4,8 +4,9 @@
 
 Coordinate search: starting from the library defaults, each axis in turn (learning rate, factors, layers,
 negatives, L2, dropout, batch size) is swept with the others held, and the value with the best validation
-HR@10 (NDCG@10 breaking ties) is kept before the next axis. Early stopping on validation chooses the epochs.
-Test metrics are printed for every setting tried but never used to choose. Validation is each user's latest
+HR@10 (NDCG@10 breaking ties), averaged over `--seeds` seeds, is kept before the next axis. A larger batch
+takes a proportionally larger learning rate. Early stopping on validation chooses the epochs; test metrics
+(of the refit model, the library's default) are printed for every setting but never used to choose. Validation is each user's latest
 training interaction, ranked against 99 sampled negatives (LOO-99, ../shared/reference/evaluation.md).
 """
 
@@ -32,9 +33,9 @@ AXES = {
     "factors": [32, 64, 128],
     "mlp_layers": [[64, 32, 16], [128, 64, 32], [256, 128, 64]],
     "negatives": [4, 8],
-    "l2": [0.0, 1e-7, 1e-6],
+    "l2": [0.0, 1e-7, 1e-6, 3e-6],
     "dropout": [0.0, 0.2],
-    "batch_size": [4096, 16384],
+    "batch_size": [4096, 16384],  # the learning rate scales with it
 }
 #: Axes that do not apply to a model kind.
 SKIP = {"mf": {"mlp_layers", "dropout"}, "gmf": {"mlp_layers", "dropout"}, "mlp": {"factors"}}
@@ -43,7 +44,8 @@ SKIP = {"mf": {"mlp_layers", "dropout"}, "gmf": {"mlp_layers", "dropout"}, "mlp"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", required=True)
-    p.add_argument("--model", default="neumf")
+    p.add_argument("--model", default="mf")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per setting; validation and test are their means")
     p.add_argument("--axes", default=",".join(AXES), help=f"comma-separated subset of {list(AXES)}")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -59,14 +61,17 @@ def main() -> None:
     def run(config: TrainConfig) -> dict:
         key = json.dumps({k: v for k, v in config.to_dict().items() if k != "seed"}, sort_keys=True)
         if key not in tried:
-            t0 = time.perf_counter()
-            result = fit(data, config, on_epoch=lambda e: None)
-            tried[key] = {"config": config.to_dict(), "validation": result.best_validation,
-                          "test": evaluate_candidates(keras_scorer(result.model), test),
-                          "best_epoch": result.best_epoch, "seconds": time.perf_counter() - t0}
+            t0, runs = time.perf_counter(), []
+            for seed in range(args.seeds):
+                result = fit(data, replace(config, seed=seed), on_epoch=lambda e: None)
+                runs.append((result.best_validation, evaluate_candidates(keras_scorer(result.model), test),
+                             result.best_epoch))
+            tried[key] = {"config": config.to_dict(), "validation": mean([r[0] for r in runs]),
+                          "test": mean([r[1] for r in runs]), "best_epoch": [r[2] for r in runs],
+                          "seconds": (time.perf_counter() - t0) / args.seeds}
             row = tried[key]
             print(f"  val {row['validation']['hr@10']:.4f}/{row['validation']['ndcg@10']:.4f} "
-                  f"test {row['test']['hr@10']:.4f}/{row['test']['ndcg@10']:.4f} epoch {row['best_epoch']} "
+                  f"test {row['test']['hr@10']:.4f}/{row['test']['ndcg@10']:.4f} epochs {row['best_epoch']} "
                   f"{row['seconds']:.0f}s {key}", file=sys.stderr, flush=True)
         return tried[key]
 
@@ -76,23 +81,36 @@ def main() -> None:
     for axis in args.axes.split(","):
         if axis in SKIP.get(args.model, set()):
             continue
-        rows = {json.dumps(v): run(replace(best, **{axis: v})) for v in AXES[axis]}
+        rows = {json.dumps(v): run(setting(best, axis, v)) for v in AXES[axis]}
         chosen = max(rows, key=lambda v: score(rows[v]))
-        best = replace(best, **{axis: json.loads(chosen)})
+        best = setting(best, axis, json.loads(chosen))
         print(f"{axis}: {chosen}", file=sys.stderr, flush=True)
 
     final = run(best)
     print(f"\n{args.model} on {Path(args.ratings).parent.name}, chosen on validation: {json.dumps(best.to_dict())}\n")
+    print(f"mean of {args.seeds} seed(s) per row\n")
     print("| setting | val HR@10 | val NDCG@10 | test HR@10 | test NDCG@10 | best epoch | s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in sorted(tried.values(), key=score, reverse=True):
         diff = {k: v for k, v in row["config"].items() if TrainConfig(model=args.model).to_dict()[k] != v}
         label = ", ".join(f"{k}={v}" for k, v in diff.items() if k != "model") or "defaults"
         print(f"| {label} | {row['validation']['hr@10']:.4f} | {row['validation']['ndcg@10']:.4f} | "
-              f"{row['test']['hr@10']:.4f} | {row['test']['ndcg@10']:.4f} | {row['best_epoch']} | {row['seconds']:.0f} |")
+              f"{row['test']['hr@10']:.4f} | {row['test']['ndcg@10']:.4f} | "
+              f"{', '.join(map(str, row['best_epoch']))} | {row['seconds']:.0f} |")
     if args.json:
         args.json.write_text(json.dumps({"chosen": best.to_dict(), "final": final, "tried": list(tried.values())},
                                         indent=2))
+
+
+def setting(config: TrainConfig, axis: str, value) -> TrainConfig:
+    """`config` with one axis changed; a batch size change scales the learning rate with it."""
+    if axis == "batch_size":
+        return replace(config, batch_size=value, learning_rate=config.learning_rate * value / config.batch_size)
+    return replace(config, **{axis: value})
+
+
+def mean(metrics: list[dict]) -> dict:
+    return {k: float(sum(m[k] for m in metrics) / len(metrics)) for k in metrics[0]}
 
 
 if __name__ == "__main__":

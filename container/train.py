@@ -47,7 +47,7 @@ def failure_reason(error: BaseException) -> str:
 
 
 class StopFlag:
-    """Set by SIGTERM (StopTrainingJob, spot interruption); training polls it after every batch."""
+    """Set by SIGTERM (StopTrainingJob, spot interruption); training polls it every few steps (under a second)."""
 
     def __init__(self):
         self._event = threading.Event()
@@ -57,7 +57,7 @@ class StopFlag:
 
     def install(self) -> None:
         def handler(signum, frame):
-            log.warning("SIGTERM received: stopping after the current batch; the last checkpoint is kept")
+            log.warning("SIGTERM received: stopping within a few steps; the last checkpoint is kept")
             self._event.set()
         signal.signal(signal.SIGTERM, handler)
 

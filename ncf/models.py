@@ -6,7 +6,7 @@ towers are small layers so that NeuMF can be assembled from pretrained GMF and M
 
 Matrix factorisation (dot product plus biases) is here because Rendle et al. 2020 ("Neural Collaborative
 Filtering vs. Matrix Factorization Revisited") showed that, tuned, it beats NeuMF; users deserve the better
-model, and the benchmark decides which is the default.
+model, and the benchmarks made it the default (README, "Benchmarks").
 """
 
 from __future__ import annotations

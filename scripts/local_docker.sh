@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train and serve with the image on this machine, exactly as SageMaker would, with nothing but docker.
 #
-#   scripts/local_docker.sh RATINGS_FILE [KEY=VALUE ...]      hyperparameters, e.g. epochs=5 model=mf
+#   scripts/local_docker.sh RATINGS_FILE [KEY=VALUE ...]      hyperparameters, e.g. epochs=5 model=neumf
 #   scripts/local_docker.sh ml-latest-small [KEY=VALUE ...]   MovieLens, downloaded by the image itself
 #
 # Lays out /opt/ml in a temporary folder, runs `train` in a container, then `serve` with the trained model

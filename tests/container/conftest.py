@@ -11,7 +11,8 @@ def model_dir(tmp_path_factory, ratings):
 
     data = prepare(Interactions(ratings.userId.to_numpy(), ratings.movieId.to_numpy(), None,
                                 ratings.timestamp.to_numpy()))
-    result = fit(data, TrainConfig(factors=8, mlp_layers=(16, 8), epochs=2, batch_size=256), on_epoch=lambda e: None)
+    config = TrainConfig(model="neumf", factors=8, mlp_layers=(16, 8), epochs=2, batch_size=256)
+    result = fit(data, config, on_epoch=lambda e: None)
     path = tmp_path_factory.mktemp("opt_ml") / "model"
     artifacts.save(path, to_artifact(result, data, extra={"threshold": 0.5}))
     return path

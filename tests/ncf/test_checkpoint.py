@@ -5,8 +5,8 @@ from ncf.checkpoint import Checkpointer
 from ncf.errors import Interrupted
 from ncf.training import TrainConfig, fit
 
-CONFIG = TrainConfig(factors=4, mlp_layers=(8, 4), epochs=4, patience=0, batch_size=512, dropout=0.1, seed=3,
-                     refit=False)
+CONFIG = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=4, patience=0, batch_size=512, dropout=0.1,
+                     seed=3, refit=False)
 
 
 def quiet(e):

@@ -10,7 +10,8 @@ from ncf.training import EpochLog, TrainConfig, fit, keras_scorer
 
 
 def test_a_trained_neumf_ranks_held_out_items_better_than_popularity(dataset):
-    result = fit(dataset, TrainConfig(factors=16, mlp_layers=(32, 16, 8), epochs=8, batch_size=256, learning_rate=0.005),
+    result = fit(dataset, TrainConfig(model="neumf", factors=16, mlp_layers=(32, 16, 8), epochs=8, batch_size=256,
+                                      learning_rate=0.005),
                  on_epoch=lambda e: None)
     test = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
     model = evaluate_candidates(keras_scorer(result.model), test)
@@ -19,10 +20,25 @@ def test_a_trained_neumf_ranks_held_out_items_better_than_popularity(dataset):
 
 
 def test_the_same_seed_gives_the_same_weights(dataset):
-    config = TrainConfig(factors=4, mlp_layers=(8, 4), epochs=2, batch_size=512, dropout=0.2, seed=5)
+    config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=512, dropout=0.2,
+                         seed=5)
     a = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
     b = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_chunk_of_steps_per_graph_call_changes_nothing_but_speed(dataset, monkeypatch):
+    from ncf import training
+
+    config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=256, dropout=0.2, seed=2,
+                         refit=False)
+    whole_epochs = fit(dataset, config, on_epoch=lambda e: None)
+    monkeypatch.setattr(training, "CHUNK_EXAMPLES", 3 * 256)  # several calls per epoch, the last one short
+    assert len(dataset.train) * 5 > 4 * training.CHUNK_EXAMPLES
+    chunked = fit(dataset, config, on_epoch=lambda e: None)
+    # the same steps in the same order; only the float order of the epoch's loss sum differs
+    assert [e.loss for e in chunked.history] == pytest.approx([e.loss for e in whole_epochs.history], rel=1e-6)
+    assert all(np.array_equal(a, b) for a, b in zip(chunked.model.get_weights(), whole_epochs.model.get_weights()))
 
 
 def test_each_epoch_reports_one_regex_friendly_line(dataset):
@@ -77,8 +93,8 @@ def test_a_dataset_folds_validation_into_training_once_per_pair(dataset):
 
 def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):
     stages = []
-    result = fit(dataset, TrainConfig(pretrain=True, factors=4, mlp_layers=(8, 4), epochs=1, batch_size=512),
-                 on_epoch=lambda e: stages.append(e.stage))
+    config = TrainConfig(model="neumf", pretrain=True, factors=4, mlp_layers=(8, 4), epochs=1, batch_size=512)
+    result = fit(dataset, config, on_epoch=lambda e: stages.append(e.stage))
     assert stages == ["gmf", "mlp", "neumf"] and result.config.model == "neumf"
 
 

@@ -36,7 +36,7 @@ def test_a_quoted_or_capitalised_false_is_false(text):
 
 @pytest.mark.parametrize("text", ["True", "true", "1", '"true"', "yes"])
 def test_true_in_any_spelling_is_true(text):
-    assert parse(pretrain=text).train.pretrain is True
+    assert parse(model="neumf", pretrain=text).train.pretrain is True
 
 
 def test_none_means_unset_for_optional_values():

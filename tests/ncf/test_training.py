@@ -48,7 +48,7 @@ def test_each_epoch_reports_one_regex_friendly_line(dataset):
     text = lines[-1].line()
     assert re.search(r"epoch=2/2 train:loss=([0-9.]+) validation:hr@10=([0-9.]+) validation:ndcg@10=([0-9.]+)", text)
     assert re.search(r"samples_per_s=\d+ ", text)
-    assert lines[0].samples == len(dataset.train) * 5
+    assert lines[0].samples == len(dataset.train) * (1 + TrainConfig().negatives)
 
 
 def test_early_stopping_stops_and_keeps_the_best_epochs_weights(dataset):
@@ -71,7 +71,8 @@ def test_a_refit_trains_afresh_on_training_plus_validation_for_the_chosen_epochs
     refit = [e for e in seen if e.stage == "refit"]
     assert [e.stage for e in seen] == ["mf"] * len(chosen) + ["refit"] * result.best_epoch
     assert [e.epoch for e in refit] == list(range(1, result.best_epoch + 1))
-    assert all(e.samples == (len(dataset.train) + len(dataset.validation)) * 5 and not e.validation for e in refit)
+    each = 1 + config.negatives
+    assert all(e.samples == (len(dataset.train) + len(dataset.validation)) * each and not e.validation for e in refit)
     assert result.best_validation == max((e.validation for e in chosen), key=lambda v: (v["hr@10"], v["ndcg@10"]))
     assert result.history == seen
     # the refit model is not the early-stopped one: it learned the validation pairs as positives

@@ -6,8 +6,9 @@ Coordinate search: starting from the library defaults, each axis in turn (learni
 negatives, L2, dropout, batch size) is swept with the others held, and the value with the best validation
 HR@10 (NDCG@10 breaking ties), averaged over `--seeds` seeds, is kept before the next axis. A larger batch
 takes a proportionally larger learning rate. Early stopping on validation chooses the epochs; test metrics
-(of the refit model, the library's default) are printed for every setting but never used to choose. Validation is each user's latest
-training interaction, ranked against 99 sampled negatives (LOO-99, ../shared/reference/evaluation.md).
+(of the refit model, the library's default) are printed for every setting but never used to choose.
+Validation is each user's latest training interaction, ranked against 99 sampled negatives (LOO-99,
+../shared/reference/evaluation.md).
 """
 
 from __future__ import annotations

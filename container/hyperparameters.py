@@ -131,6 +131,7 @@ _TRAIN_HELP = {
     "refit": "after early stopping, train afresh on training + validation for the chosen epochs (not with pretrain)",
     "seed": "random seed (weights, negatives, candidates)",
     "validation_negatives": "negatives per validation positive",
+    "optimizer": "lazy_adam (updates only the embedding rows a batch touches; one host) or adam (Keras' dense Adam)",
 }
 _CONVERTERS = {int: to_int, float: to_float, bool: to_bool, str: to_str, tuple: to_int_list}
 

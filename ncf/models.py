@@ -28,6 +28,8 @@ def _regularizer(l2: float):
 
 
 def _embedding(count: int, dim: int, l2: float, name: str) -> layers.Embedding:
+    """An embedding table; `l2` 0 leaves its penalty to the optimiser (`optimizers.RowAdam`), which applies it
+    to the rows a step touches instead of adding the whole table's norm, and so a dense gradient, to the loss."""
     return layers.Embedding(
         count, dim, embeddings_initializer=keras.initializers.get(_EMBEDDING_INIT),
         embeddings_regularizer=_regularizer(l2), name=name,
@@ -72,7 +74,7 @@ class MLPTower(layers.Layer):
     """
 
     def __init__(self, n_users: int, n_items: int, layer_sizes: Sequence[int], dropout: float = 0.0,
-                 l2: float = 0.0, **kwargs):
+                 l2: float = 0.0, embedding_l2: float | None = None, **kwargs):
         super().__init__(**kwargs)
         layer_sizes = tuple(int(s) for s in layer_sizes)
         if len(layer_sizes) < 2 or layer_sizes[0] < 2 or layer_sizes[0] % 2 or min(layer_sizes) < 1:
@@ -83,9 +85,10 @@ class MLPTower(layers.Layer):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
         self.n_users, self.n_items, self.layer_sizes = n_users, n_items, layer_sizes
         self.dropout, self.l2 = dropout, l2
+        self.embedding_l2 = l2 if embedding_l2 is None else embedding_l2
         half = layer_sizes[0] // 2
-        self.user_embedding = _embedding(n_users, half, l2, "user")
-        self.item_embedding = _embedding(n_items, half, l2, "item")
+        self.user_embedding = _embedding(n_users, half, self.embedding_l2, "user")
+        self.item_embedding = _embedding(n_items, half, self.embedding_l2, "item")
         self.hidden = [
             layers.Dense(size, activation="relu", kernel_regularizer=_regularizer(l2), name=f"dense_{n}")
             for n, size in enumerate(layer_sizes[1:])
@@ -111,7 +114,8 @@ class MLPTower(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_users": self.n_users, "n_items": self.n_items,
-                "layer_sizes": list(self.layer_sizes), "dropout": self.dropout, "l2": self.l2}
+                "layer_sizes": list(self.layer_sizes), "dropout": self.dropout, "l2": self.l2,
+                "embedding_l2": self.embedding_l2}
 
 
 @keras.saving.register_keras_serializable(package="ncf")
@@ -145,21 +149,26 @@ class MatrixFactorization(layers.Layer):
 
 def build_model(
     kind: str, n_users: int, n_items: int, *, factors: int = 32, mlp_layers: Sequence[int] = (64, 32, 16, 8),
-    dropout: float = 0.0, l2: float = 0.0,
+    dropout: float = 0.0, l2: float = 0.0, embedding_l2: float | None = None,
 ) -> keras.Model:
-    """A functional model `{"user", "item"} -> logits [B]` of the given kind."""
+    """A functional model `{"user", "item"} -> logits [B]` of the given kind.
+
+    `l2` regularises the dense kernels, and the embedding tables too unless `embedding_l2` says otherwise
+    (0 when the optimiser applies their penalty row by row)."""
+    embedding_l2 = l2 if embedding_l2 is None else embedding_l2
     if kind not in MODEL_KINDS:
         raise ConfigError(f"model must be one of {list(MODEL_KINDS)}, got {kind!r}")
     user = keras.Input(shape=(), dtype="int32", name="user")
     item = keras.Input(shape=(), dtype="int32", name="item")
     if kind == "mf":
-        logits = MatrixFactorization(n_users, n_items, factors, l2, name="mf")([user, item])
+        logits = MatrixFactorization(n_users, n_items, factors, embedding_l2, name="mf")([user, item])
         return keras.Model({"user": user, "item": item}, logits, name=kind)
     towers = []
     if kind in ("neumf", "gmf"):
-        towers.append(GMF(n_users, n_items, factors, l2, name="gmf")([user, item]))
+        towers.append(GMF(n_users, n_items, factors, embedding_l2, name="gmf")([user, item]))
     if kind in ("neumf", "mlp"):
-        towers.append(MLPTower(n_users, n_items, mlp_layers, dropout, l2, name="mlp")([user, item]))
+        towers.append(MLPTower(n_users, n_items, mlp_layers, dropout, l2, embedding_l2=embedding_l2,
+                               name="mlp")([user, item]))
     x = towers[0] if len(towers) == 1 else layers.Concatenate(name="fuse")(towers)
     logits = layers.Dense(1, kernel_initializer="lecun_uniform", name="head")(x)
     return keras.Model({"user": user, "item": item}, ops.squeeze(logits, axis=-1), name=kind)
@@ -177,6 +186,14 @@ def neumf_from_pretrained(neumf: keras.Model, gmf: keras.Model, mlp: keras.Model
     neumf.get_layer("head").set_weights(
         [np.concatenate([alpha * g_kernel, (1 - alpha) * m_kernel]), alpha * g_bias + (1 - alpha) * m_bias]
     )
+
+
+def embedding_tables(model: keras.Model) -> list:
+    """The user and item embedding variables that `l2` regularises (not MF's biases): what
+    `optimizers.LazyAdam` penalises row by row when the layers were built with `embedding_l2=0`."""
+    names = {layer.name for layer in model.layers}
+    towers = [model.get_layer(name) for name in ("gmf", "mlp", "mf") if name in names]
+    return [table.embeddings for tower in towers for table in (tower.user_embedding, tower.item_embedding)]
 
 
 def export_weights(model: keras.Model) -> dict[str, np.ndarray]:

@@ -44,6 +44,15 @@ class SeenItems:
     def row(self, user: int) -> np.ndarray:
         return self.indices[self.indptr[user]:self.indptr[user + 1]]
 
+    def cells(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`(rows, items)`, both `[sum of the users' counts]`: the seen items of `users[r]` paired with `r`, so
+        that `scores[rows, items] = -inf` masks a `[len(users), n_items]` block without a loop over users."""
+        users = np.asarray(users, dtype=np.int64)
+        counts = self.counts()[users]
+        rows = np.repeat(np.arange(len(users)), counts)
+        first = np.repeat(self.indptr[users] - (np.cumsum(counts) - counts), counts)
+        return rows, self.indices[first + np.arange(len(rows))].astype(np.int64)
+
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """`[n]` bool: whether each (user, item) pair is in the matrix."""
         keys = self._keys()

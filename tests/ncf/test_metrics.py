@@ -83,3 +83,15 @@ def test_a_model_scoring_every_item_gets_full_ranking_metrics_under_a_prefix():
     m = evaluate_full_ranking(top_k, Pairs(np.array([0, 1]), np.array([2, 3])), n_items=4, k=1, prefix="full_")
     assert m["full_recall@1"] == 1.0 and set(m) == {"full_precision@1", "full_recall@1", "full_ndcg@1",
                                                      "full_map@1", "full_coverage"}
+
+
+def test_a_user_sample_keeps_every_row_of_the_chosen_users_and_is_the_same_each_time():
+    from ncf.evaluation import sample_users
+
+    held = Pairs(np.array([0, 0, 1, 2, 3, 3, 4]), np.array([1, 2, 3, 4, 5, 6, 7]))
+    a, b = sample_users(held, 3, seed=4), sample_users(held, 3, seed=4)
+    assert len(np.unique(a.user)) == 3 and np.array_equal(a.user, b.user) and np.array_equal(a.item, b.item)
+    kept = set(a.user.tolist())
+    assert sorted(zip(a.user.tolist(), a.item.tolist())) == [p for p in zip(held.user.tolist(), held.item.tolist())
+                                                             if p[0] in kept]
+    assert sample_users(held, 5) is held

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ncf.errors import DataError
-from ncf.sampling import NegativeSampler, epoch_examples
+from ncf.sampling import NegativeSampler, epoch_chunks
 from ncf.seen import SeenItems
 
 
@@ -56,23 +56,29 @@ def test_a_user_who_has_seen_everything_cannot_get_negatives():
         NegativeSampler(seen).sample(np.array([0]), 1, np.random.default_rng(0))
 
 
+def epoch(users, items, sampler, n_neg, rng, chunk_examples):
+    parts = list(epoch_chunks(users, items, sampler, n_neg, rng, chunk_examples))
+    return parts, *(np.concatenate(column) for column in zip(*parts))
+
+
 def test_an_epoch_has_every_positive_and_n_negatives_each_shuffled(seen):
     users = np.array([0, 0, 1])
     items = seen.indices[[0, 1, seen.indptr[1]]].astype(np.int64)
-    u, i, y = epoch_examples(users, items, NegativeSampler(seen), 4, np.random.default_rng(0))
+    _, u, i, y = epoch(users, items, NegativeSampler(seen), 4, np.random.default_rng(0), chunk_examples=1 << 20)
     assert len(u) == 15 and y.sum() == 3
     assert sorted(zip(u[y == 1].tolist(), i[y == 1].tolist())) == sorted(zip(users.tolist(), items.tolist()))
     assert not seen.contains(u[y == 0], i[y == 0]).any()
     assert y.tolist() != sorted(y.tolist(), reverse=True)  # positives are not all first
 
 
-def test_sampling_an_epoch_of_ml_latest_small_size_takes_well_under_a_second():
-    """500k examples: a vectorised sampler takes ~0.1 s; a Python loop per interaction takes ~10 s."""
-    import time
-
+def test_an_epoch_comes_in_chunks_of_bounded_size_that_together_hold_every_positive_once():
     rng = np.random.default_rng(0)
-    users, items = rng.integers(0, 610, 100_000), rng.integers(0, 9724, 100_000)
-    sampler = NegativeSampler(SeenItems.from_pairs(users, items, 610, 9724))
-    start = time.perf_counter()
-    epoch_examples(users, items, sampler, 4, rng)
-    assert time.perf_counter() - start < 3
+    users, items = rng.integers(0, 50, 1000), rng.integers(0, 400, 1000)
+    sampler = NegativeSampler(SeenItems.from_pairs(users, items, 50, 400))
+    parts, u, i, y = epoch(users, items, sampler, 4, rng, chunk_examples=500)
+    assert len(parts) == 10 and all(len(p[0]) == 500 for p in parts)  # 100 positives and their 400 negatives
+    for part_users, _, part_labels in parts:  # each positive's negatives are in its own chunk
+        positives = part_users[part_labels == 1]
+        assert sorted(part_users[part_labels == 0].tolist()) == sorted(np.repeat(positives, 4).tolist())
+    assert sorted(zip(u[y == 1].tolist(), i[y == 1].tolist())) == sorted(zip(users.tolist(), items.tolist()))
+    assert not sampler.seen.contains(u[y == 0], i[y == 0]).any()

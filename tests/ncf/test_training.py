@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ncf.errors import ConfigError
-from ncf.evaluation import draw_candidates, evaluate_candidates, popularity_scorer
+from ncf.evaluation import draw_candidates, evaluate_candidates, popularity_scorer, sample_users
 from ncf.training import EpochLog, TrainConfig, fit, keras_scorer
 
 
@@ -101,6 +101,7 @@ def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):
 
 @pytest.mark.parametrize("change, message", [
     (dict(model="bpr"), "model must be one of"),
+    (dict(optimizer="sgd"), "optimizer must be one of"),
     (dict(learning_rate=0), "learning_rate must be > 0"),
     (dict(negatives=0), "negatives must be >= 1"),
     (dict(mlp_layers=(5, 2)), "mlp_layers must be an even"),
@@ -114,3 +115,47 @@ def test_bad_hyperparameters_are_refused_with_their_name(change, message):
 def test_epoch_log_computes_throughput():
     e = EpochLog("neumf", 1, 3, 0.5, 1000, 0.5, {}, 1.0)
     assert e.samples_per_second == 2000
+
+
+def test_an_epoch_logs_its_progress_with_rate_and_time_left(dataset, monkeypatch, caplog):
+    from ncf import sampling, training
+
+    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.0)  # a line after every chunk of examples
+    monkeypatch.setattr(sampling, "CHUNK_EXAMPLES", 9 * 300)
+    total = len(dataset.train) * 9
+    fit(dataset, TrainConfig(model="mf", factors=4, epochs=1, batch_size=256, refit=False), on_epoch=lambda e: None)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress ")]
+    assert len(lines) == -(-len(dataset.train) // 300)
+    assert re.fullmatch(rf"progress stage=mf epoch=1/1 examples=2700/{total} \(\d+%\) samples_per_s=\d+ "
+                        rf"epoch_eta_s=\d+", lines[0]), lines[0]
+    assert lines[-1].startswith(f"progress stage=mf epoch=1/1 examples={total}/{total} (100%)")
+
+
+def test_a_stop_request_logs_where_the_epoch_stood_and_raises(dataset, caplog):
+    from ncf.errors import Interrupted
+
+    with pytest.raises(Interrupted, match="during epoch 1 of mf"):
+        fit(dataset, TrainConfig(model="mf", factors=4, epochs=3, batch_size=256), on_epoch=lambda e: None,
+            should_stop=lambda: True)
+    assert any(r.getMessage().startswith("progress stage=mf epoch=1/3 examples=0/") for r in caplog.records)
+
+
+def test_validation_ranks_a_fixed_sample_of_users_when_there_are_many(dataset, monkeypatch, caplog):
+    from ncf import training
+
+    monkeypatch.setattr(training, "VALIDATION_USERS", 30)
+    config = TrainConfig(model="mf", factors=4, epochs=1, batch_size=256, refit=False)
+    result = fit(dataset, config, on_epoch=lambda e: None)
+    assert f"validation: 30 of {len(np.unique(dataset.validation.user))} users" in caplog.text
+    sampled = draw_candidates(sample_users(dataset.validation, 30, config.seed), dataset.seen, 99, config.seed)
+    assert len(sampled) == 30
+    assert result.best_validation["hr@10"] == pytest.approx(
+        evaluate_candidates(keras_scorer(result.model), sampled)["hr@10"])
+
+
+def test_adam_and_lazy_adam_both_train_and_differ(dataset):
+    config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=256, refit=False)
+    lazy = fit(dataset, config, on_epoch=lambda e: None)
+    dense = fit(dataset, replace(config, optimizer="adam"), on_epoch=lambda e: None)
+    assert lazy.history[-1].loss < lazy.history[0].loss and dense.history[-1].loss < dense.history[0].loss
+    assert any(not np.allclose(a, b) for a, b in zip(lazy.model.get_weights(), dense.model.get_weights()))

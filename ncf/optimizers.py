@@ -1,0 +1,94 @@
+"""Adam whose cost per step grows with the batch, not with the embedding tables.
+
+Keras' Adam rewrites every row of every table on every step: its moments decay everywhere, so a step over a
+162k x 59k MF model (28M parameters, three copies with the moments) cost 15x a step over a 5k x 2k one on the
+same batch (`../shared/reference/scale-notes.md`: 65k vs 954k samples/s). `LazyAdam` updates an embedding table
+only in the rows the batch looked up (a gradient that arrives as `tf.IndexedSlices`): the batch's ids are made
+unique, their gradient rows summed, and the weights and both moments of those rows alone are gathered,
+updated and scattered back. Dense variables (MLP kernels, biases, the head) get ordinary Adam.
+
+What changes in semantics, as in TensorFlow Addons' LazyAdam: a row's moments decay only on the steps that
+touch it, and the L2 penalty of an embedding row (`row_l2`, the gradient `2 * l2 * w` of Keras'
+`L2(l2)`) is applied on those steps only, instead of shrinking every row of the table each step. Bias
+correction uses the global step count, like Keras' Adam. A row looked up several times in a batch gets the
+sum of its gradients, as in a dense gradient (Keras' Adam, given the sparse one, squares each lookup's part
+separately). `benchmarks/scale.py` shows the speed and
+`benchmarks/optimizer_quality.py` the quality against Keras' Adam.
+"""
+
+from __future__ import annotations
+
+
+class LazyAdam:
+    """Adam with row-wise ("lazy") updates of the variables whose gradients are `tf.IndexedSlices`.
+
+    Args:
+        learning_rate, beta_1, beta_2, epsilon: as `keras.optimizers.Adam` (same defaults).
+        row_l2, penalised: the L2 coefficient applied to the rows a step touches of the `penalised` tables
+            (the embeddings whose Keras layers then carry no regulariser of their own; `models.embedding_tables`).
+
+    `build(variables)` creates the moments; `apply_gradients(pairs)` takes one step, as Keras' optimisers do;
+    `variables` lists the state (step count and moments) for checkpoints, in a fixed order. Runs inside an
+    XLA-compiled step (XLA lowers `tf.unique` to a sort): one process only, since the scatters update the
+    variables in place rather than through a distribution strategy's mirrored updates.
+    """
+
+    def __init__(self, learning_rate: float, *, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 row_l2: float = 0.0, penalised=()):
+        self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
+        self.row_l2 = row_l2
+        self._penalised = {id(v) for v in penalised}
+        self.iterations = None
+        self._moments: list[tuple] = []
+
+    def build(self, variables) -> None:
+        import tensorflow as tf
+
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self._moments = [
+            (tf.Variable(tf.zeros_like(v), trainable=False, name=f"m_{n}"),
+             tf.Variable(tf.zeros_like(v), trainable=False, name=f"v_{n}"))
+            for n, v in enumerate(variables)
+        ]
+
+    @property
+    def variables(self) -> list:
+        return [self.iterations] + [moment for pair in self._moments for moment in pair]
+
+    def apply_gradients(self, pairs) -> None:
+        import tensorflow as tf
+
+        gradients, variables = zip(*pairs)
+        step = tf.cast(self.iterations.assign_add(1), tf.float32)
+        alpha = self.learning_rate * tf.sqrt(1.0 - tf.pow(self.beta_2, step)) / (1.0 - tf.pow(self.beta_1, step))
+        for gradient, variable, (m, v) in zip(gradients, variables, self._moments):
+            if gradient is None:
+                continue
+            if isinstance(gradient, tf.IndexedSlices):
+                l2 = self.row_l2 if id(variable) in self._penalised else 0.0
+                self._apply_rows(gradient, _tf_variable(variable), m, v, alpha, l2)
+            else:
+                m.assign(self.beta_1 * m + (1.0 - self.beta_1) * gradient)
+                v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(gradient))
+                variable.assign_sub(alpha * m / (tf.sqrt(v) + self.epsilon))
+
+    def _apply_rows(self, gradient, variable, m, v, alpha, l2: float) -> None:
+        """The update of the rows in `gradient.indices` alone: `[unique ids, width]` gathers and scatters."""
+        import tensorflow as tf
+
+        ids, position = tf.unique(gradient.indices)
+        rows = tf.math.unsorted_segment_sum(gradient.values, position, tf.size(ids))
+        if l2:
+            rows += 2.0 * l2 * tf.gather(variable, ids)
+        m_rows = self.beta_1 * tf.gather(m, ids) + (1.0 - self.beta_1) * rows
+        v_rows = self.beta_2 * tf.gather(v, ids) + (1.0 - self.beta_2) * tf.square(rows)
+        m.scatter_update(tf.IndexedSlices(m_rows, ids))
+        v.scatter_update(tf.IndexedSlices(v_rows, ids))
+        variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), ids))
+
+
+def _tf_variable(variable):
+    """The `tf.Variable` under a Keras 3 variable: only it has the scatter methods."""
+    import keras
+
+    return variable.value if isinstance(variable, keras.Variable) else variable

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ncf import arrowread
 from ncf.data import Columns, Interactions, read_interactions
 from ncf.errors import DataError
 
@@ -181,15 +182,165 @@ def test_min_rating_keeps_only_positives():
         Interactions(np.array([1]), np.array([1])).with_min_rating(3.0)
 
 
-def test_reading_a_hundred_thousand_rows_is_fast_enough_to_not_matter(tmp_path):
-    """Guards against a per-row Python path slipping in: 100k rows must parse well under a few seconds
-    (measured ~0.2 s); the bound is loose because this machine is shared."""
-    import time
+def _decline(*args, **kwargs):
+    return None
 
-    frame = pd.DataFrame({"userId": np.arange(100_000) % 600, "movieId": np.arange(100_000) % 9000,
-                          "rating": 4.0, "timestamp": np.arange(100_000)})
-    path = tmp_path / "big.csv"
+
+def read_with_both_readers(path, monkeypatch, columns=Columns()):
+    """(pyarrow's reading, pandas' reading) of one file; fails if pyarrow declined a file it should read."""
+    answers = []
+
+    def spy(reader):
+        def read(*args, **kwargs):
+            answers.append(reader(*args, **kwargs))
+            return answers[-1]
+        return read
+
+    with monkeypatch.context() as m:
+        m.setattr(arrowread, "read_csv", spy(arrowread.read_csv))
+        m.setattr(arrowread, "read_parquet", spy(arrowread.read_parquet))
+        fast = read_interactions(path, columns)
+    assert len(answers) == 1 and answers[0] is not None, "pyarrow declined the file"
+    with monkeypatch.context() as m:
+        m.setattr(arrowread, "read_csv", _decline)
+        m.setattr(arrowread, "read_parquet", _decline)
+        slow = read_interactions(path, columns)
+    return fast, slow
+
+
+def assert_same(a, b):
+    for field in ("users", "items", "ratings", "timestamps"):
+        x, y = getattr(a, field), getattr(b, field)
+        assert (x is None) == (y is None), field
+        if x is not None:
+            assert x.dtype == y.dtype, (field, x.dtype, y.dtype)
+            np.testing.assert_array_equal(x, y, err_msg=field)
+
+
+def mixed_frame(n, seed=0):
+    """n rows with large sparse ids, half-star ratings and whole-second timestamps, like ml-25m's."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"userId": rng.integers(0, 162_000, n), "movieId": rng.integers(0, 210_000, n) * 7,
+                         "rating": rng.integers(1, 11, n) / 2,
+                         "timestamp": rng.integers(789_652_009, 1_637_000_000, n)})
+
+
+def write_csv(frame, path):
     frame.to_csv(path, index=False)
-    start = time.perf_counter()
-    assert len(read_interactions(path)) == 100_000
-    assert time.perf_counter() - start < 10
+    return path
+
+
+def write_gzip(frame, path):
+    with gzip.open(path, "wt") as f:
+        frame.to_csv(f, index=False)
+    return path
+
+
+def write_dat(frame, path):  # MovieLens 1M/10M: '::' and no header
+    path.write_text("".join("::".join(map(str, row)) + "\n" for row in frame.itertuples(index=False)))
+    return path
+
+
+def write_tsv_without_header(frame, path):
+    frame.to_csv(path, sep="\t", header=False, index=False)
+    return path
+
+
+def write_parquet(frame, path):
+    frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("write", [write_csv, write_gzip, write_dat, write_tsv_without_header, write_parquet])
+def test_pyarrow_and_pandas_read_the_same_interactions(tmp_path, monkeypatch, write):
+    frame = mixed_frame(3_000)
+    fast, slow = read_with_both_readers(write(frame, tmp_path / "data"), monkeypatch)
+    assert_same(fast, slow)
+    np.testing.assert_array_equal(fast.users, frame.userId.to_numpy())
+    assert fast.users.dtype == np.int64 and fast.timestamps.dtype == np.int64 and fast.ratings.dtype == np.float32
+
+
+def test_pyarrow_and_pandas_agree_on_text_ids_spaces_and_fractional_timestamps(tmp_path, monkeypatch):
+    path = write(tmp_path / "r.csv", "user_id,item_id,rating,timestamp\n"
+                 "u1, 007 ,4,10.5\nü2,7, 3.5 ,11\n u1,x y,5,12\n")
+    fast, slow = read_with_both_readers(path, monkeypatch)
+    assert_same(fast, slow)
+    assert fast.users.tolist() == ["u1", "ü2", "u1"] and fast.items.tolist() == ["007", "7", "x y"]
+    assert fast.timestamps.dtype == np.float64
+
+
+def test_pyarrow_and_pandas_agree_on_parquet_text_ids_and_integer_types(tmp_path, monkeypatch):
+    frame = pd.DataFrame({"user": ["007", "7", "a"], "item": pd.array([3, 1, 2], dtype="int32"),
+                          "rating": np.array([1, 2, 3], np.float32), "timestamp": pd.array([5, 6, 7], dtype="uint16")})
+    fast, slow = read_with_both_readers(write_parquet(frame, tmp_path / "p"), monkeypatch)
+    assert_same(fast, slow)
+    assert fast.users.tolist() == ["007", "7", "a"] and fast.items.dtype == np.int64
+
+
+def big_csv(tmp_path, n=300_000, bad_row=None, bad_line="{u},,4.0\n"):
+    """A ~5 MB CSV, larger than one of pyarrow's 4 MB parse blocks; `bad_row` replaced by `bad_line`."""
+    lines = [f"{u},{i},4.0\n" for u, i in zip(range(n), range(n, 2 * n))]
+    if bad_row is not None:
+        lines[bad_row] = bad_line.format(u=bad_row)
+    path = tmp_path / "big.csv"
+    path.write_text("userId,movieId,rating\n" + "".join(lines))
+    return path
+
+
+def test_an_empty_id_deep_in_a_large_file_names_its_line(tmp_path):
+    with pytest.raises(DataError, match=r"big\.csv: line 280002: item id is empty$"):
+        read_interactions(big_csv(tmp_path, bad_row=280_000))
+
+
+def test_a_word_for_a_rating_deep_in_a_large_file_names_its_line_and_value(tmp_path):
+    path = big_csv(tmp_path, bad_row=250_000, bad_line="{u},5,four\n")
+    with pytest.raises(DataError, match=r"line 250002: rating 'four' is not a finite number$"):
+        read_interactions(path)
+
+
+def test_a_leading_zero_in_the_last_block_makes_every_id_of_the_column_text(tmp_path):
+    path = big_csv(tmp_path, bad_row=299_999, bad_line="0299999,1,4.0\n")
+    got = read_interactions(path)
+    assert got.users.dtype.kind == "U" and got.users[[0, 1, -1]].tolist() == ["0", "1", "0299999"]
+    assert got.items.dtype == np.int64
+
+
+def test_text_ids_across_many_blocks_are_read_exactly(tmp_path, monkeypatch):
+    n = 300_000
+    frame = pd.DataFrame({"user_id": [f"user-{u}" for u in range(n)], "item_id": [f"i{u % 977:04d}" for u in range(n)]})
+    fast, slow = read_with_both_readers(write_csv(frame, tmp_path / "ids.csv"), monkeypatch)
+    assert_same(fast, slow)
+    assert fast.users.tolist() == frame.user_id.tolist() and fast.items.dtype == np.dtype("<U5")
+
+
+def test_ids_with_quoted_newlines_are_read_by_pyarrow_across_block_edges(tmp_path, monkeypatch):
+    n = 300_000
+    path = tmp_path / "q.csv"
+    path.write_text("user_id,movieId\n" + "".join(f'"line\n{u}",{u % 5}\n' for u in range(n)))
+    fast, slow = read_with_both_readers(path, monkeypatch)
+    assert_same(fast, slow)
+    assert fast.users[-1] == f"line\n{n - 1}"
+
+
+def test_a_gap_in_a_nullable_integer_parquet_id_is_a_data_error_naming_the_row(tmp_path):
+    frame = pd.DataFrame({"userId": pd.array([1, None, 3], dtype="Int64"), "movieId": [1, 2, 3]})
+    with pytest.raises(DataError, match=r"p: row 2: user id is empty"):
+        read_interactions(write_parquet(frame, tmp_path / "p"))
+
+
+def test_a_file_pyarrow_cannot_read_is_read_by_pandas_and_the_log_says_why(tmp_path, caplog):
+    got = read_interactions(write(tmp_path / "r.csv", 'user,item\n1, "a"\n'))  # pandas skips the space
+    assert got.items.tolist() == ["a"]
+    assert any("reading with pandas, not pyarrow" in r.getMessage() for r in caplog.records)
+
+
+def test_a_missing_text_id_in_parquet_names_its_row(tmp_path):
+    frame = pd.DataFrame({"userId": ["a", None, "c"], "movieId": [1, 2, 3]})
+    with pytest.raises(DataError, match=r"p: row 2: user id is empty"):
+        read_interactions(write_parquet(frame, tmp_path / "p"))
+
+
+def test_a_parquet_files_stored_pandas_index_is_not_one_of_its_columns(tmp_path):
+    frame = pd.DataFrame({"userId": [5, 1, 2], "movieId": [3, 4, 5]}).set_index("userId")  # not a range: a column
+    with pytest.raises(DataError, match=r"no user column: the file has columns \['movieId'\]"):
+        read_interactions(write_parquet(frame, tmp_path / "p"))

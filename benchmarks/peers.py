@@ -28,22 +28,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
+from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
+
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import Dataset, Pairs, prepare  # noqa: E402
 from ncf.evaluation import Candidates, draw_candidates, score_candidates  # noqa: E402
-from ncf.metrics import positive_ranks  # noqa: E402
 
 
 def matrix(data: Dataset, pairs: list[Pairs]) -> sp.csr_matrix:
     users = np.concatenate([p.user for p in pairs])
     items = np.concatenate([p.item for p in pairs])
     return sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=(data.n_users, data.n_items))
-
-
-def rank_metrics(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row hit@10 and NDCG@10 for a `[rows, 100]` candidate score matrix."""
-    ranks = positive_ranks(scores)
-    return (ranks < 10).astype(float), np.where(ranks < 10, 1.0 / np.log2(ranks + 2.0), 0.0)
 
 
 def dense_scorer(scores: np.ndarray):
@@ -173,20 +168,6 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"data": data.statistics(), "rows": rows, "comparisons": comparisons},
                                         indent=2, default=float))
-
-
-def bootstrap(ours: tuple, peer: tuple, ours_name: str, peer_name: str, resamples: int = 2000) -> dict:
-    rng = np.random.default_rng(0)
-    n = len(ours[0])
-    picks = rng.integers(0, n, (resamples, n))
-    result = {"ours": ours_name, "peer": peer_name}
-    for key, a, b in (("hr", ours[0], peer[0]), ("ndcg", ours[1], peer[1])):
-        diffs = (a - b)[picks].mean(axis=1)
-        result[key] = (float((a - b).mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
-    wins = [result[k][1] > 0 for k in ("hr", "ndcg")]
-    losses = [result[k][2] < 0 for k in ("hr", "ndcg")]
-    result["verdict"] = "win" if all(wins) else "loss" if any(losses) else "within noise"
-    return result
 
 
 if __name__ == "__main__":

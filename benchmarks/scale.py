@@ -1,0 +1,229 @@
+"""Scale: the whole training job and the server from 100k to 25M interactions, as Markdown tables.
+
+    .venv/bin/python benchmarks/scale.py                       # every section (~40 min on 2 cores)
+    .venv/bin/python benchmarks/scale.py --sizes 100k,1m --skip-serve
+
+Every job is the real `train` (one process, as SageMaker runs it) on synthetic data from `ncf.synthetic`
+with ml-25m's shape scaled down (`shape`: users in proportion, items with the square root), so 23M
+interactions are ml-25m's 161,916 users x 59,000 items (ml-latest-small, read from ../shared/data when present, is a row of
+its own). Jobs run one epoch without refit (`epochs=1 refit=false patience=0`); a default job's time is that
+epoch times the epochs early stopping picks, plus the refit.
+
+Sections:
+1. One row per size: read, prepare, samples/s, epoch, evaluation and export seconds (the job's own `timing:`
+   line and epoch line), the whole job's wall time, its peak RSS (`wait4`), the model folder's size, and test
+   HR@10 (LOO-99) of the model against popularity.
+2. The cost curve: the same 1M interactions with small tables (5k x 2k) and with ml-25m's (162k x 59k), two
+   epochs each: samples/s and whole-job ratios (targets: >= 0.70 and <= 3x).
+3. Serving the 25M model with 2 workers: load and first /ping seconds, PSS, and top-10 p50/p99 over 59k items
+   at one connection, for the trained MF and for a NeuMF folder of the same shape with random weights
+   (`benchmarks/fake_model.py`: speed does not depend on the weights' values).
+Each table is stamped with the commit, the date and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.serve_bench import Server  # noqa: E402
+
+ML25M = {"interactions": 23_000_000, "users": 161_916, "items": 59_000}
+SIZES = {"100k": 100_000, "1m": 1_000_000, "5m": 5_000_000, "25m": ML25M["interactions"]}
+SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv"
+ONE_EPOCH = {"epochs": "1", "refit": "false", "patience": "0"}
+
+
+def shape(interactions: int) -> tuple[int, int]:
+    """ml-25m's users and items scaled to `interactions`: users in proportion (~142 interactions each), items
+    with its square root (in proportion, 100k interactions would have 256 items, denser than any real set)."""
+    scale = interactions / ML25M["interactions"]
+    return max(100, round(ML25M["users"] * scale)), max(50, round(ML25M["items"] * scale ** 0.5))
+
+
+def synthetic(work: Path, interactions: int, users: int, items: int) -> Path:
+    from ncf.synthetic import SyntheticSpec, generate
+
+    path = work / f"synthetic-{interactions}-{users}x{items}.csv"
+    if not path.exists():
+        generate(SyntheticSpec(interactions=interactions, users=users, items=items, seed=0,
+                               min_per_user=min(5, interactions // users))).write(path)
+    return path
+
+
+def run_job(ratings: Path, out: Path, settings: dict[str, str]) -> dict:
+    """The real `train` on `ratings`; its timings, epoch lines, metrics, wall time and peak RSS."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [str(ROOT / ".venv" / "bin" / "train"), "--ratings", str(ratings), "--model-dir", str(out / "model"),
+               "--output-dir", str(out / "output")] + [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    log_path = out / "train.log"
+    out.mkdir(parents=True)
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    text = log_path.read_text()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"train failed on {ratings}:\n{text[-3000:]}")
+    metrics = json.loads((out / "output" / "metrics.json").read_text())
+    epochs = [dict(re.findall(r"(\w+)=([0-9.]+)", line)) for line in text.splitlines() if " epoch=" in line
+              and "progress" not in line]
+    size = sum(f.stat().st_size for f in (out / "model").rglob("*") if f.is_file())
+    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "seconds": metrics["seconds"],
+            "samples_per_s": metrics["train_samples_per_s"], "epoch_s": [float(e["seconds"]) for e in epochs],
+            "test_hr": metrics["test"].get("hr@10", float("nan")),
+            "popularity_hr": metrics["popularity"].get("hr@10", float("nan")),
+            "model_mb": size / 1e6, "data": metrics["data"], "model_dir": str(out / "model")}
+
+
+def stamp() -> str:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = " (+ uncommitted changes)" if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                                         cwd=ROOT, capture_output=True, text=True).stdout else ""
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    memory = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 2**20
+    return (f"commit {commit}{dirty}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
+            f"({cpu}), {memory:.0f} GiB, Python {platform.python_version()}")
+
+
+def size_table(work: Path, sizes: list[str], model: str) -> list[dict]:
+    rows = []
+    sources = ([("ml-latest-small", SMALL)] if SMALL.exists() else []) + [
+        (f"synthetic {name}", None) for name in sizes]
+    for label, path in sources:
+        if path is None:
+            n = SIZES[label.split()[1]]
+            users, items = shape(n)
+            t0 = time.perf_counter()
+            path = synthetic(work, n, users, items)
+            print(f"{label}: data ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        result = run_job(path, work / "jobs" / label.replace(" ", "-"), {"model": model, **ONE_EPOCH})
+        rows.append({"label": label, **result})
+        print(f"{label}: {json.dumps({k: v for k, v in result.items() if k != 'data'})}", file=sys.stderr, flush=True)
+    print(f"\n#### Training job by size ({model}, one epoch, no refit; {stamp()})\n")
+    print("| data | interactions | users x items | read s | prepare s | samples/s | epoch s | evaluate s | export s "
+          "| job s | peak RSS MB | model MB | test HR@10 | popularity HR@10 |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        s, d = r["seconds"], r["data"]
+        print(f"| {r['label']} | {d['interactions']:,} | {d['users']:,} x {d['items']:,} | {s['read']:.1f} | "
+              f"{s['prepare']:.1f} | {r['samples_per_s']:,.0f} | {sum(r['epoch_s']):.1f} | {s['evaluate']:.1f} | "
+              f"{s['export']:.1f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:,.0f} | {r['model_mb']:.0f} | "
+              f"{r['test_hr']:.4f} | {r['popularity_hr']:.4f} |")
+    return rows
+
+
+def cost_curve(work: Path, model: str) -> None:
+    n = SIZES["1m"]
+    shapes = {"small tables": (5_000, 2_000), "ml-25m tables": (ML25M["users"], ML25M["items"])}
+    results = {}
+    for name, (users, items) in shapes.items():
+        path = synthetic(work, n, users, items)
+        results[name] = run_job(path, work / "jobs" / f"curve-{name.replace(' ', '-')}",
+                                {"model": model, "epochs": "2", "refit": "false", "patience": "0"})
+        print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'data'})}", file=sys.stderr,
+              flush=True)
+    small, big = results["small tables"], results["ml-25m tables"]
+    print(f"\n#### Cost curve: 1M interactions, two tables ({model}, 2 epochs, no refit; {stamp()})\n")
+    print("| tables | users x items | samples/s | epoch s (mean) | job s | peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, r in results.items():
+        d = r["data"]
+        print(f"| {name} | {d['users']:,} x {d['items']:,} | {r['samples_per_s']:,.0f} | "
+              f"{sum(r['epoch_s']) / len(r['epoch_s']):.1f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:,.0f} |")
+    print(f"\nsamples/s, ml-25m tables / small tables: **{big['samples_per_s'] / small['samples_per_s']:.2f}** "
+          f"(target >= 0.70); whole job: **{big['wall_s'] / small['wall_s']:.2f}x** (target <= 3x)")
+
+
+def top10_latency(server: Server, users: list, requests: int = 300) -> tuple[float, float]:
+    """p50 and p99 milliseconds of single top-10 requests at one connection (keep-alive)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    times = []
+    for n in range(requests):
+        body = json.dumps({"user": users[n % len(users)], "k": 10})
+        t0 = time.perf_counter()
+        connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        times.append((time.perf_counter() - t0) * 1000)
+        if response.status != 200:
+            raise RuntimeError(f"top-10 answered {response.status}")
+    connection.close()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99) - 1]
+
+
+def serve_table(work: Path, trained_model: str | None) -> None:
+    from benchmarks.fake_model import fake_model
+    from ncf.artifacts import load
+
+    folders = {}
+    if trained_model:
+        folders["mf (trained, 23M)"] = Path(trained_model)
+    fake = work / "serve-neumf" / "model"
+    if not (fake / "metadata.json").exists():
+        fake_model(fake, "neumf", **ML25M)
+    folders["neumf (random weights, same shape)"] = fake
+    rows = []
+    for name, folder in folders.items():
+        base = work / f"serve-base-{len(rows)}"
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        (base / "model").symlink_to(folder.resolve())
+        t0 = time.perf_counter()
+        artifact = load(folder)
+        load_s = time.perf_counter() - t0
+        users = random.Random(0).sample(artifact.users.ids.tolist(), 300)
+        del artifact
+        server = Server(base, None, 2)
+        try:
+            top10_latency(server, users, 20)  # both workers warm
+            p50, p99 = top10_latency(server, users)
+            rows.append((name, load_s, server.first_ping, server.pss_mb(), p50, p99))
+        finally:
+            server.stop()
+        print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+    print(f"\n#### Serving the 25M model (2 workers, 1 connection; {stamp()})\n")
+    print("| model | load s | first /ping s | PSS MB (master + 2 workers) | top-10 p50 ms | top-10 p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, load_s, ping, pss, p50, p99 in rows:
+        print(f"| {name} | {load_s:.1f} | {ping:.1f} | {pss:,.0f} | {p50:.1f} | {p99:.1f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="100k,1m,5m,25m", help=f"comma-separated, of {list(SIZES)}")
+    p.add_argument("--model", default="mf")
+    p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="data, jobs and models (large)")
+    p.add_argument("--skip-curve", action="store_true")
+    p.add_argument("--skip-serve", action="store_true")
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    sizes = [s for s in args.sizes.split(",") if s]
+    rows = size_table(args.work, sizes, args.model) if sizes else []
+    if not args.skip_curve:
+        cost_curve(args.work, args.model)
+    if not args.skip_serve:
+        biggest = next((r["model_dir"] for r in rows if r["label"] == "synthetic 25m"), None)
+        serve_table(args.work, biggest)
+
+
+if __name__ == "__main__":
+    main()

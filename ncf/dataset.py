@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .arrays import unique
 from .data import Interactions
 from .errors import DataError
 from .seen import SeenItems
@@ -79,7 +80,7 @@ class Dataset:
         """
         if self.validation is None:
             return self
-        key = np.unique(np.concatenate([self.train.user * self.n_items + self.train.item,
+        key = unique(np.concatenate([self.train.user * self.n_items + self.train.item,
                                         self.validation.user * self.n_items + self.validation.item]))
         user, item = key // self.n_items, key % self.n_items  # a pair in both (separate channels) counts once
         return replace(self, train=Pairs(user, item), validation=None,

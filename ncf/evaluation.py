@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from .arrays import unique
 from .dataset import Pairs
 from .metrics import hit_rate, ndcg, positive_ranks, top_k_metrics
 from .sampling import NegativeSampler
@@ -45,7 +46,7 @@ def sample_users(held_out: Pairs, max_users: int, seed: int = 0) -> Pairs:
     """The rows of at most `max_users` distinct users, drawn with `seed` (all rows when there are fewer users):
     evaluation of a 162k-user data set costs what that of `max_users` users does, on the same users every time.
     """
-    users = np.unique(held_out.user)
+    users = unique(held_out.user)
     if len(users) <= max_users:
         return held_out
     chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
@@ -109,7 +110,7 @@ def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 1
     held = SeenItems.from_pairs(held_out.user, held_out.item, int(users.max()) + 1, n_items)
     relevant = held.contains(np.repeat(users, k), top.ravel()).reshape(top.shape)
     metrics = top_k_metrics(top, relevant, n_relevant)
-    metrics["coverage"] = float(len(np.unique(top)) / n_items)
+    metrics["coverage"] = float(len(unique(top.ravel())) / n_items)
     return {prefix + name: value for name, value in metrics.items()}
 
 

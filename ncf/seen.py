@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import unique
+
 
 @dataclass(frozen=True)
 class SeenItems:
@@ -27,7 +29,7 @@ class SeenItems:
 
     @classmethod
     def from_pairs(cls, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> "SeenItems":
-        keys = np.unique(users.astype(np.int64) * n_items + items)
+        keys = unique(users.astype(np.int64) * n_items + items)
         row = keys // n_items
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(row, minlength=n_users), out=indptr[1:])

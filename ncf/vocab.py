@@ -16,6 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
+from .arrays import unique
 from .errors import UnknownIdError
 
 _INT_TEXT = np.vectorize(lambda s: s.lstrip("-").isdigit() and (s == "0" or not s.lstrip("-").startswith("0")))
@@ -33,7 +34,7 @@ class Vocabulary:
 
     @classmethod
     def fit(cls, raw: np.ndarray) -> "Vocabulary":
-        return cls(np.unique(raw))
+        return cls(unique(raw))
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -4,6 +4,10 @@
 `from_environment()`, which loads the model from `/opt/ml/model` once, in the master before workers fork. A
 model that cannot be loaded does not crash the server into a restart loop: `/ping` answers 503 with the
 reason, and the log says it once.
+
+At creation the app times a few requests on the model (`invocations.Costs`, well under a second on an
+ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `MaxPayloadInMB` that
+`/execution-parameters` advertises. JSON Lines answers are streamed, one chunk of records at a time.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from ncf.recommender import Recommender
 
 from . import codecs
 from .errors import BadRequest, NotReady, as_http_error
-from .invocations import Options, answer
+from .invocations import Costs, Limits, Options, answer, answer_chunks
 from .serve_config import ServeConfig
 
 log = logging.getLogger("container.app")
@@ -32,17 +36,38 @@ def _json(body: dict, status: int) -> Response:
     return Response(json.dumps(body), status=status, mimetype=codecs.JSON)
 
 
-def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None) -> Flask:
-    """An app serving `recommender`; with None, every route but `/ping`'s 503 answers 503 with `problem`."""
+def _streamed(pieces):
+    """The body's pieces as they are made; a fault midway is logged and cuts the response short (its status
+    is already sent), so a client sees a broken answer, never a complete-looking partial one."""
+    try:
+        yield from pieces
+    except Exception:
+        log.exception("internal error while streaming an answer; the response was cut short")
+        raise
+
+
+def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None,
+               limits: Limits | None = None) -> Flask:
+    """An app serving `recommender`; with None, every route but `/ping`'s 503 answers 503 with `problem`.
+
+    `limits` default to those derived from timing `recommender` on this machine (`Costs.measure`)."""
     app = Flask("ncf")
     app.config["MAX_CONTENT_LENGTH"] = config.max_payload_mb * 1024 * 1024  # checked before the body is read
     defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
     not_ready = problem or "model not loaded"
+    if recommender is not None and limits is None:
+        limits = Limits.derive(Costs.measure(recommender), config)
+    if limits is not None:
+        log.info("limits: %s", limits.describe())
+        if config.batch and not limits.fits:
+            log.warning("even %d MB of the smallest records would take longer than %g s: such requests are "
+                        "refused (413); raise SAGEMAKER_MODEL_SERVER_TIMEOUT (batch: up to 3600 s)",
+                        limits.payload_mb, limits.budget_s)
     ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": config.max_concurrent_transforms,
         "BatchStrategy": "MULTI_RECORD",
-        "MaxPayloadInMB": config.max_payload_mb,
+        "MaxPayloadInMB": limits.payload_mb if limits else config.max_payload_mb,
     })
 
     @app.get("/ping")
@@ -63,10 +88,15 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
         records = codecs.DECODERS[request_type](request.get_data(cache=False))
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
+        limits.check(records, options)  # 413 now rather than a worker killed midway
+        if request_type == codecs.JSONLINES:
+            pieces = codecs.ENCODERS[response_type](answer_chunks(recommender, records, options), len(records))
+            return Response(_streamed(pieces), status=200, mimetype=response_type)
         responses = answer(recommender, records, options)
-        if request_type != codecs.JSONLINES and "error" in responses[0]:
+        if "error" in responses[0]:
             raise BadRequest(responses[0]["error"])
-        return Response(codecs.ENCODERS[response_type](responses), status=200, mimetype=response_type)
+        body = "".join(codecs.ENCODERS[response_type]([responses], len(responses)))
+        return Response(body, status=200, mimetype=response_type)
 
     @app.errorhandler(Exception)
     def render(error: Exception):
@@ -79,7 +109,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         if http is None:
             log.exception("internal error answering %s %s", request.method, request.path)
             return _json({"error": "internal error; see the endpoint's log"}, 500)
-        return _json({"error": http.message}, http.status)
+        return _json({"error": http.message, **http.details}, http.status)
 
     return app
 

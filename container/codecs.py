@@ -1,9 +1,13 @@
 """Bodies in and out of `/invocations`: dispatch tables keyed by MIME type.
 
-A body decodes to a list of records, each a request object or the `BadRequest` that one line of it caused,
+A body decodes to records, each a request object or the `BadRequest` that one line of it caused,
 so that in JSON Lines (batch transform with SplitType=Line and MULTI_RECORD) one bad record yields one error
 line instead of failing the whole batch. JSON is parsed strictly: NaN and Infinity, duplicate keys and
 nesting deeper than Python's recursion limit are client errors, never a 500. Nothing is unpickled.
+
+Memory stays bounded by the body, whatever it holds: JSON Lines records are parsed as they are read (a 100 MB
+body of `{"user":1}` lines is 9.5M records, ~2.5 GB as a list of dicts), and answers are encoded chunk by
+chunk as they are produced, so a worker never holds a whole batch's answer.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
@@ -25,6 +29,8 @@ ALIASES = {JSON: JSON, "application/x-json": JSON, JSONLINES: JSONLINES, "applic
            CSV: CSV}
 
 Record = dict | BadRequest
+#: Responses arrive in chunks (lists of response objects, in order) so that they can be sent as they come.
+Chunks = Iterable[list[dict]]
 
 
 def media_type(header: str | None, default: str = JSON) -> str:
@@ -102,21 +108,42 @@ def decode_json(body: bytes) -> list[Record]:
     return [parse_json(_text(body))]
 
 
-def decode_jsonlines(body: bytes) -> list[Record]:
-    lines = _text(body).split("\n")
-    if lines and lines[-1].strip() == "":
-        lines.pop()  # the newline that ends the last record
-    if not lines:
-        raise BadRequest("body holds no JSON Lines records")
-    records: list[Record] = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            if not line.strip():
-                raise BadRequest(f"line {number}: empty record")
-            records.append(parse_json(line, f"line {number}"))
-        except BadRequest as e:
-            records.append(e)
-    return records
+class JsonLines:
+    """The records of a JSON Lines body, one per line, parsed each time they are iterated.
+
+    Holds only the text: a record is parsed when reached, and dropped once used, so a worker's memory is the
+    body plus one chunk of records. A line that is not a JSON object is its own `BadRequest`, in place.
+    `len` is the number of records: every line, less a last one that is blank (the newline ending the body).
+    """
+
+    def __init__(self, text: str):
+        self._text = text
+        count = text.count("\n") + 1
+        if not text[text.rfind("\n") + 1:].strip():
+            count -= 1  # the newline that ends the last record
+        if count == 0:
+            raise BadRequest("body holds no JSON Lines records")
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Record]:
+        text, start = self._text, 0
+        for number in range(1, self._count + 1):
+            end = text.find("\n", start)
+            line = text[start:] if end < 0 else text[start:end]
+            start = end + 1
+            try:
+                if not line.strip():
+                    raise BadRequest(f"line {number}: empty record")
+                yield parse_json(line, f"line {number}")
+            except BadRequest as e:
+                yield e
+
+
+def decode_jsonlines(body: bytes) -> JsonLines:
+    return JsonLines(_text(body))
 
 
 def decode_csv(body: bytes) -> list[Record]:
@@ -135,16 +162,28 @@ def decode_csv(body: bytes) -> list[Record]:
     return [{"inputs": {"user": [r[0].strip() for r in rows], "item": [r[1].strip() for r in rows]}}]
 
 
-DECODERS: dict[str, Callable[[bytes], list[Record]]] = {JSON: decode_json, JSONLINES: decode_jsonlines,
-                                                          CSV: decode_csv}
+#: `decode(body)` -> the records: a list, or `JsonLines` (sized, parsed as iterated).
+DECODERS: dict[str, Callable[[bytes], list[Record] | JsonLines]] = {JSON: decode_json, JSONLINES: decode_jsonlines,
+                                                                     CSV: decode_csv}
 
 
-def encode_json(responses: list[dict]) -> str:
-    return json.dumps(responses[0]) if len(responses) == 1 else json.dumps({"responses": responses})
+def encode_json(chunks: Chunks, count: int) -> Iterator[str]:
+    """One response as itself; several (`count` > 1) as `{"responses": [...]}`, written chunk by chunk."""
+    if count == 1:
+        yield from (json.dumps(r) for chunk in chunks for r in chunk)
+        return
+    yield '{"responses": ['
+    separator = ""
+    for chunk in chunks:
+        if chunk:
+            yield separator + ", ".join(json.dumps(r) for r in chunk)
+            separator = ", "
+    yield "]}"
 
 
-def encode_jsonlines(responses: list[dict]) -> str:
-    return "".join(json.dumps(r) + "\n" for r in responses)
+def encode_jsonlines(chunks: Chunks, count: int) -> Iterator[str]:
+    for chunk in chunks:
+        yield "".join(json.dumps(r) + "\n" for r in chunk)
 
 
 def _csv_lines(response: dict) -> list[str]:
@@ -159,9 +198,12 @@ def _csv_lines(response: dict) -> list[str]:
     return [buffer.getvalue()]
 
 
-def encode_csv(responses: list[dict]) -> str:
+def encode_csv(chunks: Chunks, count: int) -> Iterator[str]:
     """Scores one per line (in the order of the pairs); recommendations one request per line."""
-    return "".join(line + "\n" for r in responses for line in _csv_lines(r))
+    for chunk in chunks:
+        yield "".join(line + "\n" for r in chunk for line in _csv_lines(r))
 
 
-ENCODERS: dict[str, Callable[[list[dict]], str]] = {JSON: encode_json, JSONLINES: encode_jsonlines, CSV: encode_csv}
+#: `encode(chunks, count)` -> pieces of the body, in order; `count` is the number of responses in all.
+ENCODERS: dict[str, Callable[[Chunks, int], Iterator[str]]] = {JSON: encode_json, JSONLINES: encode_jsonlines,
+                                                               CSV: encode_csv}

@@ -9,11 +9,14 @@ from ncf.errors import ConfigError, DataError, UnknownIdError
 
 
 class HTTPError(Exception):
+    """`message` becomes the JSON body's `error`; `details` (numbers a client can act on) sit beside it."""
+
     status = 500
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, **details):
         super().__init__(message)
         self.message = message
+        self.details = details
 
 
 class BadRequest(HTTPError):
@@ -22,6 +25,13 @@ class BadRequest(HTTPError):
 
 class NotAcceptable(HTTPError):
     status = 406
+
+
+class TooLarge(HTTPError):
+    """A request the server refuses before answering: more work than a request may take, or an answer larger
+    than a response may carry. `details` name the limit and how much would fit."""
+
+    status = 413
 
 
 class UnsupportedMediaType(HTTPError):

@@ -20,7 +20,11 @@ bind = f"0.0.0.0:{_config.port}"
 workers = _config.workers
 # Sync workers: one request at a time each; scoring is numpy and holds the CPU, so threads would not help.
 worker_class = "sync"
-# A request slower than SageMaker's own 60 s invocation limit is lost anyway: recycle the worker.
+# Seconds one request may hold a worker before gunicorn replaces it (sync workers send no heartbeat while
+# they answer, streaming included). Real time: 60, SageMaker's own limit, past which the answer is lost
+# anyway. Batch transform (SAGEMAKER_BATCH=true): 3600, the most ModelClientConfig.InvocationsTimeoutInSeconds
+# allows. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either. The app refuses (413) a request whose estimated
+# work is over half of it, and advertises a MaxPayloadInMB whose worst case fits (invocations.Limits).
 timeout = _config.timeout
 # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests within 25 s.
 graceful_timeout = 25
@@ -45,8 +49,8 @@ loglevel = "info"
 
 
 def when_ready(server):
-    server.log.info("serving on %s with %d workers (timeout %d s, payload %d MB)", bind, workers, timeout,
-                    _config.max_payload_mb)
+    server.log.info("serving on %s with %d workers (%s, timeout %d s, body limit %d MB)", bind, workers,
+                    "batch transform" if _config.batch else "real time", timeout, _config.max_payload_mb)
 
 
 def post_fork(server, worker):

@@ -7,23 +7,43 @@ Requests are recognised by their fields:
   shaped like Amazon Personalize's GetRecommendations; an unknown user gets popular items, `"fallback": true`
 - `{"item": i, "k": 10}` -> `{"itemList": [...]}`: nearest items by learned embedding
 
-Every request is validated into a typed one first, so a bad field is a 400 naming it. Recommend requests of
-a batch that share their options are answered together, one matrix product per block of users.
+Every request is validated into a typed one first, so a bad field is a 400 naming it. Records are answered
+in chunks, in order (at most a block of users, at most `CHUNK_ENTRIES` answer entries), so that an answer can
+be sent while the next chunk is computed and a worker holds one chunk at a time; recommend records of a chunk
+that share their options are answered together, one matrix product per block of users.
+
+Before any of that, `Limits.check` estimates what the request will cost from `Costs` measured on the model at
+load, and refuses (413, saying the limit and how much fits) a request that would take more than its share of
+the timeout, or whose answer would not fit a real-time response: refused up front rather than killed midway.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from ncf.recommender import Recommendations, Recommender
 
-from .errors import BadRequest, as_http_error
+from . import codecs
+from .errors import BadRequest, TooLarge, as_http_error
+from .serve_config import WORK_SHARE, ServeConfig
+
+log = logging.getLogger("container.invocations")
 
 MAX_K = 1000
 MAX_EXCLUDE = 10_000
+#: Answer entries (items of item lists, scored pairs) per chunk: ~65k entries are ~3 MB of JSON and ~15 MB
+#: of response objects, however large the request.
+CHUNK_ENTRIES = 1 << 16
+#: The smallest record that costs a whole top-k: the worst case per byte of a batch payload.
+SMALLEST_RECORD = b'{"user":1}\n'
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -156,14 +176,49 @@ def _item_list(r: Recommendations) -> list[dict]:
     return [{"itemId": item, "score": float(score)} for item, score in zip(r.items, r.scores)]
 
 
-def answer(recommender: Recommender, records: list, options: Options) -> list[dict]:
-    """One response object per record, in order; a record's client error becomes `{"error": ...}` there."""
-    parsed: list = []
+def requests(records: Iterable, options: Options) -> Iterator[ScorePairs | Recommend | Similar | BadRequest]:
+    """Each record as a typed request, or as the `BadRequest` it is, in order."""
     for record in records:
+        if isinstance(record, BadRequest):
+            yield record
+            continue
         try:
-            parsed.append(record if isinstance(record, BadRequest) else parse(record, options))
+            yield parse(record, options)
         except BadRequest as e:
-            parsed.append(e)
+            yield e
+
+
+def entries(request, n_items: int) -> int:
+    """Answer entries a request makes: items of its item list, or pairs scored."""
+    if isinstance(request, (Recommend, Similar)):
+        return min(request.k, n_items)
+    if isinstance(request, ScorePairs):
+        return len(request.users)
+    return 0
+
+
+def answer(recommender: Recommender, records: Iterable, options: Options) -> list[dict]:
+    """One response object per record, in order; a record's client error becomes `{"error": ...}` there."""
+    return _answer_parsed(recommender, list(requests(records, options)))
+
+
+def answer_chunks(recommender: Recommender, records: Iterable, options: Options) -> Iterator[list[dict]]:
+    """`answer`, a chunk at a time: at most `recommender.block_users` records and about `CHUNK_ENTRIES`
+    entries per chunk, so that memory holds one chunk whatever the request's size."""
+    chunk: list = []
+    size = 0
+    n_items = len(recommender.items)
+    for request in requests(records, options):
+        chunk.append(request)
+        size += entries(request, n_items)
+        if len(chunk) >= recommender.block_users or size >= CHUNK_ENTRIES:
+            yield _answer_parsed(recommender, chunk)
+            chunk, size = [], 0
+    if chunk:
+        yield _answer_parsed(recommender, chunk)
+
+
+def _answer_parsed(recommender: Recommender, parsed: list) -> list[dict]:
     responses: list[dict | None] = [None] * len(parsed)
 
     groups: dict[tuple, list[int]] = {}
@@ -192,7 +247,10 @@ def _answer_one(recommender: Recommender, request) -> dict:
     if isinstance(request, BadRequest):
         raise request
     if isinstance(request, ScorePairs):
-        scores = recommender.score(request.users, request.items)
+        # In slices: an id lookup's temporaries are ~1 KB a pair (string ids), so a slice bounds them.
+        step = CHUNK_ENTRIES
+        scores = np.concatenate([recommender.score(request.users[s:s + step], request.items[s:s + step])
+                                 for s in range(0, len(request.users), step)])
         likes = (scores >= request.threshold).tolist()
         values = np.round(scores, 7).tolist()
         if request.columnar:
@@ -201,3 +259,199 @@ def _answer_one(recommender: Recommender, request) -> dict:
     if isinstance(request, Similar):
         return {"item": request.item, "itemList": _item_list(recommender.similar_items(request.item, request.k))}
     raise AssertionError(type(request))
+
+
+# ---------------------------------------------------------------------------------------------- limits
+
+def _longest_json(vocab) -> int:
+    """Characters of the longest id of a vocabulary as JSON writes it."""
+    if len(vocab) == 0:
+        return 2
+    if vocab.is_integer:
+        return max(len(str(int(vocab.ids.min()))), len(str(int(vocab.ids.max()))))
+    return max(len(json.dumps(i)) for i in vocab.ids.tolist())
+
+
+def _unknown(vocab) -> Any:
+    """An id that `vocab` does not hold."""
+    if vocab.is_integer:
+        return int(vocab.ids.max()) + 1 if len(vocab) and int(vocab.ids.max()) < 2**62 else -(2**62)
+    return "~" + (max(vocab.ids.tolist(), key=len) if len(vocab) else "") + "~"
+
+
+def _one_core():
+    """Time as a worker runs: one BLAS thread (gunicorn.conf.py's post_fork sets the same)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(1)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What answering costs on this model and machine, measured once at load, on one core.
+
+    A request's estimated seconds are, per record, `line_s` (parsing it: once to check, once to answer) plus
+    `user_s + entry_s * min(k, n_items)` for a recommend record (score every item, mask, top-k, then build and
+    encode `k` entries), `similar_s + entry_s * k` for a similar-items record, `pair_s` per scored pair.
+    Every recommend record is costed as a known user (an unknown one gets the cheaper popular items): the
+    estimate errs high. Bytes: `record_bytes` per response (its frame, the longest user id) plus
+    `entry_bytes` per entry (the longest item id, the longest float).
+
+    On ml-25m-sized models (59,000 items, factors 128, layers (128, 64, 32)), one core of a 2-core VM shared
+    with other jobs: `user_s` 1.0-3.4 ms for MF, 8.5-37 ms for NeuMF (the VM's load moves it 4x), `entry_s`
+    1.3-5 us; measuring takes ~0.25 s for NeuMF (16 users, 16 items, 1,024 pairs).
+    """
+
+    line_s: float
+    user_s: float
+    similar_s: float
+    entry_s: float
+    pair_s: float
+    n_items: int
+    record_bytes: int
+    entry_bytes: int
+
+    @classmethod
+    def measure(cls, recommender: Recommender, sample: int = 16) -> "Costs":
+        """Times the path a request takes (decode, parse, answer, encode) on `sample` users and items."""
+        n_users, n_items = len(recommender.users), len(recommender.items)
+        users = (recommender.users.decode(np.linspace(0, n_users - 1, min(sample, n_users)).round().astype(int))
+                 if n_users else ["?"] * sample)
+        items = recommender.items.decode(np.linspace(0, n_items - 1, min(sample, n_items)).round().astype(int))
+        lines = codecs.decode_jsonlines("".join(json.dumps({"user": u}) + "\n" for u in users).encode())
+
+        def timed(records, options: Options) -> tuple[float, int]:
+            """Seconds to answer and encode `records`, and the entries made."""
+            start = time.perf_counter()
+            made = 0
+            for chunk in answer_chunks(recommender, records, options):
+                "".join(codecs.ENCODERS[codecs.JSONLINES]([chunk], len(chunk)))
+                made += sum(len(r.get("itemList", r.get("outputs", {}).get("score", ()))) for r in chunk)
+            return time.perf_counter() - start, made
+
+        with _one_core():
+            timed(list(lines)[:2], Options(k=MAX_K))  # first calls: allocations, caches
+            start = time.perf_counter()
+            for _ in requests(lines, Options()):
+                pass
+            line_s = (time.perf_counter() - start) / len(users)
+            # Per entry, on unknown users (popular items, no scoring), so that no scoring noise is in it.
+            strangers = [{"user": _unknown(recommender.users)}] * len(users)
+            few, few_entries = timed(strangers, Options(k=1))
+            many, many_entries = timed(strangers, Options(k=MAX_K))
+            entry_s = max(many - few, 0.0) / max(many_entries - few_entries, 1)
+            seconds, made = timed(lines, Options(k=1))
+            user_s = max(seconds - entry_s * made, 0.0) / len(users)
+            similar_s = 0.0
+            if items:
+                seconds, made = timed([{"item": i} for i in items], Options(k=1))
+                similar_s = max(seconds - entry_s * made, 0.0) / len(items)
+            pair_s = 0.0
+            if n_users and n_items:  # as CSV sends them: ids as text, the slower lookup
+                csv = "".join(f"{u},{i}\n" for u, i in zip(users * 64, items * 1024)).encode()
+                start = time.perf_counter()
+                seconds, made = timed(codecs.decode_csv(csv), Options())
+                pair_s = (time.perf_counter() - start) / max(made, 1)
+        return cls(line_s=line_s, user_s=user_s, similar_s=similar_s, entry_s=entry_s, pair_s=pair_s,
+                   n_items=n_items, record_bytes=len('{"user": , "itemList": [], "fallback": false}\n')
+                   + _longest_json(recommender.users),
+                   entry_bytes=max(len('{"itemId": , "score": }, ') + _longest_json(recommender.items),
+                                   len('{"score": , "like": false}, ')) + 24)
+
+    def seconds(self, request) -> float:
+        if isinstance(request, Recommend):
+            return self.line_s + self.user_s + self.entry_s * min(request.k, self.n_items)
+        if isinstance(request, Similar):
+            return self.line_s + self.similar_s + self.entry_s * min(request.k, self.n_items)
+        if isinstance(request, ScorePairs):
+            return self.line_s + self.pair_s * len(request.users)
+        return self.line_s
+
+    def answer_bytes(self, request) -> int:
+        if isinstance(request, BadRequest):
+            return self.record_bytes + len(request.message)
+        return self.record_bytes + self.entry_bytes * entries(request, self.n_items)
+
+    @property
+    def worst_record_s(self) -> float:
+        """A record of `SMALLEST_RECORD`'s size asking for `MAX_K` items: the most work per byte."""
+        return self.line_s + self.user_s + self.entry_s * min(MAX_K, self.n_items)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of this server, from the model's `Costs` and the `ServeConfig`.
+
+    Attributes:
+        budget_s: the most estimated work a request may take (`ServeConfig.work_budget_s`), a share of
+            `deadline_s`, the seconds a request may last.
+        answer_bytes: the largest answer (real time: 6 MB), or None (batch: answers stream to S3).
+        payload_mb: the `MaxPayloadInMB` to advertise. Batch mode: the most MB of `SMALLEST_RECORD` lines at
+            `MAX_K` that fit the budget, at least 1 (the API's smallest), at most the body limit and 100 /
+            MaxConcurrentTransforms (the API's rule for their product). Real time: the body limit (only a
+            batch transform reads it).
+        fits: whether a batch payload of that size fits the budget (False only when even 1 MB does not).
+    """
+
+    costs: Costs
+    budget_s: float
+    deadline_s: int
+    answer_bytes: int | None
+    payload_mb: int
+    fits: bool
+
+    @classmethod
+    def derive(cls, costs: Costs, config: ServeConfig) -> "Limits":
+        per_mb = MB // len(SMALLEST_RECORD) * costs.worst_record_s
+        fit = int(config.work_budget_s // per_mb) if per_mb > 0 else config.max_payload_mb
+        payload = max(1, min(fit, config.max_payload_mb, 100 // config.max_concurrent_transforms))
+        return cls(costs=costs, budget_s=config.work_budget_s, deadline_s=config.deadline_s,
+                   answer_bytes=config.max_answer_bytes,
+                   payload_mb=payload if config.batch else config.max_payload_mb,
+                   fits=payload * per_mb <= config.work_budget_s)
+
+    def describe(self) -> str:
+        """One log line: the budget, the measured costs and, in batch mode, the advertised payload."""
+        text = (f"a request may take {self.budget_s:g} s of estimated work (of the {self.deadline_s} s it may "
+                f"last); a known user costs {self.costs.user_s * 1e3:.2f} ms + {self.costs.entry_s * 1e6:.2f} us "
+                f"per item returned")
+        if self.answer_bytes is not None:
+            return f"{text}; answers up to {self.answer_bytes / MB:g} MB"
+        worst = MB // len(SMALLEST_RECORD) * self.payload_mb
+        return (f"{text}; MaxPayloadInMB {self.payload_mb}: {worst:,} records of {SMALLEST_RECORD!r} at "
+                f"k={MAX_K} would take about {worst * self.costs.worst_record_s:.0f} s")
+
+    def check(self, records, options: Options) -> None:
+        """Raises `TooLarge` if answering `records` would take more than `budget_s` or make an answer larger
+        than `answer_bytes`. Stops reading at the first record over a limit, so a huge body is refused fast."""
+        seconds, size, fitted = 0.0, 0, 0
+        total = len(records)
+        for request in requests(records, options):
+            seconds += self.costs.seconds(request)
+            size += self.costs.answer_bytes(request)
+            if seconds > self.budget_s:
+                raise self._too_slow(request, fitted, total)
+            if self.answer_bytes is not None and size > self.answer_bytes:
+                raise self._too_big(total)
+            fitted += 1
+
+    def _too_slow(self, request, fitted: int, total: int) -> TooLarge:
+        limit = (f"the {self.budget_s:g} s of work one request may take ({WORK_SHARE:.0%} of the {self.deadline_s} s "
+                 f"it may last, so that none is cut off midway)")
+        if fitted == 0 and isinstance(request, ScorePairs) and self.costs.pair_s > 0:
+            pairs = int(self.budget_s / self.costs.pair_s)
+            return TooLarge(f"{len(request.users):,} pairs would take more than {limit}: send at most "
+                            f"{pairs:,} pairs per request", limit_s=self.budget_s, max_pairs=pairs)
+        return TooLarge(f"{total:,} records would take more than {limit}: the first {fitted:,} fit; send at "
+                        f"most {fitted:,} records like these per request", limit_s=self.budget_s,
+                        max_records=fitted)
+
+    def _too_big(self, total: int) -> TooLarge:
+        room = max(self.answer_bytes - total * self.costs.record_bytes, 0)
+        most = room // self.costs.entry_bytes
+        return TooLarge(f"the answer would be larger than the {self.answer_bytes / MB:g} MB a real-time response "
+                        f"may carry: ask for at most {most:,} entries (the sum of k over recommend and "
+                        f"similar-item records, plus pairs scored) in a request of {total:,} records, or use a "
+                        f"batch transform", limit_bytes=self.answer_bytes, max_entries=most)

@@ -2,6 +2,14 @@
 
 SageMaker configures a hosting container only through environment variables; these are the names AWS's own
 images read (`SAGEMAKER_*` first, the older `MODEL_SERVER_*` second). Nothing else reads the environment.
+
+The limits that keep a request from outliving its worker are settings too, so they live here with the timeout
+they derive from (SageMaker's API reference is the source of each number):
+- real-time `InvokeEndpoint`: the container must answer within 60 s, in at most 6 MB;
+- batch transform (`SAGEMAKER_BATCH=true`): `ModelClientConfig.InvocationsTimeoutInSeconds` is 1 to 3600 s
+  (600 when the job does not set it), `MaxPayloadInMB` at most 100, and `MaxConcurrentTransforms *
+  MaxPayloadInMB` at most 100 too. Batch mode defaults the worker timeout to the 3600 s a job may allow; a
+  job must then set InvocationsTimeoutInSeconds to match (`scripts/sagemaker_workflow.py` does).
 """
 
 from __future__ import annotations
@@ -14,6 +22,29 @@ from typing import Mapping
 from ncf.errors import ConfigError
 
 from .paths import SageMakerPaths
+
+
+#: Seconds a real-time endpoint's container has to answer (InvokeEndpoint), and its default worker timeout.
+REALTIME_TIMEOUT = 60
+#: The most a batch transform waits for one invocation (ModelClientConfig.InvocationsTimeoutInSeconds'
+#: maximum): batch mode's default worker timeout.
+BATCH_TIMEOUT = 3600
+#: The largest real-time response SageMaker passes back (InvokeEndpoint's 6 MB).
+REALTIME_RESPONSE_BYTES = 6 * 1024 * 1024
+#: Share of the timeout one request's estimated work may take; the rest absorbs the estimate's error (a
+#: calibration of a few users, other workers sharing memory bandwidth). Above it a request is refused (413).
+WORK_SHARE = 0.5
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    if raw.strip().lower() in ("true", "1"):
+        return True
+    if raw.strip().lower() in ("false", "0"):
+        return False
+    raise ConfigError(f"environment variable {name}={raw!r} must be true or false")
 
 
 def _int(environ: Mapping[str, str], names: tuple[str, ...], default: int, low: int, high: int) -> int:
@@ -33,23 +64,49 @@ def _int(environ: Mapping[str, str], names: tuple[str, ...], default: int, low: 
 
 @dataclass(frozen=True)
 class ServeConfig:
+    """Attributes:
+        batch: serving a batch transform (`SAGEMAKER_BATCH=true`): no 6 MB answer limit (answers stream to
+            S3), and the timeout defaults to `BATCH_TIMEOUT`.
+        timeout: seconds before gunicorn replaces a worker busy with one request.
+        max_payload_mb: request body limit (413 above it); `/execution-parameters` never advertises more.
+    """
+
     model_dir: Path
     port: int = 8080
     workers: int = 1
-    timeout: int = 60
+    timeout: int = REALTIME_TIMEOUT
     max_payload_mb: int = 6
     max_concurrent_transforms: int = 1
+    batch: bool = False
+
+    @property
+    def deadline_s(self) -> int:
+        """Seconds a request may last: the worker's timeout, and in real time at most the 60 s SageMaker waits."""
+        return self.timeout if self.batch else min(self.timeout, REALTIME_TIMEOUT)
+
+    @property
+    def work_budget_s(self) -> float:
+        """The most estimated work one request may take: `WORK_SHARE` of `deadline_s`."""
+        return WORK_SHARE * self.deadline_s
+
+    @property
+    def max_answer_bytes(self) -> int | None:
+        """The largest answer a real-time response may carry; None in batch mode (answers stream to S3)."""
+        return None if self.batch else REALTIME_RESPONSE_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ServeConfig":
         cpus = os.cpu_count() or 1
         workers = _int(environ, ("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS"), cpus, 1, 256)
+        batch = _bool(environ, "SAGEMAKER_BATCH", False)
         return cls(
             model_dir=SageMakerPaths.from_env(environ).model,
             port=_int(environ, ("SAGEMAKER_BIND_TO_PORT",), 8080, 1, 65535),
             workers=workers,
-            timeout=_int(environ, ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), 60, 1, 3600),
+            timeout=_int(environ, ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"),
+                         BATCH_TIMEOUT if batch else REALTIME_TIMEOUT, 1, BATCH_TIMEOUT),
             # Batch transform allows up to 100 MB per request; real-time endpoints 6 MB.
             max_payload_mb=_int(environ, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), 6, 1, 100),
             max_concurrent_transforms=_int(environ, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), workers, 1, 256),
+            batch=batch,
         )

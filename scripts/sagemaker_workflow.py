@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from container.metric_definitions import METRIC_DEFINITIONS  # noqa: E402  (plain data, no TensorFlow)
+from container.serve_config import BATCH_TIMEOUT  # noqa: E402  (plain Python, no numpy)
 
 log = logging.getLogger("sagemaker_workflow")
 
@@ -171,11 +172,24 @@ def endpoint_request(name: str, config: str) -> dict:
 
 
 def transform_request(name: str, model: str, input_s3: str, output_s3: str, instance_type: str,
-                      max_payload_mb: int = 6, concurrent: int = 1) -> dict:
-    """SplitType=Line with MULTI_RECORD: many users per request, one output line per input line, in order."""
+                      max_payload_mb: int = 1, concurrent: int = 1, timeout_s: int = BATCH_TIMEOUT) -> dict:
+    """SplitType=Line with MULTI_RECORD: many users per request, one output line per input line, in order.
+
+    The invocation timeout is set twice to the same value: `ModelClientConfig.InvocationsTimeoutInSeconds`
+    (how long SageMaker waits; 600 s when unset) and the container's `SAGEMAKER_MODEL_SERVER_TIMEOUT` (how
+    long gunicorn lets a worker answer, and what the container sizes the payloads it accepts and advertises
+    on). The default payload, 1 MB, is the smallest the API takes, so never more than the container
+    advertises on `/execution-parameters` for any model; raise it to that value (`--max-payload-mb`)."""
+    if not 1 <= timeout_s <= BATCH_TIMEOUT:
+        raise WorkflowError(f"--invocations-timeout must be 1 to {BATCH_TIMEOUT} s, got {timeout_s}")
+    if not 1 <= max_payload_mb <= 100 or max_payload_mb * concurrent > 100:
+        raise WorkflowError(f"--max-payload-mb must be 1 to 100, and times MaxConcurrentTransforms ({concurrent}) "
+                            f"at most 100; got {max_payload_mb}")
     return {
         "TransformJobName": name, "ModelName": model, "BatchStrategy": "MULTI_RECORD",
         "MaxPayloadInMB": max_payload_mb, "MaxConcurrentTransforms": concurrent,
+        "ModelClientConfig": {"InvocationsTimeoutInSeconds": timeout_s},
+        "Environment": {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(timeout_s)},
         "TransformInput": {"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_s3}},
                            "ContentType": JSON_LINES, "SplitType": "Line", "CompressionType": "None"},
         "TransformOutput": {"S3OutputPath": output_s3, "Accept": JSON_LINES, "AssembleWith": "Line"},
@@ -250,14 +264,17 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
 
 
 def transform(sm, s3, image: str, role: str, model_data: str, users_file: Path, input_s3: str, output_s3: str,
-              instance_type: str, timeout: float = 3600) -> str:
+              instance_type: str, max_payload_mb: int = 1, invocations_timeout: int = BATCH_TIMEOUT,
+              timeout: float = 6 * 3600) -> str:
     """Uploads a JSON Lines file of users, runs a batch transform over it, and returns its output."""
+    job = transform_request("-", "-", input_s3, output_s3, instance_type, max_payload_mb,
+                            timeout_s=invocations_timeout)  # a bad argument fails before any upload
     bucket, key = split_s3(input_s3.rstrip("/") + "/" + users_file.name)
     s3.upload_file(str(users_file), bucket, key)
     name = unique("ncf-batch")
     sm.create_model(**model_request(name, image, model_data, role))
     try:
-        sm.create_transform_job(**transform_request(name, name, input_s3, output_s3, instance_type))
+        sm.create_transform_job(**{**job, "TransformJobName": name, "ModelName": name})
         wait_for(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus", {"Completed"},
                  {"Failed", "Stopped"}, timeout, f"transform job {name}")
     finally:
@@ -341,6 +358,12 @@ def _parser() -> argparse.ArgumentParser:
     tf.add_argument("--users", type=Path, required=True, help='JSON Lines: {"user": 1, "k": 10} per line')
     tf.add_argument("--input-s3", help="s3:// prefix to upload --users to")
     tf.add_argument("--output-s3", help="s3:// prefix for the output")
+    tf.add_argument("--max-payload-mb", type=int, default=1,
+                    help="MaxPayloadInMB (default 1, the smallest; up to what the container's "
+                         "/execution-parameters advertises for the model)")
+    tf.add_argument("--invocations-timeout", type=int, default=BATCH_TIMEOUT,
+                    help=f"seconds per request, for SageMaker and the container alike (default {BATCH_TIMEOUT}, "
+                         "the most a transform job allows)")
     return p
 
 
@@ -381,7 +404,7 @@ def _run(args) -> int:
     if not (args.input_s3 and args.output_s3):
         raise WorkflowError("transform needs --input-s3 and --output-s3")
     print(transform(sm, s3, args.image, args.role, args.model_data, args.users, args.input_s3, args.output_s3,
-                    instance_type))
+                    instance_type, args.max_payload_mb, args.invocations_timeout))
     return 0
 
 

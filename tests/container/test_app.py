@@ -225,3 +225,112 @@ def test_csv_that_the_csv_module_refuses_is_400_not_500(client, body):
 
 def test_the_app_never_runs_in_debug_mode(client):
     assert client.application.debug is False and client.application.testing is False
+
+
+# ---------------------------------------------------------------------------------------------- limits
+
+def _costs(user_s=0.0, entry_s=0.0, pair_s=0.0, n_items=200, entry_bytes=50, record_bytes=50):
+    """Costs as if measured: round binary fractions, so that the sums below are exact."""
+    from container.invocations import Costs
+
+    return Costs(line_s=0.0, user_s=user_s, similar_s=user_s, entry_s=entry_s, pair_s=pair_s, n_items=n_items,
+                 record_bytes=record_bytes, entry_bytes=entry_bytes)
+
+
+def _app(recommender, model_dir, costs=None, **settings):
+    from container.invocations import Limits
+
+    config = ServeConfig(model_dir=model_dir, **settings)
+    return create_app(recommender, config, limits=Limits.derive(costs, config) if costs else None).test_client()
+
+
+def _lines(users, n, k=None):
+    return "".join(json.dumps({"user": users[m % len(users)], **({"k": k} if k else {})}) + "\n" for m in range(n))
+
+
+def test_a_request_of_more_work_than_half_the_timeout_is_413_saying_how_many_records_fit(recommender, model_dir,
+                                                                                           ids):
+    # 1/64 s per user, 4 s timeout: 2 s of work may be asked, that is 128 users.
+    client = _app(recommender, model_dir, _costs(user_s=1 / 64), timeout=4)
+    refused = post(client, _lines(ids[0], 129), "application/jsonlines")
+    assert refused.status_code == 413
+    assert refused.json["limit_s"] == 2.0 and refused.json["max_records"] == 128
+    assert "2 s of work one request may take (50% of the 4 s" in refused.json["error"]
+    answered = post(client, _lines(ids[0], 128), "application/jsonlines")
+    assert answered.status_code == 200 and len(answered.get_data(as_text=True).splitlines()) == 128
+
+
+def test_too_many_pairs_in_one_request_is_413_saying_how_many_fit(recommender, model_dir, ids):
+    users, items = ids
+    client = _app(recommender, model_dir, _costs(pair_s=1 / 1024), timeout=4)  # 2 s: 2,048 pairs
+    body = {"inputs": {"user": [users[0]] * 2049, "item": [items[0]] * 2049}}
+    refused = post(client, body)
+    assert refused.status_code == 413 and refused.json["max_pairs"] == 2048
+    assert post(client, {"inputs": {"user": [users[0]] * 2048, "item": [items[0]] * 2048}}).status_code == 200
+
+
+def test_a_real_time_answer_over_6_mb_is_413_saying_how_many_entries_fit(recommender, model_dir, ids):
+    # 100 bytes per entry, 1,000 records of 50 bytes each: (6 MB - 50,000) / 100 = 62,414 entries fit.
+    client = _app(recommender, model_dir, _costs(entry_bytes=100), timeout=60)
+    refused = post(client, _lines(ids[0], 1000, k=63), "application/jsonlines")
+    assert refused.status_code == 413
+    assert refused.json["limit_bytes"] == 6 * 1024 * 1024 and refused.json["max_entries"] == 62_414
+    assert "6 MB a real-time response may carry" in refused.json["error"]
+    assert post(client, _lines(ids[0], 1000, k=62), "application/jsonlines").status_code == 200
+
+
+def test_a_batch_answer_has_no_6_mb_limit(recommender, model_dir, ids):
+    client = _app(recommender, model_dir, _costs(entry_bytes=100), timeout=60, batch=True)
+    assert post(client, _lines(ids[0], 1000, k=63), "application/jsonlines").status_code == 200
+
+
+@pytest.mark.parametrize("worst_s, settings, advertised", [
+    # 95,325 records of {"user":1} per MB. 1 ms each: 95.3 s per MB; 3600 s timeout: 1,800 s of work: 18 MB.
+    (1e-3, dict(timeout=3600, max_payload_mb=100, max_concurrent_transforms=1), 18),
+    (1e-3, dict(timeout=600, max_payload_mb=100, max_concurrent_transforms=1), 3),
+    (1e-3, dict(timeout=3600, max_payload_mb=6, max_concurrent_transforms=1), 6),  # never above the body limit
+    (1e-3, dict(timeout=3600, max_payload_mb=100, max_concurrent_transforms=8), 12),  # 8 x 12 <= 100
+    (1e-1, dict(timeout=3600, max_payload_mb=100, max_concurrent_transforms=1), 1),  # the API's smallest
+])
+def test_batch_mode_advertises_the_payload_whose_worst_case_fits_half_the_timeout(recommender, model_dir, worst_s,
+                                                                                   settings, advertised):
+    # worst case: every record a known user asking for the most items (k=1000; the model has 200)
+    client = _app(recommender, model_dir, _costs(user_s=worst_s / 2, entry_s=worst_s / 2 / 200), batch=True,
+                  **settings)
+    assert client.get("/execution-parameters").json["MaxPayloadInMB"] == advertised
+
+
+def test_batch_mode_advertises_a_payload_measured_on_the_model(recommender, model_dir):
+    quick = _app(recommender, model_dir, batch=True, timeout=3600, max_payload_mb=100)
+    slow = _app(recommender, model_dir, batch=True, timeout=2, max_payload_mb=100)
+    assert quick.get("/execution-parameters").json["MaxPayloadInMB"] > 1
+    assert slow.get("/execution-parameters").json["MaxPayloadInMB"] == 1
+
+
+def test_json_lines_answers_stream_in_order_across_chunks_with_errors_in_place(recommender, model_dir, ids):
+    users, items = ids
+    client = _app(recommender, model_dir, batch=True)
+    lines = []
+    for n in range(900):  # k=500 is 200 entries a record here: ~330 records a chunk, so 3 chunks
+        lines.append(json.dumps({"user": users[n % len(users)], "k": 500}) if n % 97 else "{oops")
+    response = post(client, "\n".join(lines) + "\n", "application/jsonlines")
+    # streamed: sent chunk by chunk as it is made, so no length is known up front
+    assert response.status_code == 200 and "Content-Length" not in response.headers
+    out = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert len(out) == 900
+    for n, answer in enumerate(out):
+        if n % 97:
+            assert answer["user"] == users[n % len(users)] and answer["itemList"]
+        else:
+            assert answer == {"error": f"line {n + 1}: not valid JSON (Expecting property name enclosed in double "
+                                       f"quotes: line 1 column 2 (char 1))"}
+
+
+def test_json_lines_answered_as_json_or_csv_stream_the_same_answers(client, ids):
+    users, _ = ids
+    body = _lines(users, 5, k=3)
+    as_lines = [json.loads(line) for line in post(client, body, "application/jsonlines").get_data(as_text=True)
+                .splitlines()]
+    assert post(client, body, "application/jsonlines", accept="application/json").json == {"responses": as_lines}
+    csv_lines = post(client, body, "application/jsonlines", accept="text/csv").get_data(as_text=True).splitlines()
+    assert csv_lines == [",".join(str(e["itemId"]) for e in r["itemList"]) for r in as_lines]

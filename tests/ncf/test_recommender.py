@@ -111,3 +111,77 @@ def test_serving_imports_no_tensorflow(tmp_path, trained, dataset):
     code = (f"import sys; from ncf.recommender import Recommender; r = Recommender.load({str(tmp_path)!r}); "
             "r.recommend('x'); assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+
+
+def _exact_recommender(kind: str, n_users: int = 30, n_items: int = 120, seed: int = 0) -> Recommender:
+    """A model whose weights are small multiples of 1/4: every logit is exact in float32 whatever the order of
+    summation (a block of users or one pair at a time), and equal scores are frequent, so the tie rule is
+    what decides, not rounding."""
+    from ncf.seen import SeenItems
+    from ncf.vocab import Vocabulary
+
+    rng = np.random.default_rng(seed)
+
+    def quarters(*shape):
+        return (rng.integers(-2, 3, shape) / 4).astype(np.float32)
+
+    if kind == "mf":
+        weights = {"mf/user": quarters(n_users, 4), "mf/item": quarters(n_items, 4),
+                   "mf/user_bias": quarters(n_users), "mf/item_bias": quarters(n_items),
+                   "mf/bias": np.zeros((), np.float32)}
+    else:
+        weights = {"gmf/user": quarters(n_users, 4), "gmf/item": quarters(n_items, 4),
+                   "mlp/user": quarters(n_users, 4), "mlp/item": quarters(n_items, 4),
+                   "mlp/dense_0/kernel": quarters(8, 4), "mlp/dense_0/bias": quarters(4),
+                   "mlp/dense_1/kernel": quarters(4, 2), "mlp/dense_1/bias": quarters(2),
+                   "head/kernel": quarters(6, 1), "head/bias": quarters(1)}
+    pairs = rng.integers(0, [n_users, n_items], (n_users * 20, 2))
+    seen = SeenItems.from_pairs(pairs[:, 0], pairs[:, 1], n_users, n_items)
+    return Recommender(artifacts.ModelArtifact(
+        kind=kind, weights=weights, users=Vocabulary(np.arange(n_users) * 3 + 1),
+        items=Vocabulary(np.arange(n_items) * 7 + 2), seen=seen,
+        popularity=np.bincount(seen.indices, minlength=n_items)))
+
+
+def _one_user_reference(rec: Recommender, user, k: int, exclude_seen: bool, exclude: list) -> tuple[list, list]:
+    """Top-k the plainest way: score every pair, drop masked items, sort by (score descending, index)."""
+    from ncf.inference import sigmoid
+
+    n_items = len(rec.items)
+    u = int(rec.users.lookup([user])[0])
+    logits = rec.scorer.pairs(np.full(n_items, u), np.arange(n_items)).astype(np.float64)
+    masked = set(rec.items.lookup(exclude).tolist())
+    if exclude_seen:
+        masked |= set(rec.artifact.seen.row(u).tolist())
+    ranked = sorted((i for i in range(n_items) if i not in masked), key=lambda i: (-logits[i], i))[:k]
+    return rec.items.decode(np.array(ranked, dtype=np.int64)), sigmoid(logits[ranked]).tolist()
+
+
+@pytest.mark.parametrize("kind", ["mf", "neumf"])
+@pytest.mark.parametrize("k, exclude_seen, exclude", [
+    (1, True, []), (10, True, []), (10, False, []), (25, True, [2, 9, 16, 23]), (120, True, [2]), (500, False, []),
+])
+def test_many_users_at_once_match_a_plain_per_user_top_k_with_ties_by_item_order(kind, k, exclude_seen, exclude,
+                                                                                 monkeypatch):
+    import ncf.recommender
+
+    monkeypatch.setattr(ncf.recommender, "BLOCK_SCORES", 7 * 120)  # blocks of 7 users: several blocks, a partial one
+    rec = _exact_recommender(kind)
+    users = rec.users.decode(np.arange(len(rec.users)))
+    got = rec.recommend_many(users, k, exclude_seen=exclude_seen, exclude=exclude)
+    assert rec.block_users == 7
+    for user, r in zip(users, got):
+        items, scores = _one_user_reference(rec, user, k, exclude_seen, exclude)
+        assert (r.items, r.scores, r.fallback) == (items, scores, False)
+
+
+def test_ties_at_the_kth_score_go_to_the_lower_item_index():
+    from ncf.recommender import top_k_rows
+
+    scores = np.array([[1.0, 3.0, 2.0, 3.0, 2.0, 2.0, -np.inf, np.nan],
+                       [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                       [np.inf, -np.inf, 5.0, np.nan, -np.inf, -np.inf, -np.inf, -np.inf]], dtype=np.float32)
+    top, counts = top_k_rows(scores, 4)
+    assert top[0, :counts[0]].tolist() == [1, 3, 2, 4]
+    assert top[1, :counts[1]].tolist() == [0, 1, 2, 3]
+    assert top[2, :counts[2]].tolist() == [2]  # only finite scores are ever chosen

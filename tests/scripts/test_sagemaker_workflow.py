@@ -113,6 +113,10 @@ def test_batch_transform_sends_json_lines_split_by_line_and_shows_the_output(aws
                           f"s3://{BUCKET}/ncf/batch-in", "--output-s3", f"s3://{BUCKET}/ncf/batch-out"))
     [job] = aws.calls("CreateTransformJob")
     assert job["BatchStrategy"] == "MULTI_RECORD"
+    # SageMaker waits as long as the container's workers may take (its default, 600 s, is not what serve uses)
+    assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600}
+    assert job["Environment"] == {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600"}
+    assert job["MaxPayloadInMB"] == 1 and job["MaxConcurrentTransforms"] == 1  # never above what serve advertises
     assert job["TransformInput"]["SplitType"] == "Line"
     assert job["TransformInput"]["ContentType"] == "application/jsonlines"
     assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/ncf/batch-in"
@@ -122,3 +126,30 @@ def test_batch_transform_sends_json_lines_split_by_line_and_shows_the_output(aws
     uploaded = aws.aws("s3api", "list-objects-v2", "--bucket", BUCKET, "--prefix", "ncf/batch-in")["Contents"]
     assert [o["Key"] for o in uploaded] == ["ncf/batch-in/users.jsonl"]
     assert output.strip() in printed
+
+
+def test_a_transform_takes_the_advertised_payload_and_one_timeout_for_sagemaker_and_the_container(aws, tmp_path):
+    users = tmp_path / "users.jsonl"
+    users.write_text('{"user": 1}\n')
+    aws.aws("s3api", "put-object", "--bucket", BUCKET, "--key", "out/users.jsonl.out", "--body", str(users))
+    ok(workflow(aws, "transform", "--image", IMAGE, "--role", ROLE, "--model-data", f"s3://{BUCKET}/m/model.tar.gz",
+                "--users", str(users), "--input-s3", f"s3://{BUCKET}/in", "--output-s3", f"s3://{BUCKET}/out",
+                "--max-payload-mb", "12", "--invocations-timeout", "1200"))
+    [job] = aws.calls("CreateTransformJob")
+    assert job["MaxPayloadInMB"] == 12
+    assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 1200}
+    assert job["Environment"] == {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1200"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-payload-mb", "101"], "--max-payload-mb must be 1 to 100"),
+    (["--invocations-timeout", "3601"], "--invocations-timeout must be 1 to 3600 s"),
+])
+def test_bad_transform_arguments_fail_before_any_upload(aws, tmp_path, args, message):
+    users = tmp_path / "users.jsonl"
+    users.write_text('{"user": 1}\n')
+    out = workflow(aws, "transform", "--image", IMAGE, "--role", ROLE, "--model-data", f"s3://{BUCKET}/m.tar.gz",
+                   "--users", str(users), "--input-s3", f"s3://{BUCKET}/in", "--output-s3", f"s3://{BUCKET}/out", *args)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert aws.calls("CreateTransformJob") == [] and aws.calls("CreateModel") == []
+    assert "Contents" not in aws.aws("s3api", "list-objects-v2", "--bucket", BUCKET)

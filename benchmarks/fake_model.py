@@ -1,0 +1,115 @@
+"""A model folder of any size with random weights, written without training: serving at scale, in seconds.
+
+    .venv/bin/python benchmarks/fake_model.py /tmp/m25 --kind neumf            # ml-25m-sized, ~10 s
+    .venv/bin/python benchmarks/fake_model.py /tmp/small --users 1000 --items 500 --interactions 20000
+
+Serving's cost depends on the sizes (users, items, factors, layers, seen items per user), not on what the
+weights learned, so a folder with random weights measures it as well as a trained one does. The folder is what
+`ncf.artifacts.save` writes, weights named as `ncf.models.export_weights` names them, so `serve` loads it
+unchanged. Seen items follow ml-25m's shape: lognormal user activity (median ~70, a long tail into the
+thousands) and Zipf-like item popularity; the count of distinct pairs is within a few percent of
+`interactions` (23M asked: 22.8M). Deterministic by `seed`. Peak memory ~30 bytes per interaction (23M: 0.7 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ncf import artifacts  # noqa: E402
+from ncf.seen import SeenItems  # noqa: E402
+from ncf.vocab import Vocabulary  # noqa: E402
+
+#: ml-25m: 162,541 users rated 59,047 movies 25,000,095 times; the issue's synthetic shape rounds it.
+ML25M = {"users": 161_916, "items": 59_000, "interactions": 23_000_000}
+
+
+def fake_weights(kind: str, users: int, items: int, factors: int = 128, mlp_layers: tuple = (128, 64, 32),
+                 rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """Float32 arrays named like `models.export_weights` for `kind` ('mf', 'gmf', 'mlp' or 'neumf')."""
+    rng = rng or np.random.default_rng(0)
+
+    def normal(*shape, scale=0.1):
+        return (rng.standard_normal(shape, dtype=np.float32) * scale).astype(np.float32)
+
+    if kind == "mf":
+        return {"mf/user": normal(users, factors), "mf/item": normal(items, factors),
+                "mf/user_bias": normal(users), "mf/item_bias": normal(items),
+                "mf/bias": np.zeros((), dtype=np.float32)}
+    weights: dict[str, np.ndarray] = {}
+    head = 0
+    if kind in ("neumf", "gmf"):
+        weights["gmf/user"], weights["gmf/item"] = normal(users, factors), normal(items, factors)
+        head += factors
+    if kind in ("neumf", "mlp"):
+        half = mlp_layers[0] // 2
+        weights["mlp/user"], weights["mlp/item"] = normal(users, half), normal(items, half)
+        width = mlp_layers[0]
+        for n, size in enumerate(mlp_layers[1:]):
+            weights[f"mlp/dense_{n}/kernel"] = normal(width, size, scale=1 / np.sqrt(width))
+            weights[f"mlp/dense_{n}/bias"] = normal(size, scale=0.01)
+            width = size
+        head += width
+    if not weights:
+        raise ValueError(f"kind must be mf, gmf, mlp or neumf, got {kind!r}")
+    weights["head/kernel"] = normal(head, 1, scale=1 / np.sqrt(head))
+    weights["head/bias"] = np.zeros(1, dtype=np.float32)
+    return weights
+
+
+def fake_seen(users: int, items: int, interactions: int, rng: np.random.Generator) -> SeenItems:
+    """`SeenItems` with lognormal activity per user (each at least 1) and Zipf-like item popularity."""
+    activity = rng.lognormal(mean=0.0, sigma=1.2, size=users)
+    # ~10% more draws than asked: repeated draws of popular items collapse, and ~9% do at ml-25m's shape.
+    counts = np.maximum(1, np.round(activity / activity.sum() * interactions * 1.1)).astype(np.int64)
+    counts = np.minimum(counts, items)
+    popularity = 1.0 / (np.arange(items) + 10.0) ** 0.9
+    popularity = rng.permutation(popularity / popularity.sum())  # popular items are not the first ids
+    drawn = rng.choice(items, size=int(counts.sum()), p=popularity).astype(np.int64)
+    keys = np.sort(np.repeat(np.arange(users, dtype=np.int64), counts) * items + drawn)
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # sort-based: np.unique (numpy 2.4) is ~60x slower
+    indptr = np.zeros(users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // items, minlength=users), out=indptr[1:])
+    return SeenItems(indptr, (keys % items).astype(np.int32), items)
+
+
+def fake_model(path: str | Path, kind: str = "neumf", users: int = ML25M["users"], items: int = ML25M["items"],
+               interactions: int = ML25M["interactions"], seed: int = 0, factors: int = 128,
+               mlp_layers: tuple = (128, 64, 32)) -> Path:
+    """Write a model folder of the given sizes with random weights; returns its path."""
+    rng = np.random.default_rng(seed)
+    seen = fake_seen(users, items, interactions, rng)
+    artifact = artifacts.ModelArtifact(
+        kind=kind, weights=fake_weights(kind, users, items, factors, tuple(mlp_layers), rng),
+        users=Vocabulary(np.arange(1, users + 1, dtype=np.int64)),
+        items=Vocabulary(np.arange(1, items + 1, dtype=np.int64)),
+        seen=seen, popularity=np.bincount(seen.indices, minlength=items).astype(np.int64),
+        metadata={"threshold": 0.5, "fake": True, "seed": seed, "factors": factors,
+                  "mlp_layers": list(mlp_layers), "interactions": int(len(seen.indices))},
+    )
+    return artifacts.save(path, artifact)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", type=Path)
+    p.add_argument("--kind", default="neumf", choices=["mf", "gmf", "mlp", "neumf"])
+    p.add_argument("--users", type=int, default=ML25M["users"])
+    p.add_argument("--items", type=int, default=ML25M["items"])
+    p.add_argument("--interactions", type=int, default=ML25M["interactions"])
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    start = time.monotonic()
+    fake_model(args.path, args.kind, args.users, args.items, args.interactions, args.seed)
+    print(f"{args.path}: {args.kind}, {args.users:,} users x {args.items:,} items, written in "
+          f"{time.monotonic() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -191,9 +191,24 @@ def neumf_from_pretrained(neumf: keras.Model, gmf: keras.Model, mlp: keras.Model
 def embedding_tables(model: keras.Model) -> list:
     """The user and item embedding variables that `l2` regularises (not MF's biases): what
     `optimizers.LazyAdam` penalises row by row when the layers were built with `embedding_l2=0`."""
+    return [v for v, _, penalised in _lookups(model) if penalised]
+
+
+def embedding_inputs(model: keras.Model) -> dict[int, str]:
+    """`{id(variable): "user" | "item"}` for every embedding table, biases included: which input's ids look
+    each table up, so a training step can hand `LazyAdam` the rows of each batch once per input."""
+    return {id(v): feature for v, feature, _ in _lookups(model)}
+
+
+def _lookups(model: keras.Model) -> list[tuple]:
+    """`(variable, input, regularised by l2)` for each embedding table."""
     names = {layer.name for layer in model.layers}
-    towers = [model.get_layer(name) for name in ("gmf", "mlp", "mf") if name in names]
-    return [table.embeddings for tower in towers for table in (tower.user_embedding, tower.item_embedding)]
+    out = []
+    for tower in (model.get_layer(name) for name in ("gmf", "mlp", "mf") if name in names):
+        out += [(tower.user_embedding.embeddings, "user", True), (tower.item_embedding.embeddings, "item", True)]
+        if isinstance(tower, MatrixFactorization):
+            out += [(tower.user_bias.embeddings, "user", False), (tower.item_bias.embeddings, "item", False)]
+    return out
 
 
 def export_weights(model: keras.Model) -> dict[str, np.ndarray]:

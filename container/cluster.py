@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import time
 from dataclasses import dataclass, field
@@ -26,9 +27,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 2222
 #: SageMaker's documentation warns that hosts may take a moment to resolve after the container starts.
 RESOLVE_SECONDS = 300.0
-#: A collective (a gradient all-reduce) that waits longer than this fails instead of hanging the job: a peer
-#: has died. The chief's test evaluation and model writing happen before the last barrier, inside this limit.
-COLLECTIVE_TIMEOUT_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -120,8 +118,19 @@ def strategy_for(cluster: Cluster):
         wait_for_hosts(cluster)
         os.environ["TF_CONFIG"] = json.dumps(cluster.tf_config())
         log.info("multi-worker training: %s", os.environ["TF_CONFIG"])
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_SECONDS)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        # No collective timeout (CommunicationOptions.timeout_seconds): TensorFlow arms it by starting one
+        # thread per collective op that sleeps out the whole timeout, ~1,000 threads per epoch of the tests'
+        # small job, until creating one more fails and the C++ runtime aborts the process ("terminate called
+        # after throwing an instance of 'std::system_error'": the rare second outcome of a lost peer, and the
+        # certain end of a long job). A dead or unreachable peer is caught by the coordination service's
+        # heartbeats instead, within seconds, as an error that `train` reports as exit 5.
+        on_sigterm = signal.getsignal(signal.SIGTERM)
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        if on_sigterm is not None:
+            # The coordination service puts its own SIGTERM hook (a preemption notifier that nothing here
+            # reads) in place of the one `train` installed: StopTrainingJob would go unheard.
+            signal.signal(signal.SIGTERM, on_sigterm)
+        return strategy
     gpus = tf.config.list_physical_devices("GPU")
     if len(gpus) > 1:
         log.info("training on %d GPUs of this host", len(gpus))

@@ -14,6 +14,7 @@ import pytest
 
 from tests.container.opt_ml import lay_out
 from tests.container.test_serve import free_port, request
+from tests.waiting import wait_until
 
 
 def docker(*args, timeout=600, check=False):
@@ -103,6 +104,17 @@ def test_an_unwritable_model_folder_is_a_failure_file_not_a_traceback(image, tmp
     assert "Traceback" not in reason
 
 
+def ping(port) -> tuple[int, bytes]:
+    """(status, body) of GET /ping; OSError while nothing listens yet."""
+    status, _, body = request(port, "GET", "/ping", timeout=2)
+    return status, body
+
+
+def logs_of(container) -> str:
+    out = docker("logs", container)
+    return out.stdout[-2000:] + out.stderr[-3000:]
+
+
 def test_serve_in_the_container_answers_and_stops_within_the_grace_period(image, tmp_path, model_dir, recommender):
     shutil.copytree(model_dir, tmp_path / "model")
     port = free_port()
@@ -110,18 +122,15 @@ def test_serve_in_the_container_answers_and_stops_within_the_grace_period(image,
                      "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2", image, "serve", check=True)
     container = started.stdout.strip()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, _, body = request(port, "GET", "/ping", timeout=2)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, docker("logs", container).stderr[-3000:]
-            time.sleep(0.2)
-        owners = docker("exec", container, "python3", "-c", WORKER_UIDS, check=True).stdout.split()
-        assert owners[0] == "0" and len(owners) == 3 and set(owners[1:]) != {"0"}, owners  # master root, workers not
+        wait_until(lambda: ping(port)[0] == 200, 60, lambda: logs_of(container), ignoring=(OSError,))
+
+        def owners():  # uids of the gunicorn processes, master (lowest pid) first
+            return docker("exec", container, "python3", "-c", WORKER_UIDS, check=True).stdout.split()
+
+        # /ping is 200 once one worker is up; the second may still be forking, so wait for the condition itself:
+        # the master as root and both workers as the unprivileged user.
+        wait_until(lambda: (o := owners())[:1] == ["0"] and len(o) == 3 and "0" not in o[1:], 60,
+                   lambda: f"gunicorn uids {owners()}, expected root then two others; {logs_of(container)}")
         user = recommender.users.decode([0])[0]
         status, _, body = request(port, "POST", "/invocations", json.dumps({"user": user, "k": 4}),
                                   {"Content-Type": "application/json"})
@@ -141,14 +150,7 @@ def test_serve_without_a_model_pings_503_and_stays_up(image, tmp_path):
     container = docker("run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{tmp_path / 'empty'}:/opt/ml/model",
                        image, "serve", check=True).stdout.strip()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, _, body = request(port, "GET", "/ping", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        status, body = wait_until(lambda: ping(port), 60, lambda: logs_of(container), ignoring=(OSError,))
         assert status == 503 and "metadata.json" in json.loads(body)["error"]
     finally:
         docker("rm", "-f", container)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.container.opt_ml import ROOT
+from tests.waiting import wait_until
 
 
 def free_port() -> int:
@@ -36,21 +37,33 @@ class Server:
         self.port = free_port()
         environment = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), "SAGEMAKER_BIND_TO_PORT": str(self.port),
                        "SAGEMAKER_MODEL_SERVER_WORKERS": "2", **env}
+        self.worker_count = int(environment["SAGEMAKER_MODEL_SERVER_WORKERS"])
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from container.serve import main; main()"], cwd=ROOT, env=environment,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
-    def wait_until_listening(self, timeout=30.0) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited with {self.process.returncode}: {self.process.stdout.read()}")
-            try:
-                request(self.port, "GET", "/ping", timeout=1)
-                return time.monotonic() - start
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("serve did not listen in time")
+    def workers(self) -> list[int]:
+        """gunicorn's workers: the master's children (`serve` execs gunicorn, so the master is our child)."""
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def _alive(self) -> None:
+        if self.process.poll() is not None:
+            raise AssertionError(f"serve exited with {self.process.returncode}: {self.process.stdout.read()}")
+
+    def wait_until_ready(self, timeout=60.0) -> None:
+        """Until /ping answers (any status) and every configured worker has forked. /ping answers as soon as
+        one worker is up; a test that counts or measures workers right then races the others' boot."""
+        def answers():
+            self._alive()
+            return request(self.port, "GET", "/ping", timeout=1)
+
+        def all_forked():
+            self._alive()
+            return len(self.workers()) == self.worker_count
+
+        wait_until(answers, timeout, lambda: "serve did not answer /ping", ignoring=(OSError,), interval=0.05)
+        wait_until(all_forked, timeout, lambda: f"workers {self.workers()}, expected {self.worker_count}")
 
     def stop(self):
         if self.process.poll() is None:
@@ -67,7 +80,7 @@ def opt_ml(tmp_path, model_dir):
 @pytest.fixture
 def server(opt_ml):
     s = Server(opt_ml)
-    s.wait_until_listening()
+    s.wait_until_ready()
     yield s
     s.stop()
 
@@ -91,19 +104,13 @@ def test_the_environment_sets_workers_and_payload_limit(opt_ml):
     server = Server(opt_ml, SAGEMAKER_MODEL_SERVER_WORKERS="3", SAGEMAKER_MAX_PAYLOAD_IN_MB="2",
                     SAGEMAKER_MAX_CONCURRENT_TRANSFORMS="5")
     try:
-        server.wait_until_listening()
+        server.wait_until_ready()
         status, _, body = request(server.port, "GET", "/execution-parameters")
         assert json.loads(body) == {"MaxConcurrentTransforms": 5, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 2}
         status, _, body = request(server.port, "POST", "/invocations", b"x" * (2 * 1024 * 1024 + 10),
                                   {"Content-Type": "application/json"})
         assert status == 413
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)
-            if len(children.stdout.split()) == 3:
-                break
-            time.sleep(0.1)
-        assert len(children.stdout.split()) == 3
+        assert len(server.workers()) == 3
     finally:
         server.stop()
 
@@ -111,7 +118,7 @@ def test_the_environment_sets_workers_and_payload_limit(opt_ml):
 def test_a_missing_model_gives_503_with_the_reason_and_the_server_stays_up(tmp_path):
     server = Server(tmp_path)
     try:
-        server.wait_until_listening()
+        server.wait_until_ready()
         status, _, body = request(server.port, "GET", "/ping")
         assert status == 503 and "does not exist" in json.loads(body)["error"]
         time.sleep(1)
@@ -126,7 +133,7 @@ def test_a_model_of_another_format_version_is_refused_clearly(opt_ml):
     (opt_ml / "model" / "metadata.json").write_text(json.dumps({**meta, "format_version": 7}))
     server = Server(opt_ml)
     try:
-        server.wait_until_listening()
+        server.wait_until_ready()
         status, _, body = request(server.port, "GET", "/ping")
         assert status == 503 and "format version 7; this library reads version 1" in json.loads(body)["error"]
     finally:

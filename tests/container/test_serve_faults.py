@@ -8,7 +8,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.container.test_serve import Server, request
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -25,14 +25,29 @@ def server(tmp_path, model_dir):
 
     shutil.copytree(model_dir, tmp_path / "model")
     s = Server(tmp_path)
-    s.wait_until_listening()
+    s.wait_until_ready()
     yield s
     s.stop()
 
 
-def workers(server) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout
-    return [int(pid) for pid in out.split()]
+def holder_of(server, client: socket.socket) -> int | None:
+    """The worker that has accepted `client`'s connection (holds its server-side socket), or None while it
+    still waits in the listen backlog, where a SIGTERM to the master would drop it."""
+    client_port = client.getsockname()[1]
+    inodes = set()
+    with open("/proc/net/tcp") as table:  # sl local rem st queues tr retrnsmt uid timeout inode
+        for row in table.readlines()[1:]:
+            fields = row.split()
+            local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+            if (local, remote) == (server.port, client_port):
+                inodes.add(f"socket:[{fields[9]}]")
+    for pid in server.workers():
+        try:
+            if inodes & {os.readlink(fd.path) for fd in os.scandir(f"/proc/{pid}/fd")}:
+                return pid
+        except OSError:  # the worker exited meanwhile, or one of its descriptors closed while listed
+            continue
+    return None
 
 
 def rss_kb(pids) -> int:
@@ -88,11 +103,11 @@ def test_soak_of_mixed_requests_loses_nothing_and_memory_stays_flat(server, reco
     warm = []
     for t in drive(server.port, bodies, 16, 1, warm):
         t.join()
-    before = rss_kb(workers(server))
+    before = rss_kb(server.workers())
     results = []
     for t in drive(server.port, bodies, 16, seconds, results):
         t.join()
-    after = rss_kb(workers(server))
+    after = rss_kb(server.workers())
     failed = [r for r in results + warm if r[0] != 200]
     latencies = sorted(r[1] for r in results)
     p50, p99 = latencies[len(latencies) // 2] * 1e3, latencies[int(len(latencies) * 0.99)] * 1e3
@@ -105,18 +120,16 @@ def test_soak_of_mixed_requests_loses_nothing_and_memory_stays_flat(server, reco
 def test_a_worker_killed_under_load_is_replaced_and_only_its_request_fails(server, recommender):
     results = []
     threads = drive(server.port, mixed_requests(recommender), 4, 6, results)
-    time.sleep(2)
-    victim = workers(server)[0]
+    wait_until(lambda: len(results) >= 4, 30, lambda: f"{len(results)} answers under load")  # the load is on
+    victim = server.workers()[0]
     os.kill(victim, signal.SIGKILL)
     for t in threads:
         t.join()
     failed = [r for r in results if r[0] != 200]
     print(f"\nkill -9 of a worker under load: {len(results)} requests, {len(failed)} failed")
     assert len(failed) <= 1, failed
-    deadline = time.monotonic() + 10
-    while len(workers(server)) != 2 or victim in workers(server):
-        assert time.monotonic() < deadline, "the killed worker was not replaced"
-        time.sleep(0.1)
+    wait_until(lambda: len(pids := server.workers()) == 2 and victim not in pids, 60,
+               lambda: f"the killed worker {victim} was not replaced: workers {server.workers()}")
     assert request(server.port, "GET", "/ping")[0] == 200
 
 
@@ -125,9 +138,11 @@ def test_sigterm_lets_the_request_in_flight_finish(server, recommender):
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
         conn.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:5])
-        time.sleep(0.5)  # a worker has accepted the connection and is reading the body
+        holder = wait_until(lambda: holder_of(server, conn), 30, lambda: "no worker accepted the connection")
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        # The master has passed SIGTERM on to every worker once the idle one has gone; the holder stays, mid-body.
+        wait_until(lambda: server.workers() == [holder], 30,
+                   lambda: f"workers {server.workers()} after SIGTERM; the connection's is {holder}")
         conn.sendall(body[5:])
         response = b""
         while chunk := conn.recv(65536):

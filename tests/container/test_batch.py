@@ -1,0 +1,95 @@
+"""Batch transform and large requests against the real `serve`: what /execution-parameters advertises is
+answered in full, streamed, within the timeout; what would outlive the timeout is refused up front."""
+
+import http.client
+import json
+import runpy
+
+import pytest
+
+from benchmarks.fake_model import fake_model
+from container.serve_config import ServeConfig
+from ncf.errors import ConfigError
+from tests.container.opt_ml import ROOT
+from tests.container.test_serve import Server, request
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """/opt/ml with a model of 50 users x 12 items (ids 1...): per record, the server's own overhead dominates,
+    so a megabyte of records is answered in seconds."""
+    base = tmp_path_factory.mktemp("opt_ml")
+    fake_model(base / "model", "mf", users=50, items=12, interactions=200, seed=0)
+    return base
+
+
+def post_lines(port, body: bytes, headers=None, timeout=120):
+    """(status, headers, body) of a JSON Lines POST."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("POST", "/invocations", body=body,
+                           headers={"Content-Type": "application/jsonlines", **(headers or {})})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def test_batch_mode_defaults_the_worker_timeout_to_what_a_transform_job_may_allow():
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).timeout == 3600
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "900"}).timeout == 900
+    assert ServeConfig.from_env({}).timeout == 60 and ServeConfig.from_env({"SAGEMAKER_BATCH": "false"}).timeout == 60
+
+
+def test_gunicorn_takes_the_batch_timeout_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BATCH", "TRUE")
+    monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", raising=False)
+    monkeypatch.delenv("MODEL_SERVER_TIMEOUT", raising=False)
+    assert runpy.run_path(str(ROOT / "container" / "gunicorn.conf.py"))["timeout"] == 3600
+
+
+def test_a_real_time_request_may_use_half_of_sagemakers_60_s_whatever_the_worker_timeout():
+    assert ServeConfig.from_env({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "300"}).work_budget_s == 30
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).work_budget_s == 1800
+
+
+def test_a_bad_batch_flag_is_an_error_naming_it():
+    with pytest.raises(ConfigError, match="SAGEMAKER_BATCH='yes' must be true or false"):
+        ServeConfig.from_env({"SAGEMAKER_BATCH": "yes"})
+
+
+def test_the_advertised_payload_of_the_costliest_records_is_answered_in_full_and_streamed(tiny):
+    # The body limit caps the advertised payload at 1 MB; half of 60 s is room for it on the tiny model.
+    server = Server(tiny, SAGEMAKER_BATCH="true", SAGEMAKER_MODEL_SERVER_TIMEOUT="60",
+                    SAGEMAKER_MAX_PAYLOAD_IN_MB="1")
+    try:
+        server.wait_until_ready()
+        _, _, body = request(server.port, "GET", "/execution-parameters")
+        advertised = json.loads(body)["MaxPayloadInMB"]
+        assert advertised == 1
+        line = b'{"user":1}\n'  # the smallest record that costs a whole top-k
+        records = advertised * 1024 * 1024 // len(line)
+        status, headers, answer = post_lines(server.port, line * records,
+                                             {"X-Amzn-SageMaker-Custom-Attributes": "k=1000"})
+        assert status == 200 and headers.get("Transfer-Encoding") == "chunked"
+        lines = answer.decode().splitlines()
+        assert len(lines) == records and len(answer) > 6 * 1024 * 1024  # no real-time limit on a batch answer
+        assert {json.loads(lines[0])["user"], json.loads(lines[-1])["user"]} == {1}
+        assert json.loads(lines[-1])["itemList"] == json.loads(lines[0])["itemList"] != []
+    finally:
+        server.stop()
+
+
+def test_a_real_time_request_that_would_outlive_the_timeout_is_413_before_any_work(tiny):
+    server = Server(tiny, SAGEMAKER_MODEL_SERVER_TIMEOUT="2")  # 1 s of work per request
+    try:
+        server.wait_until_ready()
+        status, headers, body = post_lines(server.port, b'{"user":1}\n' * 500_000,  # 5.5 MB, a small answer
+                                           {"X-Amzn-SageMaker-Custom-Attributes": "k=1"})
+        assert status == 413 and headers["Content-Type"] == "application/json"
+        refused = json.loads(body)
+        assert refused["limit_s"] == 1.0 and 0 < refused["max_records"] < 500_000
+        assert f"send at most {refused['max_records']:,} records" in refused["error"]
+        assert request(server.port, "GET", "/ping")[0] == 200
+    finally:
+        server.stop()

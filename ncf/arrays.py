@@ -10,9 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 
-def unique(values: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of a 1-D array (numbers or text), as `np.unique(values)` returns them."""
-    ordered = np.sort(np.asarray(values))
+def unique(values: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """The sorted distinct values of a 1-D array (numbers or text), as `np.unique(values)` returns them.
+
+    `overwrite=True` sorts `values` in place instead of a copy: one array of the input's size less at the peak,
+    for callers that built `values` themselves."""
+    ordered = np.asarray(values)
+    if overwrite:
+        ordered.sort()
+    else:
+        ordered = np.sort(ordered)
     if len(ordered) < 2:
         return ordered
     return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])]

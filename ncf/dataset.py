@@ -119,15 +119,17 @@ def prepare(
     users, items = Vocabulary.fit(interactions.users), Vocabulary.fit(interactions.items)
     if len(items) < 2:
         raise DataError(f"need at least 2 distinct items to learn a ranking, found {len(items)}")
+    # Arrays of the data's length are dropped as soon as they are used: at 23M interactions each int64 one
+    # is 184 MB, and this function's peak is the job's (benchmarks/scale.py).
     u, i = users.encode(interactions.users), items.encode(interactions.items)
     order = chronological_order(u, i, interactions.timestamps)
-    u, i = u[order], i[order]
-
-    # Deduplicate keeping each pair's last (latest) occurrence; rows stay in (user, time, item) order.
-    key = u * len(items) + i
-    _, last_from_end = np.unique(key[::-1], return_index=True)
-    keep = np.sort(len(key) - 1 - last_from_end)
-    u, i = u[keep], i[keep]
+    u = u[order]
+    i = i[order]
+    del order
+    keep = _latest_of_each_pair(u * len(items) + i)
+    u = u[keep]
+    i = i[keep]
+    del keep
 
     if test is None:
         test_mask = leave_last_k(u, np.arange(len(u)), test_k)
@@ -147,19 +149,37 @@ def prepare(
         train_mask = rest & ~val_mask
         validation_pairs = Pairs(u[val_mask], i[val_mask])
     held = [p for p, given in ((validation_pairs, validation), (test_pairs, test)) if given is not None]
-    all_u = np.concatenate([u] + [p.user for p in held])
-    all_i = np.concatenate([i] + [p.item for p in held])
     n_users, n_items = len(users), len(items)
+    if held:
+        seen = SeenItems.from_pairs(np.concatenate([u] + [p.user for p in held]),
+                                    np.concatenate([i] + [p.item for p in held]), n_users, n_items)
+    else:
+        seen = SeenItems.from_pairs(u, i, n_users, n_items)
+    train = Pairs(u[train_mask], i[train_mask])
+    del u, i
     return Dataset(
         users=users,
         items=items,
-        train=Pairs(u[train_mask], i[train_mask]),
+        train=train,
         validation=validation_pairs,
         test=test_pairs,
-        seen=SeenItems.from_pairs(all_u, all_i, n_users, n_items),
-        train_seen=SeenItems.from_pairs(u[train_mask], i[train_mask], n_users, n_items),
-        popularity=np.bincount(i[train_mask], minlength=n_items).astype(np.int64),
+        seen=seen,
+        train_seen=SeenItems.from_pairs(train.user, train.item, n_users, n_items),
+        popularity=np.bincount(train.item, minlength=n_items).astype(np.int64),
     )
+
+
+def _latest_of_each_pair(key: np.ndarray) -> np.ndarray:
+    """Sorted positions of the last row of each distinct `key` (rows are in time order per user, so the
+    latest interaction of each pair); the other rows are repeats. Takes `key` over (sorts it in place)."""
+    order = np.argsort(key, kind="stable")  # equal keys keep their time order
+    key[:] = key[order]
+    last = np.empty(len(key), dtype=bool)
+    last[-1:] = True
+    np.not_equal(key[1:], key[:-1], out=last[:-1])
+    keep = order[last]
+    keep.sort()
+    return keep
 
 
 def _known_pairs(part: Interactions, users: Vocabulary, items: Vocabulary, name: str) -> Pairs:

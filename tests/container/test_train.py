@@ -51,6 +51,23 @@ def test_a_job_completes_with_model_outputs_and_metric_lines(tmp_path, ratings):
     rec = Recommender.load(root / "model")
     assert rec.metadata["threshold"] == 0.5 and len(rec.recommend(10, k=5).items) == 5
     assert re.search(r"epoch=2/2 .*samples_per_s=\d+ seconds=[0-9.]+ eta_s=\d+", out.stdout)
+    assert set(metrics["seconds"]) == {"read", "prepare", "train", "evaluate", "export"}
+    assert all(value >= 0 for value in metrics["seconds"].values()) and metrics["seconds"]["train"] > 0
+    assert re.search(r"timing: read_s=[0-9.]+ prepare_s=[0-9.]+ train_s=[0-9.]+ evaluate_s=[0-9.]+ export_s=[0-9.]+",
+                     out.stdout)
+    users = metrics["data"]["test"]
+    assert metrics["full_ranking_users"] == {"evaluated": users, "of": users, "seed": 0}  # few users: all of them
+
+
+def test_full_ranking_metrics_rank_a_stated_sample_of_users_when_there_are_many(tmp_path, ratings, monkeypatch):
+    import container.train
+
+    monkeypatch.setattr(container.train, "FULL_RANKING_USERS", 25)
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}}, {"model": "mf", "epochs": "1"})
+    assert train_in_process(root) == 0
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["full_ranking_users"] == {"evaluated": 25, "of": metrics["data"]["test"], "seed": 0}
+    assert "full_recall@10" in metrics["test"] and "full_recall@10" in metrics["popularity"]
 
 
 def test_every_metric_definition_matches_the_real_log(tmp_path, ratings):

@@ -18,6 +18,10 @@ Sections:
 3. Serving the 25M model with 2 workers: load and first /ping seconds, PSS, and top-10 p50/p99 over 59k items
    at one connection, for the trained MF and for a NeuMF folder of the same shape with random weights
    (`benchmarks/fake_model.py`: speed does not depend on the weights' values).
+4. Batch transform (`--batch`, long: the point is that it is long and still finishes): a server in batch
+   mode (`SAGEMAKER_BATCH=true`, 2 workers) gets the payload its `/execution-parameters` advertises, filled with
+   the smallest records (`{"user":N}` lines, default k), on both 25M models: seconds against the worker
+   timeout, the worker's peak RSS, the answer's size and lines.
 Each table is stamped with the commit, the date and the machine.
 """
 
@@ -207,6 +211,60 @@ def serve_table(work: Path, trained_model: str | None) -> None:
         print(f"| {name} | {load_s:.1f} | {ping:.1f} | {pss:,.0f} | {p50:.1f} | {p99:.1f} |")
 
 
+def worker_peak_mb(server: Server) -> float:
+    """The largest peak RSS (VmHWM) among the server's workers."""
+    workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    peaks = [int(line.split()[1]) / 1024 for pid in workers for line in open(f"/proc/{pid}/status")
+             if line.startswith("VmHWM")]
+    return max(peaks)
+
+
+def batch_table(work: Path, trained_model: Path | None) -> None:
+    from benchmarks.fake_model import fake_model
+    from ncf.artifacts import load
+
+    folders = {"neumf (random weights)": work / "serve-neumf" / "model"}
+    if not (folders["neumf (random weights)"] / "metadata.json").exists():
+        fake_model(folders["neumf (random weights)"], "neumf", **ML25M)
+    if trained_model is not None:
+        folders = {"mf (trained, 23M)": trained_model, **folders}
+    rows = []
+    for name, folder in folders.items():
+        base = work / f"batch-base-{len(rows)}"
+        shutil.rmtree(base, ignore_errors=True)
+        base.mkdir(parents=True)
+        (base / "model").symlink_to(folder.resolve())
+        ids = load(folder).users.ids[:1000].tolist()
+        server = Server(base, None, 2, {"SAGEMAKER_BATCH": "true"})
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=7200)
+            connection.request("GET", "/execution-parameters")
+            advertised = json.loads(connection.getresponse().read())["MaxPayloadInMB"]
+            limit = advertised * 1024 * 1024
+            lines, size = [], 0
+            while True:
+                line = b'{"user":%d}\n' % ids[len(lines) % len(ids)]
+                if size + len(line) > limit:
+                    break
+                lines.append(line)
+                size += len(line)
+            t0 = time.perf_counter()
+            connection.request("POST", "/invocations", b"".join(lines), {"Content-Type": "application/jsonlines"})
+            response = connection.getresponse()
+            answer = response.read()
+            seconds = time.perf_counter() - t0
+            rows.append((name, advertised, len(lines), response.status, seconds, answer.count(b"\n"),
+                         len(answer) / 1e6, worker_peak_mb(server)))
+        finally:
+            server.stop()
+        print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
+    print(f"\n#### Batch transform: the advertised payload on the 25M models (timeout 3600 s; {stamp()})\n")
+    print("| model | MaxPayloadInMB | records | status | seconds | answer lines | answer MB | worker peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, mb, records, status, seconds, answered, answer_mb, peak in rows:
+        print(f"| {name} | {mb} | {records:,} | {status} | {seconds:.0f} | {answered:,} | {answer_mb:.0f} | {peak:,.0f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100k,1m,5m,25m", help=f"comma-separated, of {list(SIZES)}")
@@ -214,15 +272,20 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="data, jobs and models (large)")
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-serve", action="store_true")
+    p.add_argument("--batch", action="store_true", help="also section 4 (~20 min for NeuMF here)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sizes = [s for s in args.sizes.split(",") if s]
     rows = size_table(args.work, sizes, args.model) if sizes else []
     if not args.skip_curve:
         cost_curve(args.work, args.model)
+    biggest = next((r["model_dir"] for r in rows if r["label"] == "synthetic 25m"), None)
+    if biggest is None and (args.work / "jobs" / "synthetic-25m" / "model" / "metadata.json").exists():
+        biggest = str(args.work / "jobs" / "synthetic-25m" / "model")  # from an earlier run of section 1
     if not args.skip_serve:
-        biggest = next((r["model_dir"] for r in rows if r["label"] == "synthetic 25m"), None)
         serve_table(args.work, biggest)
+    if args.batch:
+        batch_table(args.work, Path(biggest) if biggest else None)
 
 
 if __name__ == "__main__":

@@ -174,23 +174,33 @@ def top10_latency(server: Server, users: list, requests: int = 300) -> tuple[flo
     return times[len(times) // 2], times[int(len(times) * 0.99) - 1]
 
 
-def serve_table(work: Path, trained_model: str | None) -> None:
+def models_25m(work: Path, trained_model: Path | None) -> dict[str, Path]:
+    """The 25M models served: the trained MF of section 1 (when there is one) and a NeuMF folder of the same
+    shape with random weights (`benchmarks/fake_model.py`)."""
     from benchmarks.fake_model import fake_model
-    from ncf.artifacts import load
 
-    folders = {}
-    if trained_model:
-        folders["mf (trained, 23M)"] = Path(trained_model)
     fake = work / "serve-neumf" / "model"
     if not (fake / "metadata.json").exists():
         fake_model(fake, "neumf", **ML25M)
-    folders["neumf (random weights, same shape)"] = fake
+    trained = {"mf (trained, 23M)": trained_model} if trained_model is not None else {}
+    return {**trained, "neumf (random weights, same shape)": fake}
+
+
+def serving_root(work: Path, name: str, folder: Path) -> Path:
+    """A fresh `SAGEMAKER_BASE_DIR` whose `model/` is `folder`."""
+    base = work / f"base-{re.sub(r'[^a-z0-9]+', '-', name)}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    (base / "model").symlink_to(folder.resolve())
+    return base
+
+
+def serve_table(work: Path, trained_model: Path | None) -> None:
+    from ncf.artifacts import load
+
     rows = []
-    for name, folder in folders.items():
-        base = work / f"serve-base-{len(rows)}"
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        (base / "model").symlink_to(folder.resolve())
+    for name, folder in models_25m(work, trained_model).items():
+        base = serving_root(work, name, folder)
         t0 = time.perf_counter()
         artifact = load(folder)
         load_s = time.perf_counter() - t0
@@ -220,20 +230,11 @@ def worker_peak_mb(server: Server) -> float:
 
 
 def batch_table(work: Path, trained_model: Path | None) -> None:
-    from benchmarks.fake_model import fake_model
     from ncf.artifacts import load
 
-    folders = {"neumf (random weights)": work / "serve-neumf" / "model"}
-    if not (folders["neumf (random weights)"] / "metadata.json").exists():
-        fake_model(folders["neumf (random weights)"], "neumf", **ML25M)
-    if trained_model is not None:
-        folders = {"mf (trained, 23M)": trained_model, **folders}
     rows = []
-    for name, folder in folders.items():
-        base = work / f"batch-base-{len(rows)}"
-        shutil.rmtree(base, ignore_errors=True)
-        base.mkdir(parents=True)
-        (base / "model").symlink_to(folder.resolve())
+    for name, folder in models_25m(work, trained_model).items():
+        base = serving_root(work, name, folder)
         ids = load(folder).users.ids[:1000].tolist()
         server = Server(base, None, 2, {"SAGEMAKER_BATCH": "true"})
         try:
@@ -276,16 +277,16 @@ def main() -> None:
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     sizes = [s for s in args.sizes.split(",") if s]
-    rows = size_table(args.work, sizes, args.model) if sizes else []
+    if sizes:
+        size_table(args.work, sizes, args.model)
     if not args.skip_curve:
         cost_curve(args.work, args.model)
-    biggest = next((r["model_dir"] for r in rows if r["label"] == "synthetic 25m"), None)
-    if biggest is None and (args.work / "jobs" / "synthetic-25m" / "model" / "metadata.json").exists():
-        biggest = str(args.work / "jobs" / "synthetic-25m" / "model")  # from an earlier run of section 1
+    biggest = args.work / "jobs" / "synthetic-25m" / "model"  # section 1's, from this run or an earlier one
+    trained = biggest if (biggest / "metadata.json").exists() else None
     if not args.skip_serve:
-        serve_table(args.work, biggest)
+        serve_table(args.work, trained)
     if args.batch:
-        batch_table(args.work, Path(biggest) if biggest else None)
+        batch_table(args.work, trained)
 
 
 if __name__ == "__main__":

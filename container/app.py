@@ -12,6 +12,7 @@ ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `M
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -19,7 +20,6 @@ import os
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from ncf.errors import NCFError
 from ncf.recommender import Recommender
 
 from . import codecs
@@ -61,7 +61,8 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         log.info("limits: %s", limits.describe())
         if config.batch and not limits.fits:
             log.warning("even %d MB of the smallest records would take longer than %g s: such requests are "
-                        "refused (413); raise SAGEMAKER_MODEL_SERVER_TIMEOUT (batch: up to 3600 s)",
+                        "refused (413); raise SAGEMAKER_MODEL_SERVER_TIMEOUT and the job's InvocationsTimeoutInSeconds "
+                        "together (up to 3600 s)",
                         limits.payload_mb, limits.budget_s)
     ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
@@ -90,8 +91,9 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         limits.check(records, options)  # 413 now rather than a worker killed midway
         if request_type == codecs.JSONLINES:
-            pieces = codecs.ENCODERS[response_type](answer_chunks(recommender, records, options), len(records))
-            return Response(_streamed(pieces), status=200, mimetype=response_type)
+            pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options), len(records)))
+            first = next(pieces, "")  # before the status is sent: a fault in the first block is still a JSON 500
+            return Response(_streamed(itertools.chain([first], pieces)), status=200, mimetype=response_type)
         responses = answer(recommender, records, options)
         if "error" in responses[0]:
             raise BadRequest(responses[0]["error"])
@@ -119,9 +121,12 @@ def from_environment() -> Flask:
     config = ServeConfig.from_env(os.environ)
     try:
         recommender = Recommender.load(config.model_dir)
-    except (NCFError, OSError, ValueError) as error:
+        # Timing real requests scores the model once: weights that load but cannot score (a kernel of the
+        # wrong shape) fail here, and the endpoint says so on /ping instead of dying in a restart loop.
+        limits = Limits.derive(Costs.measure(recommender), config)
+    except Exception as error:  # noqa: BLE001 - any broken model must become a 503 that says why
         log.error("model not loaded from %s: %s", config.model_dir, error)
         return create_app(None, config, problem=f"model not loaded from {config.model_dir}: {error}")
     log.info("model loaded from %s: %s, %d users, %d items", config.model_dir, recommender.metadata.get("kind"),
              len(recommender.users), len(recommender.items))
-    return create_app(recommender, config)
+    return create_app(recommender, config, limits=limits)

@@ -22,8 +22,8 @@ workers = _config.workers
 worker_class = "sync"
 # Seconds one request may hold a worker before gunicorn replaces it (sync workers send no heartbeat while
 # they answer, streaming included). Real time: 60, SageMaker's own limit, past which the answer is lost
-# anyway. Batch transform (SAGEMAKER_BATCH=true): 3600, the most ModelClientConfig.InvocationsTimeoutInSeconds
-# allows. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either. The app refuses (413) a request whose estimated
+# anyway. Batch transform (SAGEMAKER_BATCH=true): 600, what SageMaker waits when the job does not set
+# ModelClientConfig.InvocationsTimeoutInSeconds. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either (up to 3600). The app refuses (413) a request whose estimated
 # work is over half of it, and advertises a MaxPayloadInMB whose worst case fits (invocations.Limits).
 timeout = _config.timeout
 # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests within 25 s.

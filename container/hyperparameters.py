@@ -120,7 +120,7 @@ _TRAIN_HELP = {
     "factors": "GMF / MF embedding size",
     "mlp_layers": "MLP: concatenated embedding width, then hidden sizes, e.g. [128, 64, 32]",
     "dropout": "dropout after each MLP hidden layer, in [0, 1)",
-    "l2": "L2 regularisation of embeddings and MLP kernels",
+    "l2": "L2 regularisation of MLP kernels and embeddings (with lazy_adam: of the rows a step looks up)",
     "learning_rate": "Adam's learning rate",
     "batch_size": "examples per training step",
     "epochs": "maximum epochs",

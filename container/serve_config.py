@@ -8,8 +8,9 @@ they derive from (SageMaker's API reference is the source of each number):
 - real-time `InvokeEndpoint`: the container must answer within 60 s, in at most 6 MB;
 - batch transform (`SAGEMAKER_BATCH=true`): `ModelClientConfig.InvocationsTimeoutInSeconds` is 1 to 3600 s
   (600 when the job does not set it), `MaxPayloadInMB` at most 100, and `MaxConcurrentTransforms *
-  MaxPayloadInMB` at most 100 too. Batch mode defaults the worker timeout to the 3600 s a job may allow; a
-  job must then set InvocationsTimeoutInSeconds to match (`scripts/sagemaker_workflow.py` does).
+  MaxPayloadInMB` at most 100 too. The container is not told the job's InvocationsTimeoutInSeconds, so batch
+  mode defaults the worker timeout to SageMaker's 600 s; a job that allows more sets
+  `SAGEMAKER_MODEL_SERVER_TIMEOUT` to the same value (`scripts/sagemaker_workflow.py` sets both to 3600).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from .paths import SageMakerPaths
 
 #: Seconds a real-time endpoint's container has to answer (InvokeEndpoint), and its default worker timeout.
 REALTIME_TIMEOUT = 60
-#: The most a batch transform waits for one invocation (ModelClientConfig.InvocationsTimeoutInSeconds'
-#: maximum): batch mode's default worker timeout.
-BATCH_TIMEOUT = 3600
+#: How long a batch transform waits for one invocation when the job does not set
+#: ModelClientConfig.InvocationsTimeoutInSeconds: batch mode's default worker timeout.
+BATCH_TIMEOUT = 600
+#: The most a job may set InvocationsTimeoutInSeconds to: the largest worker timeout.
+BATCH_TIMEOUT_MAX = 3600
 #: The largest real-time response SageMaker passes back (InvokeEndpoint's 6 MB).
 REALTIME_RESPONSE_BYTES = 6 * 1024 * 1024
 #: Share of the timeout one request's estimated work may take; the rest absorbs the estimate's error (a
@@ -104,9 +107,11 @@ class ServeConfig:
             port=_int(environ, ("SAGEMAKER_BIND_TO_PORT",), 8080, 1, 65535),
             workers=workers,
             timeout=_int(environ, ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"),
-                         BATCH_TIMEOUT if batch else REALTIME_TIMEOUT, 1, BATCH_TIMEOUT),
+                         BATCH_TIMEOUT if batch else REALTIME_TIMEOUT, 1, BATCH_TIMEOUT_MAX),
             # Batch transform allows up to 100 MB per request; real-time endpoints 6 MB.
             max_payload_mb=_int(environ, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), 6, 1, 100),
-            max_concurrent_transforms=_int(environ, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), workers, 1, 256),
+            # MaxConcurrentTransforms x MaxPayloadInMB <= 100, and the payload is at least 1 MB.
+            max_concurrent_transforms=_int(environ, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), min(workers, 100),
+                                           1, 100),
             batch=batch,
         )

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from .arrays import unique
+from .arrays import BLOCK_SCORES, top_k_rows, unique
 from .dataset import Pairs
 from .metrics import hit_rate, ndcg, positive_ranks, top_k_metrics
 from .sampling import NegativeSampler
@@ -27,8 +27,6 @@ TopK = Callable[[np.ndarray, int], np.ndarray]
 
 #: Pairs scored per call: bounds memory for big candidate sets while keeping calls few.
 CHUNK = 1 << 18
-#: Scores per block of full ranking (`[users, n_items]` float64, ~32 MB): 70 users at ml-25m's 59k items.
-FULL_RANKING_BLOCK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 1
         return {}
     k = min(k, n_items)
     users, n_relevant = np.unique(held_out.user, return_counts=True)
-    block = max(16, FULL_RANKING_BLOCK // n_items)
+    block = max(16, BLOCK_SCORES // n_items)
     top = np.concatenate([top_k(users[s:s + block], k) for s in range(0, len(users), block)])
     held = SeenItems.from_pairs(held_out.user, held_out.item, int(users.max()) + 1, n_items)
     relevant = held.contains(np.repeat(users, k), top.ravel()).reshape(top.shape)
@@ -131,9 +129,5 @@ def popularity_top_k(popularity: np.ndarray, train_seen: SeenItems) -> TopK:
 
 def top_k_unseen(scores: np.ndarray, users: np.ndarray, seen: SeenItems, k: int) -> np.ndarray:
     """`[users, k]` best-scoring items per row of `scores [users, n_items]`, seen items excluded (in place)."""
-    rows, cols = seen.cells(users)
-    scores[rows, cols] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    scores[seen.cells(users)] = -np.inf
+    return top_k_rows(scores, k)[0]  # what serving recommends, ties to the lower item index

@@ -28,7 +28,7 @@ def _regularizer(l2: float):
 
 
 def _embedding(count: int, dim: int, l2: float, name: str) -> layers.Embedding:
-    """An embedding table; `l2` 0 leaves its penalty to the optimiser (`optimizers.RowAdam`), which applies it
+    """An embedding table; `l2` 0 leaves its penalty to the optimiser (`optimizers.LazyAdam`), which applies it
     to the rows a step touches instead of adding the whole table's norm, and so a dense gradient, to the loss."""
     return layers.Embedding(
         count, dim, embeddings_initializer=keras.initializers.get(_EMBEDDING_INIT),

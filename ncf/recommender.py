@@ -14,6 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import artifacts
+from .arrays import BLOCK_SCORES, top_k_rows
 from .errors import ConfigError, UnknownIdError
 from .inference import NumpyScorer, sigmoid
 
@@ -25,49 +26,6 @@ class Recommendations:
     items: list
     scores: list[float]
     fallback: bool = False
-
-
-#: Scores `recommend_many` holds at once: a float32 block of `[block_users, n_items]`, 16 MiB whatever the
-#: catalogue (71 users at 59,000 items, 431 at 9,724), so a batch's memory does not grow with its size.
-BLOCK_SCORES = 1 << 22
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the indices of the `k` largest finite scores, best first; ties go to the lower index.
-
-    Args:
-        scores: `[rows, n]` floats; non-finite entries (masked items) are never chosen, and are set to
-            -inf in place.
-        k: how many per row.
-
-    Returns:
-        `top` `[rows, min(k, n)]` int64 and `counts` `[rows]`: row `r`'s answer is `top[r, :counts[r]]`
-        (fewer than `k` when fewer scores are finite).
-
-    Cost: one `argpartition` and a few elementwise passes over the block, then a sort of `k` per row. Exact
-    ties at the k-th score are the only case that needs more (a row whose tied entries outnumber the slots
-    left for them is redone alone), which scores of a trained model practically never have.
-    """
-    rows, n = scores.shape
-    k = min(k, n)
-    if k == 0 or rows == 0:
-        return np.zeros((rows, 0), dtype=np.int64), np.zeros(rows, dtype=np.int64)
-    scores[~np.isfinite(scores)] = -np.inf
-    if k < n:
-        top = np.argpartition(scores, n - k, axis=1)[:, n - k:]
-        values = np.take_along_axis(scores, top, axis=1)
-        kth = values.min(axis=1)
-        ambiguous = (scores == kth[:, None]).sum(axis=1) > (values == kth[:, None]).sum(axis=1)
-        for r in np.flatnonzero(ambiguous & np.isfinite(kth)):
-            above = np.flatnonzero(scores[r] > kth[r])
-            top[r] = np.concatenate([above, np.flatnonzero(scores[r] == kth[r])[:k - len(above)]])
-    else:
-        top = np.broadcast_to(np.arange(n), (rows, n))
-    values = np.take_along_axis(scores, top, axis=1)
-    order = np.lexsort((top, -values), axis=-1)
-    top = np.take_along_axis(top, order, axis=1)
-    counts = np.isfinite(np.take_along_axis(values, order, axis=1)).sum(axis=1)
-    return top, counts
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -139,7 +97,7 @@ class Recommender:
                 logits[self.artifact.seen.cells(index[rows])] = -np.inf
             top, counts = top_k_rows(logits, k)
             scores = sigmoid(np.take_along_axis(logits, top, axis=1).astype(np.float64)).tolist()
-            items = self.items.ids[top].tolist()
+            items = self.items.decode(top)
             for r, row in enumerate(rows):
                 results[row] = Recommendations(items[r][:counts[r]], scores[r][:counts[r]])
         if len(known) < len(users):

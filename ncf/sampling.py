@@ -81,18 +81,19 @@ CHUNK_EXAMPLES = 1 << 20
 
 def epoch_chunks(
     users: np.ndarray, items: np.ndarray, sampler: NegativeSampler, n_neg: int, rng: np.random.Generator,
-    chunk_examples: int | None = None,
+    chunk_examples: int | None = None, batch_size: int = 1,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One epoch of training examples, chunk by chunk: every positive and `n_neg` fresh negatives for it.
 
     The positives are visited in one random permutation of the epoch; each chunk takes the next
-    `chunk_examples // (1 + n_neg)` of them (`CHUNK_EXAMPLES` by default), draws their negatives and shuffles the chunk, so a positive's
-    negatives land in the same chunk (not the same batch). Memory is one chunk, not the epoch.
+    `chunk_examples // (1 + n_neg)` of them (`CHUNK_EXAMPLES` by default), draws their negatives and shuffles
+    the chunk, so a positive's negatives land in the same chunk (not the same batch). Memory is one chunk, not the epoch. A chunk holds
+    a whole number of `batch_size` batches (at least one), so only the epoch's last batch is short.
 
     Yields `(users, items, labels)`, each `[positives in the chunk * (1 + n_neg)]`, int32/int32/float32.
     """
     order = rng.permutation(len(users))
-    per_chunk = max(1, (chunk_examples or CHUNK_EXAMPLES) // (1 + n_neg))
+    per_chunk = max(1, (chunk_examples or CHUNK_EXAMPLES) // ((1 + n_neg) * batch_size)) * batch_size
     for start in range(0, len(order), per_chunk):
         rows = order[start:start + per_chunk]
         chunk_users, chunk_items = users[rows], items[rows]

@@ -182,7 +182,7 @@ def fit(
     Args:
         checkpoint: a `checkpoint.Checkpointer`: state is saved after every epoch of the final stage, and a
             run whose checkpoint exists resumes after its last epoch (pretraining is then skipped).
-        should_stop: polled every few steps (`CHUNK_EXAMPLES` examples; every step with several replicas);
+        should_stop: polled every few steps (`STEP_CALL_EXAMPLES` examples; every step with several replicas);
             when it returns True, training raises `Interrupted` at once, and the last checkpoint (the end of
             the previous epoch) is what a later run resumes from.
         strategy: a `tf.distribute.Strategy` to train under (`ncf.distribute`); by default, this process alone.
@@ -209,8 +209,9 @@ def fit(
     resume = _resumable(checkpoint, config.model, config)
     strategy = strategy or default_strategy()
     if config.optimizer == "lazy_adam" and strategy.num_replicas_in_sync > 1:
-        log.info("%d replicas: training with Keras' dense Adam (lazy_adam runs in one process only)",
+        log.info("%d replicas: optimizer adam (Keras' dense Adam; lazy_adam runs in one process only)",
                  strategy.num_replicas_in_sync)
+        config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
     run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy)
 
     if config.pretrain and resume is None:
@@ -262,7 +263,8 @@ def _resumable(checkpoint, stage: str, config: TrainConfig):
 
 
 def _lazy(config: TrainConfig, strategy) -> bool:
-    """Whether `LazyAdam` trains (it applies the embeddings' L2 itself), or Keras' Adam (the layers do)."""
+    """Whether `LazyAdam` trains (it applies the embeddings' L2 itself), or Keras' Adam (the layers do);
+    `fit` has made several replicas' config say adam."""
     return config.optimizer == "lazy_adam" and strategy.num_replicas_in_sync == 1
 
 
@@ -291,7 +293,7 @@ def _optimizer(model, config: TrainConfig, strategy):
 #: Examples one call into the compiled graph trains on, as several steps in a graph loop: Python and the
 #: host-to-graph round trip are paid once per call, not once per step (the paper's model on ml-latest-small:
 #: 0.9-1.05M -> 1.7-2.1M samples/s here). `should_stop` is polled between calls, a fraction of a second apart.
-CHUNK_EXAMPLES = 1 << 18
+STEP_CALL_EXAMPLES = 1 << 18
 
 
 def _epoch_trainer(model, optimizer, strategy, batch_size: int):
@@ -350,7 +352,7 @@ def _chunked_trainer(replica_step, batch_size: int, lazy: bool):
             total += xla_step(features, labels[start:end], tf.cast(end - start, tf.float32), segments)
         return total
 
-    per_chunk = max(1, CHUNK_EXAMPLES // batch_size)
+    per_chunk = max(1, STEP_CALL_EXAMPLES // batch_size)
 
     def train(users, items, labels, should_stop):
         steps, total = -(-len(labels) // batch_size), 0.0
@@ -426,7 +428,7 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
         progress = Progress(stage, epoch, config.epochs, len(dataset.train) * (1 + config.negatives))
         summed_loss = 0.0
         for users, items, labels in epoch_chunks(dataset.train.user, dataset.train.item, sampler,
-                                                 config.negatives, rng):
+                                                 config.negatives, rng, batch_size=config.batch_size):
             chunk_loss, stopped = train(users, items, labels, should_stop)
             summed_loss += chunk_loss
             progress.advance(0 if stopped else len(labels), force=stopped)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from container.metric_definitions import METRIC_DEFINITIONS  # noqa: E402  (plain data, no TensorFlow)
-from container.serve_config import BATCH_TIMEOUT  # noqa: E402  (plain Python, no numpy)
+from container.serve_config import BATCH_TIMEOUT_MAX  # noqa: E402  (plain Python, no numpy)
 
 log = logging.getLogger("sagemaker_workflow")
 
@@ -172,7 +172,7 @@ def endpoint_request(name: str, config: str) -> dict:
 
 
 def transform_request(name: str, model: str, input_s3: str, output_s3: str, instance_type: str,
-                      max_payload_mb: int = 1, concurrent: int = 1, timeout_s: int = BATCH_TIMEOUT) -> dict:
+                      max_payload_mb: int = 1, concurrent: int = 1, timeout_s: int = BATCH_TIMEOUT_MAX) -> dict:
     """SplitType=Line with MULTI_RECORD: many users per request, one output line per input line, in order.
 
     The invocation timeout is set twice to the same value: `ModelClientConfig.InvocationsTimeoutInSeconds`
@@ -180,8 +180,8 @@ def transform_request(name: str, model: str, input_s3: str, output_s3: str, inst
     long gunicorn lets a worker answer, and what the container sizes the payloads it accepts and advertises
     on). The default payload, 1 MB, is the smallest the API takes, so never more than the container
     advertises on `/execution-parameters` for any model; raise it to that value (`--max-payload-mb`)."""
-    if not 1 <= timeout_s <= BATCH_TIMEOUT:
-        raise WorkflowError(f"--invocations-timeout must be 1 to {BATCH_TIMEOUT} s, got {timeout_s}")
+    if not 1 <= timeout_s <= BATCH_TIMEOUT_MAX:
+        raise WorkflowError(f"--invocations-timeout must be 1 to {BATCH_TIMEOUT_MAX} s, got {timeout_s}")
     if not 1 <= max_payload_mb <= 100 or max_payload_mb * concurrent > 100:
         raise WorkflowError(f"--max-payload-mb must be 1 to 100, and times MaxConcurrentTransforms ({concurrent}) "
                             f"at most 100; got {max_payload_mb}")
@@ -264,7 +264,7 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
 
 
 def transform(sm, s3, image: str, role: str, model_data: str, users_file: Path, input_s3: str, output_s3: str,
-              instance_type: str, max_payload_mb: int = 1, invocations_timeout: int = BATCH_TIMEOUT,
+              instance_type: str, max_payload_mb: int = 1, invocations_timeout: int = BATCH_TIMEOUT_MAX,
               timeout: float = 6 * 3600) -> str:
     """Uploads a JSON Lines file of users, runs a batch transform over it, and returns its output."""
     job = transform_request("-", "-", input_s3, output_s3, instance_type, max_payload_mb,
@@ -361,9 +361,9 @@ def _parser() -> argparse.ArgumentParser:
     tf.add_argument("--max-payload-mb", type=int, default=1,
                     help="MaxPayloadInMB (default 1, the smallest; up to what the container's "
                          "/execution-parameters advertises for the model)")
-    tf.add_argument("--invocations-timeout", type=int, default=BATCH_TIMEOUT,
-                    help=f"seconds per request, for SageMaker and the container alike (default {BATCH_TIMEOUT}, "
-                         "the most a transform job allows)")
+    tf.add_argument("--invocations-timeout", type=int, default=BATCH_TIMEOUT_MAX,
+                    help=f"seconds per request, for SageMaker and the container alike "
+                         f"(default {BATCH_TIMEOUT_MAX}, the most a transform job allows)")
     return p
 
 

@@ -334,3 +334,22 @@ def test_json_lines_answered_as_json_or_csv_stream_the_same_answers(client, ids)
     assert post(client, body, "application/jsonlines", accept="application/json").json == {"responses": as_lines}
     csv_lines = post(client, body, "application/jsonlines", accept="text/csv").get_data(as_text=True).splitlines()
     assert csv_lines == [",".join(str(e["itemId"]) for e in r["itemList"]) for r in as_lines]
+
+
+def test_a_model_that_loads_but_cannot_score_pings_503_with_the_reason(tmp_path, monkeypatch):
+    """Weights of the wrong shape pass the folder's checks; the first scoring (timing the model at startup)
+    fails, and the endpoint says so on /ping instead of the server dying."""
+    import numpy as np
+
+    from benchmarks.fake_model import fake_model
+    from container.app import from_environment
+    from ncf import artifacts
+
+    folder = fake_model(tmp_path / "model", "neumf", users=30, items=40, interactions=300, factors=4,
+                        mlp_layers=(8, 4, 2))
+    broken = artifacts.load(folder)
+    broken.weights["mlp/dense_1/kernel"] = np.zeros((3, 2), np.float32)  # the layer before it has 4 units
+    artifacts.save(folder, broken)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    response = from_environment().test_client().get("/ping")
+    assert response.status_code == 503 and "model not loaded" in response.get_json()["error"]

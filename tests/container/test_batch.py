@@ -35,9 +35,13 @@ def post_lines(port, body: bytes, headers=None, timeout=120):
         connection.close()
 
 
-def test_batch_mode_defaults_the_worker_timeout_to_what_a_transform_job_may_allow():
-    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).timeout == 3600
-    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "900"}).timeout == 900
+def test_batch_mode_defaults_the_worker_timeout_to_what_a_transform_job_waits_unless_told():
+    # SageMaker waits 600 s for an invocation when the job sets no InvocationsTimeoutInSeconds, and never
+    # tells the container; a job that sets more sets SAGEMAKER_MODEL_SERVER_TIMEOUT too (up to 3600 s)
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).timeout == 600
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600"}).timeout == 3600
+    with pytest.raises(ConfigError, match="between 1 and 3600"):
+        ServeConfig.from_env({"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "3601"})
     assert ServeConfig.from_env({}).timeout == 60 and ServeConfig.from_env({"SAGEMAKER_BATCH": "false"}).timeout == 60
 
 
@@ -45,12 +49,12 @@ def test_gunicorn_takes_the_batch_timeout_from_the_environment(monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BATCH", "TRUE")
     monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", raising=False)
     monkeypatch.delenv("MODEL_SERVER_TIMEOUT", raising=False)
-    assert runpy.run_path(str(ROOT / "container" / "gunicorn.conf.py"))["timeout"] == 3600
+    assert runpy.run_path(str(ROOT / "container" / "gunicorn.conf.py"))["timeout"] == 600
 
 
 def test_a_real_time_request_may_use_half_of_sagemakers_60_s_whatever_the_worker_timeout():
     assert ServeConfig.from_env({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "300"}).work_budget_s == 30
-    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).work_budget_s == 1800
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).work_budget_s == 300  # half of the 600 s default
 
 
 def test_a_bad_batch_flag_is_an_error_naming_it():

@@ -82,3 +82,13 @@ def test_an_epoch_comes_in_chunks_of_bounded_size_that_together_hold_every_posit
         assert sorted(part_users[part_labels == 0].tolist()) == sorted(np.repeat(positives, 4).tolist())
     assert sorted(zip(u[y == 1].tolist(), i[y == 1].tolist())) == sorted(zip(users.tolist(), items.tolist()))
     assert not sampler.seen.contains(u[y == 0], i[y == 0]).any()
+
+
+def test_a_chunk_holds_whole_batches_so_only_the_epochs_last_batch_is_short():
+    rng = np.random.default_rng(1)
+    users, items = rng.integers(0, 50, 1000), rng.integers(0, 400, 1000)
+    sampler = NegativeSampler(SeenItems.from_pairs(users, items, 50, 400))
+    sizes = [len(p[0]) for p in epoch_chunks(users, items, sampler, 4, rng, chunk_examples=500, batch_size=30)]
+    assert sizes == [450] * 11 + [50]  # 90 positives (3 batches of 30) and their negatives a chunk; 10 left
+    huge = [len(p[0]) for p in epoch_chunks(users, items, sampler, 4, rng, chunk_examples=500, batch_size=400)]
+    assert huge == [2000, 2000, 1000]  # a batch larger than a chunk still comes whole

@@ -33,8 +33,8 @@ def test_the_chunk_of_steps_per_graph_call_changes_nothing_but_speed(dataset, mo
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=256, dropout=0.2, seed=2,
                          refit=False)
     whole_epochs = fit(dataset, config, on_epoch=lambda e: None)
-    monkeypatch.setattr(training, "CHUNK_EXAMPLES", 3 * 256)  # several calls per epoch, the last one short
-    assert len(dataset.train) * 5 > 4 * training.CHUNK_EXAMPLES
+    monkeypatch.setattr(training, "STEP_CALL_EXAMPLES", 3 * 256)  # several calls per epoch, the last one short
+    assert len(dataset.train) * 5 > 4 * training.STEP_CALL_EXAMPLES
     chunked = fit(dataset, config, on_epoch=lambda e: None)
     # the same steps in the same order; only the float order of the epoch's loss sum differs
     assert [e.loss for e in chunked.history] == pytest.approx([e.loss for e in whole_epochs.history], rel=1e-6)
@@ -125,8 +125,8 @@ def test_an_epoch_logs_its_progress_with_rate_and_time_left(dataset, monkeypatch
     total = len(dataset.train) * 9
     fit(dataset, TrainConfig(model="mf", factors=4, epochs=1, batch_size=256, refit=False), on_epoch=lambda e: None)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress ")]
-    assert len(lines) == -(-len(dataset.train) // 300)
-    assert re.fullmatch(rf"progress stage=mf epoch=1/1 examples=2700/{total} \(\d+%\) samples_per_s=\d+ "
+    assert len(lines) == -(-len(dataset.train) // 256)
+    assert re.fullmatch(rf"progress stage=mf epoch=1/1 examples=2304/{total} \(\d+%\) samples_per_s=\d+ "
                         rf"epoch_eta_s=\d+", lines[0]), lines[0]
     assert lines[-1].startswith(f"progress stage=mf epoch=1/1 examples={total}/{total} (100%)")
 

@@ -19,7 +19,7 @@ Sections:
    at one connection, for the trained MF and for a NeuMF folder of the same shape with random weights
    (`benchmarks/fake_model.py`: speed does not depend on the weights' values).
 4. Batch transform (`--batch`, long: the point is that it is long and still finishes): a server in batch
-   mode (`SAGEMAKER_BATCH=true`, 2 workers) gets the payload its `/execution-parameters` advertises, filled with
+   mode (`SAGEMAKER_BATCH=true`, timeout 3600 s as the workflow script sets it, 2 workers) gets the payload its `/execution-parameters` advertises, filled with
    the smallest records (`{"user":N}` lines, default k), on both 25M models: seconds against the worker
    timeout, the worker's peak RSS, the answer's size and lines.
 Each table is stamped with the commit, the date and the machine.
@@ -236,7 +236,9 @@ def batch_table(work: Path, trained_model: Path | None) -> None:
     for name, folder in models_25m(work, trained_model).items():
         base = serving_root(work, name, folder)
         ids = load(folder).users.ids[:1000].tolist()
-        server = Server(base, None, 2, {"SAGEMAKER_BATCH": "true"})
+        # as scripts/sagemaker_workflow.py runs a transform: InvocationsTimeoutInSeconds and the server's timeout
+        # both at 3600 s (the default 600 s leaves NeuMF at 59k items less than the 1 MB the API's smallest takes)
+        server = Server(base, None, 2, {"SAGEMAKER_BATCH": "true", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600"})
         try:
             connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=7200)
             connection.request("GET", "/execution-parameters")

@@ -85,11 +85,17 @@ def run_job(ratings: Path, out: Path, settings: dict[str, str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"train failed on {ratings}:\n{text[-3000:]}")
     metrics = json.loads((out / "output" / "metrics.json").read_text())
-    epochs = [dict(re.findall(r"(\w+)=([0-9.]+)", line)) for line in text.splitlines() if " epoch=" in line
+    rounds = [dict(re.findall(r"(\w+)=([0-9./]+)", line)) for line in text.splitlines() if " epoch=" in line
               and "progress" not in line]
+    epoch_s: dict[tuple[str, str], float] = {}  # per epoch of each stage: a long epoch logs a line per round
+    for r in rounds:
+        key = (r.get("stage", ""), r["epoch"].split("/")[0])
+        epoch_s[key] = epoch_s.get(key, 0.0) + float(r["seconds"])
     size = sum(f.stat().st_size for f in (out / "model").rglob("*") if f.is_file())
     return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "seconds": metrics["seconds"],
-            "samples_per_s": metrics["train_samples_per_s"], "epoch_s": [float(e["seconds"]) for e in epochs],
+            "samples_per_s": metrics["train_samples_per_s"], "epoch_s": list(epoch_s.values()),
+            "rounds": len(rounds), "refit_epochs": sum(1 for stage, _ in epoch_s if stage == "refit"),
+            "best_epoch": metrics["best_epoch"], "log": text,
             "test_hr": metrics["test"].get("hr@10", float("nan")),
             "popularity_hr": metrics["popularity"].get("hr@10", float("nan")),
             "model_mb": size / 1e6, "data": metrics["data"], "model_dir": str(out / "model")}
@@ -120,7 +126,7 @@ def size_table(work: Path, sizes: list[str], model: str) -> list[dict]:
             print(f"{label}: data ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         result = run_job(path, work / "jobs" / label.replace(" ", "-"), {"model": model, **ONE_EPOCH})
         rows.append({"label": label, **result})
-        print(f"{label}: {json.dumps({k: v for k, v in result.items() if k != 'data'})}", file=sys.stderr, flush=True)
+        print(f"{label}: {brief(result)}", file=sys.stderr, flush=True)
     print(f"\n#### Training job by size ({model}, one epoch, no refit; {stamp()})\n")
     print("| data | interactions | users x items | read s | prepare s | samples/s | epoch s | evaluate s | export s "
           "| job s | peak RSS MB | model MB | test HR@10 | popularity HR@10 |")
@@ -142,8 +148,7 @@ def cost_curve(work: Path, model: str) -> None:
         path = synthetic(work, n, users, items)
         results[name] = run_job(path, work / "jobs" / f"curve-{name.replace(' ', '-')}",
                                 {"model": model, "epochs": "2", "refit": "false", "patience": "0"})
-        print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'data'})}", file=sys.stderr,
-              flush=True)
+        print(f"{name}: {brief(results[name])}", file=sys.stderr, flush=True)
     small, big = results["small tables"], results["ml-25m tables"]
     print(f"\n#### Cost curve: 1M interactions, two tables ({model}, 2 epochs, no refit; {stamp()})\n")
     print("| tables | users x items | samples/s | epoch s (mean) | job s | peak RSS MB |")
@@ -154,6 +159,30 @@ def cost_curve(work: Path, model: str) -> None:
               f"{sum(r['epoch_s']) / len(r['epoch_s']):.1f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:,.0f} |")
     print(f"\nsamples/s, ml-25m tables / small tables: **{big['samples_per_s'] / small['samples_per_s']:.2f}** "
           f"(target >= 0.70); whole job: **{big['wall_s'] / small['wall_s']:.2f}x** (target <= 3x)")
+
+
+def brief(result: dict) -> str:
+    return json.dumps({k: v for k, v in result.items() if k not in ("data", "log")})
+
+
+def default_job(work: Path, size: str) -> None:
+    """A job with every default (early stopping, refit=auto) on `size`: the time a user of that much data waits."""
+    n = SIZES[size]
+    path = synthetic(work, n, *shape(n))
+    result = run_job(path, work / "jobs" / f"default-{size}", {})
+    print(f"default {size}: {brief(result)}", file=sys.stderr, flush=True)
+    stopped = re.search(r"early stop at epoch [^\n]*", result["log"])
+    s, d = result["seconds"], result["data"]
+    print(f"\n#### A default job on {d['interactions']:,} interactions ({stamp()})\n")
+    print("| users x items | epochs run | validation rounds | best epoch | refit epochs | read + prepare s | train s "
+          "| evaluate s | export s | job s (min) | peak RSS MB | test HR@10 | popularity HR@10 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {d['users']:,} x {d['items']:,} | {len(result['epoch_s']) - result['refit_epochs']} | "
+          f"{result['rounds'] - result['refit_epochs']} | {result['best_epoch']} | {result['refit_epochs']} | "
+          f"{s['read'] + s['prepare']:.0f} | {s['train']:.0f} | {s['evaluate']:.0f} | {s['export']:.0f} | "
+          f"{result['wall_s']:.0f} ({result['wall_s'] / 60:.1f}) | {result['peak_rss_mb']:,.0f} | "
+          f"{result['test_hr']:.4f} | {result['popularity_hr']:.4f} |")
+    print(f"\n{stopped.group(0) if stopped else 'no early stop: ran every epoch'}; target: <= 45 min")
 
 
 def top10_latency(server: Server, users: list, requests: int = 300) -> tuple[float, float]:
@@ -276,8 +305,13 @@ def main() -> None:
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-serve", action="store_true")
     p.add_argument("--batch", action="store_true", help="also section 4 (~20 min for NeuMF here)")
+    p.add_argument("--default-job", metavar="SIZE", help=f"only section 5: a job with every default on SIZE, of "
+                                                         f"{list(SIZES)}")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.default_job:
+        default_job(args.work, args.default_job)
+        return
     sizes = [s for s in args.sizes.split(",") if s]
     if sizes:
         size_table(args.work, sizes, args.model)

@@ -125,12 +125,15 @@ _TRAIN_HELP = {
     "batch_size": "examples per training step",
     "epochs": "maximum epochs",
     "negatives": "sampled negatives per positive, redrawn each epoch",
-    "patience": "early stopping: epochs without better validation HR@10 (0 = off)",
+    "patience": "early stopping: validation rounds (epochs, or parts of long ones) without better HR@10 (0 = off)",
     "pretrain": "NeuMF: pretrain GMF and MLP first",
     "alpha": "pretraining: GMF's share of NeuMF's head",
-    "refit": "after early stopping, train afresh on training + validation for the chosen epochs (not with pretrain)",
+    "refit": "after early stopping, train afresh on training + validation for the chosen epochs (not with "
+             "pretrain): true, false, or auto (when validation held out every user, i.e. up to 20,000 users)",
     "seed": "random seed (weights, negatives, candidates)",
     "validation_negatives": "negatives per validation positive",
+    "validate_every": "training samples between validations inside a long epoch, in equal rounds (0 = once per "
+                      "epoch)",
     "optimizer": "lazy_adam (updates only the embedding rows a batch touches; one host) or adam (Keras' dense Adam)",
 }
 _CONVERTERS = {int: to_int, float: to_float, bool: to_bool, str: to_str, tuple: to_int_list}

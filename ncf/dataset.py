@@ -80,8 +80,31 @@ class Dataset:
         """
         if self.validation is None:
             return self
+        return self._fold_into_train(np.ones(len(self.validation), dtype=bool))
+
+    def with_validation_users(self, max_users: int, seed: int = 0) -> "Dataset":
+        """Validation kept for at most `max_users` users drawn with `seed`; every other user's validation rows
+        go back into training (the same data when there are fewer users).
+
+        Early stopping ranks a fixed sample of users (its cost would otherwise grow with the data); holding out
+        the interactions of users it never ranks would only take them from training, and make a refit (as
+        costly as the whole search) look necessary to learn them. Costs a sort of the training keys.
+        """
+        if self.validation is None:
+            return self
+        users = unique(self.validation.user)
+        if len(users) <= max_users:
+            return self
+        chosen = np.zeros(self.n_users, dtype=bool)
+        chosen[np.random.default_rng(seed).choice(users, max_users, replace=False)] = True
+        folded = self._fold_into_train(~chosen[self.validation.user])
+        kept = chosen[self.validation.user]
+        return replace(folded, validation=Pairs(self.validation.user[kept], self.validation.item[kept]))
+
+    def _fold_into_train(self, rows: np.ndarray) -> "Dataset":
+        """Validation's `rows` (a mask) moved into training; training's seen items and popularity follow."""
         key = unique(np.concatenate([self.train.user * self.n_items + self.train.item,
-                                        self.validation.user * self.n_items + self.validation.item]))
+                                     self.validation.user[rows] * self.n_items + self.validation.item[rows]]))
         user, item = key // self.n_items, key % self.n_items  # a pair in both (separate channels) counts once
         return replace(self, train=Pairs(user, item), validation=None,
                        train_seen=SeenItems.from_pairs(user, item, self.n_users, self.n_items),

@@ -79,6 +79,11 @@ class NegativeSampler:
 CHUNK_EXAMPLES = 1 << 20
 
 
+def positives_per_chunk(n_neg: int, batch_size: int, chunk_examples: int | None = None) -> int:
+    """Positives in each chunk of `epoch_chunks`: a whole number of batches (at least one) of examples."""
+    return max(1, (chunk_examples or CHUNK_EXAMPLES) // ((1 + n_neg) * batch_size)) * batch_size
+
+
 def epoch_chunks(
     users: np.ndarray, items: np.ndarray, sampler: NegativeSampler, n_neg: int, rng: np.random.Generator,
     chunk_examples: int | None = None, batch_size: int = 1,
@@ -93,7 +98,7 @@ def epoch_chunks(
     Yields `(users, items, labels)`, each `[positives in the chunk * (1 + n_neg)]`, int32/int32/float32.
     """
     order = rng.permutation(len(users))
-    per_chunk = max(1, (chunk_examples or CHUNK_EXAMPLES) // ((1 + n_neg) * batch_size)) * batch_size
+    per_chunk = positives_per_chunk(n_neg, batch_size, chunk_examples)
     for start in range(0, len(order), per_chunk):
         rows = order[start:start + per_chunk]
         chunk_users, chunk_items = users[rows], items[rows]

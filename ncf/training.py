@@ -24,14 +24,18 @@ from .arrays import unique
 from .dataset import Dataset
 from .distribute import agree, default_strategy, sharded_batches
 from .errors import ConfigError, Interrupted
-from .evaluation import Candidates, draw_candidates, evaluate_candidates, sample_users
-from .sampling import NegativeSampler, epoch_chunks
+from .evaluation import Candidates, draw_candidates, evaluate_candidates
+from .sampling import NegativeSampler, epoch_chunks, positives_per_chunk
 
 log = logging.getLogger(__name__)
 
 #: Defined here, not in `models`, so that validating a config does not import TensorFlow.
 MODEL_KINDS = ("neumf", "gmf", "mlp", "mf")
 OPTIMIZERS = ("lazy_adam", "adam")
+#: `auto` refits when validation held out every user's interaction, and not when it held out a sample of
+#: users (`Dataset.with_validation_users`): then all others trained on theirs already, and a refit, which costs
+#: as much as the search, would add back a few interactions of a few users.
+REFIT_MODES = ("auto", "true", "false")
 
 #: Users whose validation rows are ranked every epoch: the per-epoch cost stays that of ~2M scored pairs
 #: however many users the data has, and HR@10 on 20k users moves by ~0.003 between seeds of the sample.
@@ -60,13 +64,15 @@ class TrainConfig:
     patience: int = 5
     pretrain: bool = False
     alpha: float = 0.5
-    refit: bool = True
+    refit: str = "auto"
     seed: int = 0
     validation_negatives: int = 99
     optimizer: str = "lazy_adam"
+    validate_every: int = 2 ** 25
 
     def __post_init__(self):
         object.__setattr__(self, "mlp_layers", tuple(int(s) for s in self.mlp_layers))
+        object.__setattr__(self, "refit", _refit_mode(self.refit))
         checks = [
             (self.model in MODEL_KINDS, f"model must be one of {list(MODEL_KINDS)}, got {self.model!r}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}"),
@@ -78,6 +84,8 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.negatives >= 1, f"negatives must be >= 1, got {self.negatives}"),
             (self.patience >= 0, f"patience must be >= 0 (0 = no early stopping), got {self.patience}"),
+            (self.refit in REFIT_MODES, f"refit must be one of {list(REFIT_MODES)}, got {self.refit!r}"),
+            (self.validate_every >= 0, f"validate_every must be >= 0 (0 = once per epoch), got {self.validate_every}"),
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}"),
             (not self.pretrain or self.model == "neumf", "pretrain applies to model 'neumf' only"),
             (self.validation_negatives >= 1, f"validation_negatives must be >= 1, got {self.validation_negatives}"),
@@ -95,9 +103,18 @@ class TrainConfig:
         return d
 
 
+def _refit_mode(value) -> str:
+    """`refit` as one of `REFIT_MODES`; booleans (the library's callers) and their spellings are accepted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value).strip().lower()
+    return {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(text, text)
+
+
 @dataclass(frozen=True)
 class EpochLog:
-    """What one epoch did; `stage` is 'gmf' or 'mlp' while pretraining, else the model kind."""
+    """What one epoch (or one validation round of a long epoch) did; `stage` is 'gmf' or 'mlp' while
+    pretraining, else the model kind."""
 
     stage: str
     epoch: int
@@ -107,6 +124,8 @@ class EpochLog:
     seconds: float
     validation: dict[str, float]
     eta_seconds: float
+    round: int = 1  # validation rounds of a long epoch (`TrainConfig.validate_every`)
+    rounds: int = 1
 
     @property
     def samples_per_second(self) -> float:
@@ -115,8 +134,9 @@ class EpochLog:
     def line(self) -> str:
         """The stable, regex-friendly line of the epoch (MetricDefinitions read these)."""
         metrics = "".join(f" validation:{k}={v:.4f}" for k, v in self.validation.items())
+        part = f" round={self.round}/{self.rounds}" if self.rounds > 1 else ""
         return (
-            f"stage={self.stage} epoch={self.epoch}/{self.epochs} train:loss={self.loss:.4f}{metrics} "
+            f"stage={self.stage} epoch={self.epoch}/{self.epochs}{part} train:loss={self.loss:.4f}{metrics} "
             f"samples_per_s={self.samples_per_second:.0f} seconds={self.seconds:.1f} eta_s={self.eta_seconds:.0f}"
         )
 
@@ -193,18 +213,18 @@ def fit(
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    validation = None
+    validation, searched = None, dataset
     if dataset.validation is not None and len(dataset.validation):
-        held = sample_users(dataset.validation, VALIDATION_USERS, config.seed)
-        if len(held) < len(dataset.validation):
-            log.info("validation: %d of %d users, sampled with seed %d", VALIDATION_USERS,
-                     len(unique(dataset.validation.user)), config.seed)
-        validation = draw_candidates(held, dataset.seen, config.validation_negatives, config.seed)
+        searched = dataset.with_validation_users(VALIDATION_USERS, config.seed)
+        if len(searched.validation) < len(dataset.validation):
+            log.info("validation: %d of %d users, sampled with seed %d; the others' validation interactions "
+                     "train", VALIDATION_USERS, len(unique(dataset.validation.user)), config.seed)
+        validation = draw_candidates(searched.validation, dataset.seen, config.validation_negatives, config.seed)
         if len(validation) == 0:
             log.warning("no validation row can be ranked against %d negatives: no early stopping",
                         config.validation_negatives)
             validation = None
-    sampler = NegativeSampler(dataset.train_seen)
+    sampler = NegativeSampler(searched.train_seen)
     report = on_epoch or (lambda e: log.info("%s", e.line()))
     resume = _resumable(checkpoint, config.model, config)
     strategy = strategy or default_strategy()
@@ -217,19 +237,26 @@ def fit(
     if config.pretrain and resume is None:
         parts = {}
         for kind in ("gmf", "mlp"):
-            parts[kind] = _fit_one(dataset, replace(config, model=kind, pretrain=False), **run)
+            parts[kind] = _fit_one(searched, replace(config, model=kind, pretrain=False), **run)
         with strategy.scope():
-            model = _build(dataset, config, strategy)
+            model = _build(searched, config, strategy)
         from .models import neumf_from_pretrained
 
         neumf_from_pretrained(model, parts["gmf"].model, parts["mlp"].model, config.alpha)
-        result = _fit_one(dataset, config, model=model, checkpoint=checkpoint, **run)
+        result = _fit_one(searched, config, model=model, checkpoint=checkpoint, **run)
         result.history = parts["gmf"].history + parts["mlp"].history + result.history
         return result
-    result = _fit_one(dataset, config, checkpoint=checkpoint, resume=resume, **run)
-    if config.refit and validation is not None and not config.pretrain:
+    result = _fit_one(searched, config, checkpoint=checkpoint, resume=resume, **run)
+    if validation is not None and not config.pretrain and _refits(config, searched is dataset):
         result = _refit(dataset, config, result, checkpoint, **{**run, "validation": None})
     return result
+
+
+def _refits(config: TrainConfig, every_user_validated: bool) -> bool:
+    if config.refit == "auto" and not every_user_validated:
+        log.info("refit skipped (refit=auto): validation held out a sample of users, every other user's "
+                 "validation interaction trained already")
+    return config.refit == "true" or (config.refit == "auto" and every_user_validated)
 
 
 def _refit(dataset: Dataset, config: TrainConfig, chosen: TrainResult, checkpoint, **run) -> TrainResult:
@@ -401,8 +428,6 @@ def _replicated_trainer(replica_step, strategy, batch_size: int):
 def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler, validation: Candidates | None,
              report: Callable[[EpochLog], None], strategy, should_stop: Callable[[], bool] | None = None,
              model=None, checkpoint=None, resume=None, stage: str | None = None) -> TrainResult:
-    import keras
-
     stage = stage or config.model  # what epoch lines and checkpoints call this run: the kind, or "refit"
 
     with strategy.scope():
@@ -410,73 +435,118 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
         optimizer = _optimizer(model, config, strategy)
     train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
     result = TrainResult(model=model, config=config)
-    best_weights, best_key, waited, first, finished = None, (-1.0, -1.0), 0, 1, False
+    search = EarlyStopping(config.patience, result)
+    first = 1
     if resume is not None:
         _restore(model, optimizer, resume)
-        best_weights, best_key, waited, first = resume.best_weights, resume.best_key, resume.waited, resume.epoch + 1
+        search = EarlyStopping(config.patience, result, resume.best_key, resume.best_weights, resume.waited,
+                               resume.finished)
         result.history, result.best_epoch, result.best_validation = resume.history, resume.best_epoch, \
             resume.best_validation
-        finished = resume.finished
+        first = resume.epoch + 1
         log.info("resuming %s from checkpoint after epoch %d", stage, resume.epoch)
-    started = time.perf_counter()
-    epoch = first - 1
+    started, rounds_done = time.perf_counter(), 0
     for epoch in range(first, config.epochs + 1):
-        if finished:
+        if search.finished:
             break
-        t0 = time.perf_counter()
         rng = np.random.default_rng([config.seed, epoch])
         progress = Progress(stage, epoch, config.epochs, len(dataset.train) * (1 + config.negatives))
-        summed_loss = 0.0
+        chunks = -(-len(dataset.train) // positives_per_chunk(config.negatives, config.batch_size))
+        rounds = min(chunks, _rounds(progress.total, config.validate_every if validation is not None else 0))
+        ends = [chunks * r // rounds for r in range(1, rounds + 1)]  # a round is whole chunks
+        t0, summed_loss, samples, r, chunk = time.perf_counter(), 0.0, 0, 1, 0
         for users, items, labels in epoch_chunks(dataset.train.user, dataset.train.item, sampler,
                                                  config.negatives, rng, batch_size=config.batch_size):
             chunk_loss, stopped = train(users, items, labels, should_stop)
-            summed_loss += chunk_loss
+            summed_loss, samples, chunk = summed_loss + chunk_loss, samples + len(labels), chunk + 1
             progress.advance(0 if stopped else len(labels), force=stopped)
             if stopped:
                 raise Interrupted(f"training stopped by request during epoch {epoch} of {stage}")
-        train_seconds = time.perf_counter() - t0
-        metrics = evaluate_candidates(keras_scorer(model), validation) if validation is not None else {}
-        if metrics:  # every worker must take the same early-stopping decision
-            metrics = dict(zip(metrics, map(float, agree(strategy, list(metrics.values())))))
-        done_here = epoch - first + 1
-        entry = EpochLog(
-            stage=stage, epoch=epoch, epochs=config.epochs, loss=summed_loss / progress.total,
-            samples=progress.total, seconds=train_seconds, validation=metrics,
-            eta_seconds=(time.perf_counter() - started) / done_here * (config.epochs - epoch),
-        )
-        result.history.append(entry)
-        report(entry)
-        if not math.isfinite(entry.loss):
-            raise ConfigError(f"training diverged at epoch {epoch} (loss {entry.loss}); lower the learning rate")
-        if not metrics:
-            result.best_epoch = epoch
-        elif (key := (metrics["hr@10"], metrics["ndcg@10"])) > best_key:
-            best_key, best_weights, waited = key, model.get_weights(), 0
-            result.best_epoch, result.best_validation = epoch, metrics
-        else:
-            waited += 1
-            if config.patience and waited >= config.patience:
-                log.info("early stop at epoch %d: best validation hr@10 %.4f at epoch %d",
-                         epoch, best_key[0], result.best_epoch)
-                finished = True
+            if r == rounds or chunk < ends[r - 1]:
+                continue  # an epoch's last round ends with its last chunk
+            rounds_done += 1
+            _end_round(search, model, validation, strategy, report, stage, epoch, config.epochs, r, rounds,
+                       summed_loss, samples, time.perf_counter() - t0,
+                       eta=(time.perf_counter() - started) / rounds_done * _rounds_left(config, epoch, r, rounds))
+            r, t0, summed_loss, samples = r + 1, time.perf_counter(), 0.0, 0
+            if search.finished:
+                break
+        if not search.finished:
+            rounds_done += 1
+            _end_round(search, model, validation, strategy, report, stage, epoch, config.epochs, rounds, rounds,
+                       summed_loss, samples, time.perf_counter() - t0,
+                       eta=(time.perf_counter() - started) / rounds_done * _rounds_left(config, epoch, r, rounds))
         if checkpoint is not None:
-            checkpoint.save(_state(model, optimizer, config, stage, epoch, result, best_key, waited, best_weights,
-                                   finished or epoch == config.epochs))
-    if best_weights is not None:
-        model.set_weights(best_weights)
+            checkpoint.save(_state(model, optimizer, config, stage, epoch, result, search,
+                                   search.finished or epoch == config.epochs))
+    if search.best_weights is not None:
+        model.set_weights(search.best_weights)
     return result
 
 
-def _state(model, optimizer, config: TrainConfig, stage: str, epoch: int, result: TrainResult, best_key, waited: int,
-           best_weights, finished: bool):
+def _rounds(samples: int, validate_every: int) -> int:
+    """Validation rounds in an epoch of `samples`: one, or as many equal rounds as `validate_every` needs.
+
+    On large data one epoch is hundreds of millions of samples (7.7 min for ml-25m's size here) and early
+    stopping that waits `patience` whole epochs after the best one, then refits, would spend most of a job
+    confirming that nothing improves; rounds keep its cost in samples, whatever the data's size."""
+    return max(1, -(-samples // validate_every)) if validate_every else 1
+
+
+def _rounds_left(config: TrainConfig, epoch: int, r: int, rounds: int) -> int:
+    return (config.epochs - epoch) * rounds + rounds - r
+
+
+def _end_round(search: "EarlyStopping", model, validation, strategy, report, stage: str, epoch: int, epochs: int,
+               r: int, rounds: int, loss: float, samples: int, seconds: float, eta: float) -> None:
+    metrics = evaluate_candidates(keras_scorer(model), validation) if validation is not None else {}
+    if metrics:  # every worker must take the same early-stopping decision
+        metrics = dict(zip(metrics, map(float, agree(strategy, list(metrics.values())))))
+    entry = EpochLog(stage=stage, epoch=epoch, epochs=epochs, loss=loss / max(samples, 1), samples=samples,
+                     seconds=seconds, validation=metrics, eta_seconds=eta, round=r, rounds=rounds)
+    search.result.history.append(entry)
+    report(entry)
+    if not math.isfinite(entry.loss):
+        raise ConfigError(f"training diverged at epoch {epoch} (loss {entry.loss}); lower the learning rate")
+    search.update(entry, model)
+
+
+class EarlyStopping:
+    """The search's state: the best validation so far (HR@10, then NDCG@10), its weights, and the validation
+    rounds waited since. Without validation every round is the best, and the last weights are kept."""
+
+    def __init__(self, patience: int, result: TrainResult, best_key=(-1.0, -1.0), best_weights=None,
+                 waited: int = 0, finished: bool = False):
+        self.patience, self.result = patience, result
+        self.best_key, self.best_weights, self.waited, self.finished = tuple(best_key), best_weights, waited, finished
+
+    def update(self, entry: EpochLog, model) -> None:
+        if not entry.validation:
+            self.result.best_epoch = entry.epoch
+            return
+        key = (entry.validation["hr@10"], entry.validation["ndcg@10"])
+        if key > self.best_key:
+            self.best_key, self.best_weights, self.waited = key, model.get_weights(), 0
+            self.result.best_epoch, self.result.best_validation = entry.epoch, entry.validation
+            return
+        self.waited += 1
+        if self.patience and self.waited >= self.patience:
+            log.info("early stop at epoch %d%s: best validation hr@10 %.4f at epoch %d", entry.epoch,
+                     f" round {entry.round}/{entry.rounds}" if entry.rounds > 1 else "", self.best_key[0],
+                     self.result.best_epoch)
+            self.finished = True
+
+
+def _state(model, optimizer, config: TrainConfig, stage: str, epoch: int, result: TrainResult,
+           search: EarlyStopping, finished: bool):
     from .checkpoint import TrainState
 
     return TrainState(
         stage=stage, epoch=epoch, config=config.to_dict(), history=list(result.history),
-        best_epoch=result.best_epoch, best_validation=result.best_validation, best_key=best_key, waited=waited,
-        model_variables=[np.asarray(v.numpy()) for v in model.variables],
+        best_epoch=result.best_epoch, best_validation=result.best_validation, best_key=search.best_key,
+        waited=search.waited, model_variables=[np.asarray(v.numpy()) for v in model.variables],
         optimizer_variables=[np.asarray(v.numpy()) for v in optimizer.variables],
-        best_weights=best_weights, finished=finished,
+        best_weights=search.best_weights, finished=finished,
     )
 
 

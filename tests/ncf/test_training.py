@@ -106,6 +106,8 @@ def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):
     (dict(negatives=0), "negatives must be >= 1"),
     (dict(mlp_layers=(5, 2)), "mlp_layers must be an even"),
     (dict(pretrain=True, model="mf"), "pretrain applies to model 'neumf' only"),
+    (dict(refit="sometimes"), "refit must be one of"),
+    (dict(validate_every=-1), "validate_every must be >= 0"),
 ])
 def test_bad_hyperparameters_are_refused_with_their_name(change, message):
     with pytest.raises(ConfigError, match=message):
@@ -159,3 +161,68 @@ def test_adam_and_lazy_adam_both_train_and_differ(dataset):
     dense = fit(dataset, replace(config, optimizer="adam"), on_epoch=lambda e: None)
     assert lazy.history[-1].loss < lazy.history[0].loss and dense.history[-1].loss < dense.history[0].loss
     assert any(not np.allclose(a, b) for a, b in zip(lazy.model.get_weights(), dense.model.get_weights()))
+
+
+@pytest.mark.parametrize("given, mode", [(True, "true"), (False, "false"), ("False", "false"), ("0", "false"),
+                                         ("yes", "true"), (" AUTO ", "auto")])
+def test_refit_is_auto_true_or_false_however_it_is_spelt(given, mode):
+    assert TrainConfig(refit=given).refit == mode
+    assert TrainConfig().refit == "auto"
+
+
+def test_a_long_epoch_validates_in_equal_rounds_of_whole_chunks(dataset, monkeypatch):
+    from ncf import sampling
+
+    monkeypatch.setattr(sampling, "CHUNK_EXAMPLES", 256 * 9)  # one batch of positives per chunk
+    each = 1 + TrainConfig().negatives
+    total = len(dataset.train) * each
+    seen = []
+    fit(dataset, TrainConfig(model="mf", factors=4, epochs=2, batch_size=256, refit=False, patience=0,
+                             validate_every=total // 3 + 1), on_epoch=seen.append)
+    assert [(e.epoch, e.round, e.rounds) for e in seen] == [(1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 3), (2, 2, 3),
+                                                            (2, 3, 3)]
+    assert sum(e.samples for e in seen if e.epoch == 1) == total
+    assert all(e.validation for e in seen)
+    assert "epoch=1/2 round=2/3 train:loss=" in seen[1].line()
+    chunks = -(-len(dataset.train) // 256)
+    assert abs(seen[0].samples - seen[1].samples) <= 256 * each and seen[0].samples >= chunks // 3 * 256 * each - 256
+
+
+def test_patience_counts_validation_rounds_and_can_stop_inside_an_epoch(dataset, monkeypatch):
+    from ncf import sampling
+
+    monkeypatch.setattr(sampling, "CHUNK_EXAMPLES", 256 * 9)
+    seen = []
+    result = fit(dataset, TrainConfig(model="mf", factors=4, epochs=30, patience=2, learning_rate=0.05,
+                                      batch_size=256, refit=False, validate_every=256 * 9 * 2), on_epoch=seen.append)
+    best = max(range(len(seen)), key=lambda i: (seen[i].validation["hr@10"], seen[i].validation["ndcg@10"], -i))
+    assert len(seen) == best + 1 + 2  # stopped two rounds after the best one, not two epochs
+    assert seen[0].rounds > 3
+    assert result.best_epoch == seen[best].epoch and result.best_validation == seen[best].validation
+
+
+def test_only_the_sampled_validation_users_give_up_an_interaction(dataset):
+    users = np.unique(dataset.validation.user)
+    sampled = dataset.with_validation_users(30, seed=4)
+    assert len(np.unique(sampled.validation.user)) == 30
+    assert set(sampled.validation.user.tolist()) <= set(users.tolist())
+    others = ~np.isin(dataset.validation.user, sampled.validation.user)
+    assert sampled.train_seen.contains(dataset.validation.user[others], dataset.validation.item[others]).all()
+    assert not sampled.train_seen.contains(sampled.validation.user, sampled.validation.item).any()
+    assert len(sampled.train) + len(sampled.validation) == len(dataset.train) + len(dataset.validation)
+    assert sampled.test == dataset.test and sampled.seen is dataset.seen
+    assert dataset.with_validation_users(len(users), seed=4) is dataset
+
+
+def test_auto_refit_runs_when_every_user_is_validated_and_not_for_a_sample(dataset, monkeypatch, caplog):
+    from ncf import training
+
+    config = TrainConfig(model="mf", factors=4, epochs=2, patience=0, batch_size=512)
+    everyone = fit(dataset, config, on_epoch=lambda e: None)
+    assert [e.stage for e in everyone.history] == ["mf", "mf", "refit", "refit"]
+    monkeypatch.setattr(training, "VALIDATION_USERS", 30)
+    sample = fit(dataset, config, on_epoch=lambda e: None)
+    assert [e.stage for e in sample.history] == ["mf", "mf"]
+    assert "refit skipped (refit=auto)" in caplog.text
+    forced = fit(dataset, replace(config, refit=True), on_epoch=lambda e: None)
+    assert [e.stage for e in forced.history] == ["mf", "mf", "refit", "refit"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +90,9 @@ def read_metadata(path: str | Path) -> dict:
     file = path / METADATA
     if not path.is_dir():
         raise ArtifactError(f"model folder {path} does not exist")
-    if not file.is_file():
+    if not os.path.lexists(file):
         raise ArtifactError(f"{path} holds no {METADATA}: not a model folder, or an incomplete one")
+    _regular_file(file)
     try:
         metadata = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -105,13 +107,45 @@ def read_metadata(path: str | Path) -> dict:
     return metadata
 
 
-def _arrays(file: Path) -> dict[str, np.ndarray]:
+def _regular_file(file: Path) -> None:
+    """Only regular files are opened: a symbolic link could point anywhere (`/etc/passwd`), and a FIFO or a
+    device would block the reader (and the server's start) forever."""
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+        mode = os.lstat(file).st_mode
     except FileNotFoundError as e:
         raise ArtifactError(f"model file {file} is missing") from e
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+    except OSError as e:
+        raise ArtifactError(f"model file {file} cannot be read ({e.strerror or e})") from e
+    if stat.S_ISLNK(mode):
+        raise ArtifactError(f"model file {file} is a symbolic link; model files must be regular files")
+    if not stat.S_ISREG(mode):
+        raise ArtifactError(f"model file {file} is not a regular file")
+
+
+def _check_header(file: Path, name: str, stream, stored: int) -> None:
+    """Refuse an array whose header claims more data than its `stored` bytes (header included), before
+    anything is allocated: a 200-byte member claiming 10^12 floats would otherwise ask numpy for 3.6 TiB."""
+    version = np.lib.format.read_magic(stream)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(stream)
+    if dtype.hasobject:
+        raise ArtifactError(f"model file {file}: array {name!r} holds Python objects")
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed > stored:
+        raise ArtifactError(f"model file {file}: array {name!r} claims {claimed:,} bytes of data but holds "
+                            f"{stored:,}")
+
+
+def _arrays(file: Path) -> dict[str, np.ndarray]:
+    _regular_file(file)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for member in archive.infolist():
+                with archive.open(member) as stream:
+                    _check_header(file, member.filename.removesuffix(".npy"), stream, member.file_size)
+        with np.load(file, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, MemoryError) as e:
         raise ArtifactError(f"model file {file} is corrupt or holds objects ({e})") from e
 
 
@@ -121,11 +155,13 @@ def load(path: str | Path) -> ModelArtifact:
     metadata = read_metadata(path)
     vocab = _arrays(path / "vocabulary.npz")
     seen = _arrays(path / "seen.npz")
+    _regular_file(path / "popularity.npy")
     try:
-        popularity = np.load(path / "popularity.npy", allow_pickle=False)
-    except FileNotFoundError as e:
-        raise ArtifactError(f"model file {path / 'popularity.npy'} is missing") from e
-    except (ValueError, OSError, EOFError) as e:
+        with open(path / "popularity.npy", "rb") as stream:
+            _check_header(path / "popularity.npy", "popularity", stream, os.fstat(stream.fileno()).st_size)
+            stream.seek(0)
+            popularity = np.load(stream, allow_pickle=False)
+    except (ValueError, OSError, EOFError, MemoryError) as e:
         raise ArtifactError(f"model file {path / 'popularity.npy'} is corrupt ({e})") from e
     try:
         users, items = Vocabulary(vocab["users"]), Vocabulary(vocab["items"])
@@ -141,15 +177,37 @@ def load(path: str | Path) -> ModelArtifact:
 
 
 def _check_consistent(path: Path, a: ModelArtifact) -> None:
+    """Everything serving will index or print, checked once at load (a few passes over the arrays: ~0.2 s for
+    the 23M-interaction model), so that a folder that loads cannot later fail a request or answer NaN."""
+    from .training import MODEL_KINDS
+
     problems = []
-    if len(a.seen.indptr) != len(a.users) + 1:
-        problems.append(f"seen items cover {len(a.seen.indptr) - 1} users, vocabulary has {len(a.users)}")
+    if a.kind not in MODEL_KINDS:
+        problems.append(f"model kind {a.kind!r} is not one of {list(MODEL_KINDS)}")
+    threshold = a.metadata.get("threshold", 0.5)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        problems.append(f"threshold {threshold!r} is not a number from 0 to 1")
+    indptr, indices = a.seen.indptr, a.seen.indices
+    if len(indptr) != len(a.users) + 1:
+        problems.append(f"seen items cover {len(indptr) - 1} users, vocabulary has {len(a.users)}")
+    elif indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+        problems.append("seen items are not integer arrays")
+    elif indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+        problems.append("seen items' indptr is not a running count from 0 to the number of seen items")
+    elif len(indices) and (indices.min() < 0 or indices.max() >= len(a.items)):
+        problems.append(f"seen items hold item indices outside [0, {len(a.items)})")
     if a.popularity.shape != (len(a.items),):
         problems.append(f"popularity has shape {a.popularity.shape}, vocabulary has {len(a.items)} items")
+    elif a.popularity.dtype.kind not in "iuf" or not np.all(np.isfinite(a.popularity)) or np.any(a.popularity < 0):
+        problems.append("popularity holds values that are not finite counts >= 0")
     for name, array in a.weights.items():
         rows = {"/user": len(a.users), "/item": len(a.items)}
         for suffix, expected in rows.items():
-            if name.endswith(suffix) and array.shape[0] != expected:
-                problems.append(f"weights {name} have {array.shape[0]} rows, vocabulary has {expected}")
+            if name.endswith(suffix) and (array.ndim != 2 or array.shape[0] != expected):
+                problems.append(f"weights {name} have shape {array.shape}, vocabulary has {expected} rows")
+        if array.dtype.kind != "f":
+            problems.append(f"weights {name} are {array.dtype}, not floating point")
+        elif not np.all(np.isfinite(array)):
+            problems.append(f"weights {name} hold NaN or infinite values")
     if problems:
         raise ArtifactError(f"{path} is inconsistent: " + "; ".join(problems))

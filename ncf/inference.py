@@ -32,10 +32,17 @@ class NumpyScorer:
         w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
         try:
             self._prepare(kind, w)
+            self.n_users = len(self.user_dot if self.user_dot is not None else self.user_hidden)
+            self.n_items = len(self.item_dot if self.item_dot is not None else self.item_hidden)
+            if self.n_users and self.n_items:  # one user through both paths: arrays that do not fit fail here
+                first = np.zeros(1, dtype=np.int64)
+                shapes = self.pairs(first, first).shape, self.all_items(first).shape
+                if shapes != ((1,), (1, self.n_items)):
+                    raise ValueError(f"scores come out with shapes {shapes}")
         except KeyError as e:
             raise ArtifactError(f"weights of a {kind!r} model lack the array {e.args[0]!r}") from e
-        self.n_users = len(self.user_dot if self.user_dot is not None else self.user_hidden)
-        self.n_items = len(self.item_dot if self.item_dot is not None else self.item_hidden)
+        except (ValueError, IndexError, TypeError) as e:
+            raise ArtifactError(f"weights of a {kind!r} model do not fit together ({e})") from e
 
     def _prepare(self, kind: str, w: dict[str, np.ndarray]) -> None:
         self.user_dot = self.item_dot = None  # parts scored as a dot product

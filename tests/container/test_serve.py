@@ -128,6 +128,46 @@ def test_a_missing_model_gives_503_with_the_reason_and_the_server_stays_up(tmp_p
         server.stop()
 
 
+def _threshold_high(model):
+    meta = json.loads((model / "metadata.json").read_text())
+    (model / "metadata.json").write_text(json.dumps({**meta, "threshold": "high"}))
+
+
+def _weights_fifo(model):
+    (model / "weights.npz").unlink()
+    os.mkfifo(model / "weights.npz")
+
+
+def _nan_weights(model):
+    import numpy as np
+
+    weights = dict(np.load(model / "weights.npz"))
+    first = sorted(weights)[0]
+    weights[first] = np.full_like(weights[first], np.nan)
+    with open(model / "weights.npz", "wb") as f:
+        np.savez(f, **weights)
+
+
+@pytest.mark.parametrize("breakage, reason", [
+    (_threshold_high, "threshold 'high' is not a number from 0 to 1"),
+    (_weights_fifo, "weights.npz is not a regular file"),
+    (_nan_weights, "hold NaN or infinite values"),
+])
+def test_a_broken_model_keeps_the_server_up_and_ping_says_why(opt_ml, breakage, reason):
+    breakage(opt_ml / "model")
+    server = Server(opt_ml)
+    try:
+        server.wait_until_ready()
+        status, _, body = request(server.port, "GET", "/ping")
+        assert status == 503 and reason in json.loads(body)["error"]
+        status, _, body = request(server.port, "POST", "/invocations", b'{"user": 1}',
+                                  {"Content-Type": "application/json"})
+        assert status == 503 and reason in json.loads(body)["error"]
+        assert server.process.poll() is None
+    finally:
+        server.stop()
+
+
 def test_a_model_of_another_format_version_is_refused_clearly(opt_ml):
     meta = json.loads((opt_ml / "model" / "metadata.json").read_text())
     (opt_ml / "model" / "metadata.json").write_text(json.dumps({**meta, "format_version": 7}))

@@ -71,7 +71,7 @@ def test_arrays_that_would_need_pickle_are_refused(model_dir, tmp_path):
     folder = copy_folder(model_dir, tmp_path / "m")
     with open(folder / "vocabulary.npz", "wb") as f:
         np.savez(f, users=np.array([1, "a"], dtype=object), items=np.array([1]))
-    with pytest.raises(ArtifactError, match="corrupt or holds objects"):
+    with pytest.raises(ArtifactError, match="array .users. holds Python objects"):
         artifacts.load(folder)
 
 
@@ -91,7 +91,7 @@ def test_weights_that_do_not_fit_the_vocabulary_are_refused(model_dir, tmp_path)
     weights["gmf/item"] = weights["gmf/item"][:-1]
     with open(folder / "weights.npz", "wb") as f:
         np.savez(f, **weights)
-    with pytest.raises(ArtifactError, match="weights gmf/item have .* rows, vocabulary has"):
+    with pytest.raises(ArtifactError, match=r"weights gmf/item have shape \(199, 8\), vocabulary has 200 rows"):
         artifacts.load(folder)
 
 
@@ -105,3 +105,89 @@ def test_the_saved_model_takes_raw_ids_and_matches_numpy(model_dir, dataset):
     expected = Recommender.load(model_dir).score(users, items)
     np.testing.assert_allclose(out["probability"].numpy()[:-1], expected, atol=1e-5)
     assert out["known"].numpy().tolist() == [True] * len(users) + [False]
+
+
+def _rewrite(folder, name, change):
+    arrays = dict(np.load(folder / name))
+    change(arrays)
+    with open(folder / name, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _set(key, value):
+    def change(arrays):
+        arrays[key] = value(arrays[key])
+    return change
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("weights.npz", _set("gmf/item", lambda a: a[:, :-1]), "do not fit together"),
+    ("weights.npz", _set("mlp/user", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 3, np.nan, a)),
+     "weights mlp/user hold NaN or infinite values"),
+    ("weights.npz", _set("head/kernel", lambda a: a.astype(np.int32)), "are int32, not floating point"),
+    ("seen.npz", _set("indices", lambda a: a + 10**6), "seen items hold item indices outside"),
+    ("seen.npz", _set("indptr", lambda a: a[::-1].copy()), "indptr is not a running count"),
+])
+def test_weights_and_seen_items_that_load_but_cannot_serve_are_refused_at_load(model_dir, tmp_path, name, change,
+                                                                                message):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    _rewrite(folder, name, change)
+    with pytest.raises(ArtifactError, match=message):
+        Recommender.load(folder)  # what serving loads
+
+
+@pytest.mark.parametrize("threshold", ["high", -0.1, True, None])
+def test_a_threshold_that_is_not_a_probability_is_refused_at_load(model_dir, tmp_path, threshold):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    metadata = json.loads((folder / "metadata.json").read_text())
+    (folder / "metadata.json").write_text(json.dumps({**metadata, "threshold": threshold}))
+    with pytest.raises(ArtifactError, match="threshold .* is not a number from 0 to 1"):
+        artifacts.load(folder)
+
+
+def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(model_dir, tmp_path):
+    import io
+    import zipfile
+
+    folder = copy_folder(model_dir, tmp_path / "m")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(folder / "weights.npz", "a") as archive:
+        archive.writestr("huge.npy", header.getvalue() + b"\0" * 64)
+    with pytest.raises(ArtifactError, match="array 'huge' claims 4,000,000,000,000 bytes of data but holds"):
+        artifacts.load(folder)
+    (folder / "popularity.npy").write_bytes(header.getvalue())
+    with pytest.raises(ArtifactError, match="claims 4,000,000,000,000 bytes"):
+        artifacts.load(folder)
+
+
+def test_a_symbolic_link_is_refused_as_one(model_dir, tmp_path):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    (folder / "seen.npz").unlink()
+    (folder / "seen.npz").symlink_to("/etc/passwd")
+    with pytest.raises(ArtifactError, match="seen.npz is a symbolic link; model files must be regular files"):
+        artifacts.load(folder)
+
+
+def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(model_dir, tmp_path):
+    import os
+    import threading
+
+    folder = copy_folder(model_dir, tmp_path / "m")
+    (folder / "weights.npz").unlink()
+    os.mkfifo(folder / "weights.npz")
+    outcome = []
+
+    def load():
+        try:
+            artifacts.load(folder)
+        except ArtifactError as e:
+            outcome.append(str(e))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    if reader.is_alive():  # unblock the reader so the test run can end, then fail
+        with open(folder / "weights.npz", "wb"):
+            pass
+    assert outcome and "weights.npz is not a regular file" in outcome[0]

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ncf.recommender import Recommendations, Recommender
+from ncf.vocab import MAX_ID_CHARS, integer_text
 
 from . import codecs
 from .errors import BadRequest, TooLarge, as_http_error
@@ -72,8 +73,8 @@ class Options:
 
 def _option(key: str, value: Any, where: str) -> Any:
     if key == "k":
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if isinstance(value, str) and integer_text(value.strip()) is not None:
+            value = integer_text(value.strip())
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_K:
             raise BadRequest(f"{where}: k must be an integer from 1 to {MAX_K}, got {value!r}")
         return value
@@ -96,8 +97,12 @@ def _option(key: str, value: Any, where: str) -> Any:
 
 
 def _id(value: Any, what: str) -> Any:
+    """An id as sent, checked for type and length here, once; what it names is the vocabulary's question
+    (`Vocabulary.lookup`: exact text or an exact int64, anything else unknown)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise BadRequest(f"{what} must be a string or an integer, got {type(value).__name__}")
+    if isinstance(value, str) and len(value) > MAX_ID_CHARS:
+        raise BadRequest(f"{what} is {len(value):,} characters long; ids have at most {MAX_ID_CHARS}")
     return value
 
 

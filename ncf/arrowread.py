@@ -28,6 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .vocab import MAX_ID_CHARS
+
 log = logging.getLogger(__name__)
 
 #: The same test as `ncf.data._ids`: only ids spelled as canonical integers become int64, so "007" stays text.
@@ -139,6 +141,9 @@ def _ids(column: pa.ChunkedArray, role: str, *, text: bool) -> np.ndarray:
     column = pc.utf8_trim_whitespace(column)
     if not pc.all(pc.greater(pc.binary_length(column), 0)).as_py():
         raise _Declined(f"an empty {role} id")
+    if pc.max(pc.utf8_length(column)).as_py() > MAX_ID_CHARS or pc.any(
+            pc.match_substring(column, "\ufffd")).as_py():
+        raise _Declined(f"a {role} id too long or not UTF-8")
     # pandas skips the spaces before a quoted field ( `1, "a"` reads a); pyarrow keeps them and the quotes.
     if text and pc.any(pc.match_substring(column, '"')).as_py():
         raise _Declined(f"a {role} id holding a quote")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from . import arrowread
 from .errors import DataError
+from .vocab import MAX_ID_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -430,10 +431,23 @@ def _ids(column: pd.Series, role: str, path: Path, where) -> np.ndarray:
         return column.to_numpy(np.int64)
     if column.dtype.kind == "f":
         column = column.astype("string").str.removesuffix(".0")
+    if column.dtype == object:  # Parquet list or struct cells: one id per row, not several
+        nested = np.flatnonzero(column.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).to_numpy())
+        if nested.size:
+            _fail(path, where, nested, role, lambda r: f"id is a {type(column.iat[r]).__name__}, not one value")
     text = column.astype("string").str.strip()
     missing = np.flatnonzero(text.isna().to_numpy() | (text.fillna("") == "").to_numpy())
     if missing.size:
         _fail(path, where, missing, role, lambda r: "id is empty")
+    long = np.flatnonzero((text.str.len() > MAX_ID_CHARS).to_numpy())
+    if long.size:
+        _fail(path, where, long, role, lambda r: f"id is {len(text.iat[r]):,} characters long (at most "
+                                                 f"{MAX_ID_CHARS})")
+    # Text is decoded with errors replaced, so that the line can be named here: two ids that differ only in
+    # bytes that are not UTF-8 would otherwise merge into one.
+    garbled = np.flatnonzero(text.str.contains("\ufffd", regex=False).to_numpy())
+    if garbled.size:
+        _fail(path, where, garbled, role, lambda r: "id is not UTF-8 text (save the file as UTF-8)")
     # Integers only when every id is canonical ("7", "-3"), so that "007" and "7" stay two different ids.
     canonical = text.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})")
     if bool(canonical.all()):

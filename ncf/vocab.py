@@ -11,6 +11,7 @@ id order, which the split uses to break timestamp ties by raw item id.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -19,7 +20,21 @@ import numpy as np
 from .arrays import unique
 from .errors import UnknownIdError
 
-_INT_TEXT = np.vectorize(lambda s: s.lstrip("-").isdigit() and (s == "0" or not s.lstrip("-").startswith("0")))
+#: An integer as text: ASCII digits only, an optional minus, no leading zeros, at most 19 digits (int64).
+#: Python's `int()` also reads "１" (full-width), "٣١" (Arabic-Indic) and " 31 ", which would alias other ids.
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})", re.ASCII)
+INT64 = (-(2**63), 2**63 - 1)
+#: Longest id, in characters, in training data as in requests: a user's or item's id is a key, and one id of
+#: 100,000 characters would widen the fixed-width array of every id to 400 kB per id.
+MAX_ID_CHARS = 256
+
+
+def integer_text(text: str) -> int | None:
+    """The int64 that `text` spells exactly (ASCII digits, as `str(n)` writes it), else None."""
+    if not _INT_TEXT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if INT64[0] <= value <= INT64[1] else None
 
 
 @dataclass(frozen=True)
@@ -61,27 +76,30 @@ class Vocabulary:
 
     def lookup(self, values: Iterable) -> np.ndarray:
         """Indices `[n]` int64 (-1 = unknown) for ids as a client sends them: `31` and `"31"` are the same
-        id in an integer vocabulary, and integers are matched by their text in a string vocabulary."""
+        id in an integer vocabulary, and integers are matched by their text in a string vocabulary.
+
+        Anything else is unknown, never an error and never another id: integers past int64, text that is
+        not exactly an ASCII integer (`"31 "`, `"--1"`, `"３１"`), and text longer than the longest id (so one
+        huge id cannot widen the fixed-width array of all of them).
+        """
         values = list(values)
         if self.is_integer:
             coerced = np.zeros(len(values), dtype=np.int64)
             valid = np.zeros(len(values), dtype=bool)
             for n, v in enumerate(values):
-                if isinstance(v, bool):
-                    continue
-                if isinstance(v, (int, np.integer)):
-                    coerced[n], valid[n] = int(v), -(2**63) <= int(v) < 2**63
-                elif isinstance(v, str) and v.strip() and _INT_TEXT(v.strip()) and len(v.strip()) <= 19:
-                    coerced[n], valid[n] = int(v.strip()), True
+                number = v if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) else \
+                    integer_text(v) if isinstance(v, str) else None
+                if number is not None and INT64[0] <= int(number) <= INT64[1]:
+                    coerced[n], valid[n] = int(number), True
             index = self.lookup_array(coerced)
             index[~valid] = -1
             return index
-        text = np.array(
-            [v if isinstance(v, str) else str(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-             else "\x00" for v in values],
-            dtype=str,
-        )
-        return self.lookup_array(text)
+        longest = int(self.ids.dtype.itemsize // 4)
+        text = [v if isinstance(v, str) else str(v) if isinstance(v, (int, np.integer)) and not isinstance(
+            v, (bool, np.bool_)) else None for v in values]
+        # numpy drops trailing NULs ("a\0" would read "a"); the empty id, which no vocabulary holds, is "unknown"
+        return self.lookup_array(np.array([t if t is not None and len(t) <= longest and "\0" not in t else ""
+                                           for t in text], dtype=self.ids.dtype))
 
     def decode(self, index: np.ndarray) -> list:
         """Raw ids as Python values (int or str) for indices `[n]`, ready for JSON."""

@@ -353,3 +353,48 @@ def test_a_model_that_loads_but_cannot_score_pings_503_with_the_reason(tmp_path,
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
     response = from_environment().test_client().get("/ping")
     assert response.status_code == 503 and "model not loaded" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("user", [18446744073709551616, "9999999999999999999", "\u00b2", "--1", "\uff11"])
+def test_a_user_id_past_int64_or_not_in_ascii_digits_is_an_unknown_user_not_a_500(client, user):
+    response = post(client, {"user": user, "k": 3})
+    assert response.status_code == 200 and response.json["fallback"] is True and response.json["user"] == user
+
+
+@pytest.mark.parametrize("body", [{"instances": [{"user": "\uff11", "item": "\u0663\u0661"}]},
+                                  {"inputs": {"user": [18446744073709551616], "item": [1]}}])
+def test_pairs_with_such_ids_are_400_unknown_never_scored_as_another_id(client, body):
+    response = post(client, body)
+    assert response.status_code == 400 and response.json["error"].startswith("unknown user id")
+
+
+def test_such_ids_in_csv_are_400_not_500(client, ids):
+    response = post(client, f"{ids[0][0]},9999999999999999999\n", content_type="text/csv")
+    assert response.status_code == 400 and "unknown item id" in response.json["error"]
+
+
+@pytest.mark.parametrize("k", ["\u00b2", "--1", "\uff13"])
+def test_k_spelt_in_other_digits_is_400_in_the_body_and_in_custom_attributes(client, ids, k):
+    response = post(client, {"user": ids[0][0], "k": k})
+    assert response.status_code == 400 and "k must be an integer" in response.json["error"]
+    header = post(client, {"user": ids[0][0]}, headers={"X-Amzn-SageMaker-Custom-Attributes": f"k={k}"})
+    assert header.status_code == 400 and "X-Amzn-SageMaker-Custom-Attributes" in header.json["error"]
+
+
+def test_one_hostile_line_in_json_lines_is_an_error_line_in_its_place(client, ids):
+    lines = [{"user": ids[0][0], "k": 2}, {"user": 18446744073709551616, "k": 2}, {"user": ids[0][1], "k": "\u00b2"},
+             {"user": ids[0][1], "k": 2}]
+    response = post(client, "".join(json.dumps(line) + "\n" for line in lines), "application/jsonlines")
+    out = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
+    assert response.status_code == 200 and len(out) == 4
+    assert out[1]["fallback"] is True and "k must be an integer" in out[2]["error"]
+    assert len(out[0]["itemList"]) == len(out[3]["itemList"]) == 2
+
+
+def test_an_id_longer_than_any_id_may_be_is_400_saying_the_limit(client):
+    from ncf.vocab import MAX_ID_CHARS
+
+    response = post(client, {"user": "x" * 100_000})
+    assert response.status_code == 400
+    assert response.json["error"] == f"user is 100,000 characters long; ids have at most {MAX_ID_CHARS}"
+    assert post(client, {"user": "x" * MAX_ID_CHARS}).json["fallback"] is True

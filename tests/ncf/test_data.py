@@ -344,3 +344,27 @@ def test_a_parquet_files_stored_pandas_index_is_not_one_of_its_columns(tmp_path)
     frame = pd.DataFrame({"userId": [5, 1, 2], "movieId": [3, 4, 5]}).set_index("userId")  # not a range: a column
     with pytest.raises(DataError, match=r"no user column: the file has columns \['movieId'\]"):
         read_interactions(write_parquet(frame, tmp_path / "p"))
+
+
+def test_an_id_longer_than_ids_may_be_names_its_line_and_the_limit(tmp_path):
+    from ncf.vocab import MAX_ID_CHARS
+
+    path = tmp_path / "r.csv"
+    path.write_text("user,item\n1,a\n2," + "b" * (MAX_ID_CHARS + 1) + "\n3," + "c" * MAX_ID_CHARS + "\n")
+    with pytest.raises(DataError, match=rf"line 3: item id is {MAX_ID_CHARS + 1} characters long \(at most "
+                                        rf"{MAX_ID_CHARS}\)"):
+        read_interactions(path)
+
+
+def test_ids_that_differ_only_in_bytes_that_are_not_utf8_are_refused_not_merged(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"user,item\njos\xe9,1\njos\xe8,2\nann,3\n")
+    with pytest.raises(DataError, match=r"line 2: user id is not UTF-8 text"):
+        read_interactions(path)
+
+
+def test_a_parquet_id_column_of_lists_is_refused_naming_the_row(tmp_path):
+    path = tmp_path / "r.parquet"
+    pd.DataFrame({"user": [[1, 2], [3]], "item": [1, 2]}).to_parquet(path)
+    with pytest.raises(DataError, match=r"row 1: user id is a (list|ndarray), not one value"):
+        read_interactions(path)

@@ -187,11 +187,14 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock) -> dic
     if full_ranking_users["evaluated"] < full_ranking_users["of"]:
         log.info("full-ranking metrics on %(evaluated)d of %(of)d test users (sampled with seed %(seed)d)",
                  full_ranking_users)
-    test.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, dataset.train_seen), ranked,
-                                      dataset.n_items, prefix="full_"))
+    # Excluded from each user's ranking: every item the model trained on or was selected on (training and
+    # validation, whether or not a refit learnt validation), as a served model excludes every seen item.
+    known = dataset.with_validation_in_train().train_seen
+    test.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), ranked, dataset.n_items,
+                                      prefix="full_"))
     popularity = evaluate_candidates(popularity_scorer(dataset.popularity), candidates, probabilities=False)
-    popularity.update(evaluate_full_ranking(popularity_top_k(dataset.popularity, dataset.train_seen), ranked,
-                                            dataset.n_items, prefix="full_"))
+    popularity.update(evaluate_full_ranking(popularity_top_k(dataset.popularity, known), ranked, dataset.n_items,
+                                            prefix="full_"))
     metrics = {
         "protocol": "loo-99" if hp.test_k == 1 else f"leave-last-{hp.test_k}, 99 negatives per positive",
         "threshold": hp.threshold,

@@ -187,9 +187,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock) -> dic
     if full_ranking_users["evaluated"] < full_ranking_users["of"]:
         log.info("full-ranking metrics on %(evaluated)d of %(of)d test users (sampled with seed %(seed)d)",
                  full_ranking_users)
-    # Excluded from each user's ranking: every item the model trained on or was selected on (training and
-    # validation, whether or not a refit learnt validation), as a served model excludes every seen item.
-    known = dataset.with_validation_in_train().train_seen
+    known = dataset.seen_before_test()
     test.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), ranked, dataset.n_items,
                                       prefix="full_"))
     popularity = evaluate_candidates(popularity_scorer(dataset.popularity), candidates, probabilities=False)

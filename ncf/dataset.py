@@ -82,6 +82,11 @@ class Dataset:
             return self
         return self._fold_into_train(np.ones(len(self.validation), dtype=bool))
 
+    def seen_before_test(self) -> SeenItems:
+        """Every user's training and validation items: what full-ranking test metrics exclude, since the
+        evaluated model trained on them or was selected on them (and a served model excludes all it saw)."""
+        return self.with_validation_in_train().train_seen
+
     def with_validation_users(self, max_users: int, seed: int = 0) -> "Dataset":
         """Validation kept for at most `max_users` users drawn with `seed`; every other user's validation rows
         go back into training (the same data when there are fewer users).

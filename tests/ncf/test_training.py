@@ -226,3 +226,10 @@ def test_auto_refit_runs_when_every_user_is_validated_and_not_for_a_sample(datas
     assert "refit skipped (refit=auto)" in caplog.text
     forced = fit(dataset, replace(config, refit=True), on_epoch=lambda e: None)
     assert [e.stage for e in forced.history] == ["mf", "mf", "refit", "refit"]
+
+
+def test_full_ranking_excludes_training_and_validation_items_but_never_the_test_item(dataset):
+    known = dataset.seen_before_test()
+    assert known.contains(dataset.train.user, dataset.train.item).all()
+    assert known.contains(dataset.validation.user, dataset.validation.item).all()
+    assert not known.contains(dataset.test.user, dataset.test.item).any()

@@ -39,6 +39,7 @@ class TrainState:
     optimizer_variables: list[np.ndarray]
     best_weights: list[np.ndarray] | None
     finished: bool = False
+    data: dict | None = None  # `training.data_key` of the data it trained on
 
 
 class Checkpointer:
@@ -89,5 +90,5 @@ class Checkpointer:
             history=[EpochLog(**e) for e in meta["history"]], best_epoch=meta["best_epoch"],
             best_validation=meta["best_validation"], best_key=tuple(meta["best_key"]), waited=meta["waited"],
             model_variables=model, optimizer_variables=optimizer, best_weights=best if meta["has_best"] else None,
-            finished=meta.get("finished", False),
+            finished=meta.get("finished", False), data=meta.get("data"),
         )

@@ -226,7 +226,7 @@ def fit(
             validation = None
     sampler = NegativeSampler(searched.train_seen)
     report = on_epoch or (lambda e: log.info("%s", e.line()))
-    resume = _resumable(checkpoint, config.model, config)
+    resume = _resumable(checkpoint, config.model, config, searched)
     strategy = strategy or default_strategy()
     if config.optimizer == "lazy_adam" and strategy.num_replicas_in_sync > 1:
         log.info("%d replicas: optimizer adam (Keras' dense Adam; lazy_adam runs in one process only)",
@@ -274,19 +274,32 @@ def _refit(dataset: Dataset, config: TrainConfig, chosen: TrainResult, checkpoin
     stage_checkpoint = checkpoint.stage("refit") if checkpoint is not None else None
     keras.utils.set_random_seed(config.seed)
     result = _fit_one(merged, refit_config, stage="refit", checkpoint=stage_checkpoint,
-                      resume=_resumable(stage_checkpoint, "refit", refit_config),
+                      resume=_resumable(stage_checkpoint, "refit", refit_config, merged),
                       **{**run, "sampler": NegativeSampler(merged.train_seen)})
     return TrainResult(model=result.model, config=config, history=chosen.history + result.history,
                        best_epoch=chosen.best_epoch, best_validation=chosen.best_validation)
 
 
-def _resumable(checkpoint, stage: str, config: TrainConfig):
-    """The checkpointed state of this stage and these hyperparameters, or None to start afresh."""
+def _resumable(checkpoint, stage: str, config: TrainConfig, dataset: Dataset):
+    """The checkpointed state of this stage, these hyperparameters and this data, or None to start afresh.
+
+    SageMaker restores a job's checkpoint prefix at every start: a job on new data with the prefix of an old
+    one must train, not ship the old model."""
     resume = checkpoint.load() if checkpoint is not None else None
     if resume is not None and (resume.stage != stage or resume.config != config.to_dict()):
         log.warning("checkpoint %s was written with other hyperparameters; starting afresh", checkpoint.path)
         resume = None
+    if resume is not None and resume.data != data_key(dataset):
+        log.warning("checkpoint %s was written for other data (%s; this job's: %s); starting afresh",
+                    checkpoint.path, resume.data, data_key(dataset))
+        resume = None
     return resume
+
+
+def data_key(dataset: Dataset) -> dict:
+    """What a checkpoint must match to be resumed: the data's fingerprint and the tables' sizes."""
+    return {"fingerprint": dataset.fingerprint(), "users": dataset.n_users, "items": dataset.n_items,
+            "train": len(dataset.train)}
 
 
 def _lazy(config: TrainConfig, strategy) -> bool:
@@ -445,7 +458,7 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
             resume.best_validation
         first = resume.epoch + 1
         log.info("resuming %s from checkpoint after epoch %d", stage, resume.epoch)
-    started, rounds_done = time.perf_counter(), 0
+    started, rounds_done, data = time.perf_counter(), 0, None
     for epoch in range(first, config.epochs + 1):
         if search.finished:
             break
@@ -477,7 +490,8 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
                        summed_loss, samples, time.perf_counter() - t0,
                        eta=(time.perf_counter() - started) / rounds_done * _rounds_left(config, epoch, r, rounds))
         if checkpoint is not None:
-            checkpoint.save(_state(model, optimizer, config, stage, epoch, result, search,
+            data = data if data is not None else data_key(dataset)
+            checkpoint.save(_state(model, optimizer, config, stage, epoch, result, search, data,
                                    search.finished or epoch == config.epochs))
     if search.best_weights is not None:
         model.set_weights(search.best_weights)
@@ -538,7 +552,7 @@ class EarlyStopping:
 
 
 def _state(model, optimizer, config: TrainConfig, stage: str, epoch: int, result: TrainResult,
-           search: EarlyStopping, finished: bool):
+           search: EarlyStopping, data: dict, finished: bool):
     from .checkpoint import TrainState
 
     return TrainState(
@@ -546,7 +560,7 @@ def _state(model, optimizer, config: TrainConfig, stage: str, epoch: int, result
         best_epoch=result.best_epoch, best_validation=result.best_validation, best_key=search.best_key,
         waited=search.waited, model_variables=[np.asarray(v.numpy()) for v in model.variables],
         optimizer_variables=[np.asarray(v.numpy()) for v in optimizer.variables],
-        best_weights=search.best_weights, finished=finished,
+        best_weights=search.best_weights, finished=finished, data=data,
     )
 
 

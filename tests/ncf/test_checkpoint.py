@@ -92,3 +92,18 @@ def test_a_write_killed_before_its_rename_leaves_the_previous_checkpoint_loadabl
     (tmp_path / f".{checkpoint.path.name}.tmp").write_bytes(b"PK\x03\x04 partial")
     state = checkpoint.load()
     assert state is not None and state.epoch == 1
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed_and_the_log_says_so(dataset, tmp_path, caplog):
+    checkpoint = Checkpointer(tmp_path)
+    config = TrainConfig(**{**CONFIG.to_dict(), "epochs": 2})
+    fit(dataset, config, quiet, checkpoint=checkpoint)
+    assert checkpoint.load().finished
+    other = dataset.with_validation_users(30, seed=1)  # the same users and items, other training pairs
+    epochs = []
+    fit(other, config, epochs.append, checkpoint=checkpoint)
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert "was written for other data" in caplog.text
+    again = []
+    fit(other, config, again.append, checkpoint=checkpoint)  # its own checkpoint, finished: nothing to train
+    assert again == []

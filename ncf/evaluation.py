@@ -81,14 +81,18 @@ def evaluate_candidates(
     score: Scorer, candidates: Candidates, k: int = 10, *, probabilities: bool = True, threshold: float = 0.5
 ) -> dict[str, float]:
     """HR@k and NDCG@k (LOO-99 and the seed protocol); when scores are probabilities, also
-    `accuracy@<threshold>`: the share of held-out positives predicted as liked. No candidates, no metrics."""
+    `accuracy@<threshold>` on a balanced set: each held-out positive and its first sampled negative (a random
+    item the user never interacted with), right when the positive scores at or above the threshold and the
+    negative below. Counting positives alone would give a model that always says 1 a perfect score; a
+    model that cannot tell them apart scores 0.5. No candidates, no metrics."""
     if len(candidates) == 0:
         return {}
     scores = score_candidates(score, candidates)
     ranks = positive_ranks(scores)
     metrics = {f"hr@{k}": hit_rate(ranks, k), f"ndcg@{k}": ndcg(ranks, k)}
     if probabilities:
-        metrics[f"accuracy@{threshold:g}"] = float(np.mean(scores[:, 0] >= threshold))
+        right = np.concatenate([scores[:, 0] >= threshold, scores[:, 1] < threshold])
+        metrics[f"accuracy@{threshold:g}"] = float(np.mean(right))
     return metrics
 
 

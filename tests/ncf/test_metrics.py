@@ -60,6 +60,16 @@ def test_an_oracle_scores_perfectly_and_popularity_is_reported_without_accuracy(
     assert evaluate_candidates(popular, candidates, k=1, probabilities=False) == {"hr@1": 0.0, "ndcg@1": 0.0}
 
 
+def test_accuracy_counts_negatives_too_so_always_saying_like_scores_a_half():
+    candidates = Candidates(np.array([0, 1]), np.array([[5, 1, 2], [6, 3, 4]]))
+    always = lambda u, i: np.ones(len(i))
+    assert evaluate_candidates(always, candidates, k=1)["accuracy@0.5"] == 0.5
+    never = lambda u, i: np.zeros(len(i))
+    assert evaluate_candidates(never, candidates, k=1)["accuracy@0.5"] == 0.5
+    backwards = lambda u, i: 1.0 - np.isin(i, [5, 6])
+    assert evaluate_candidates(backwards, candidates, k=1)["accuracy@0.5"] == 0.0
+
+
 def test_top_k_unseen_never_returns_seen_items():
     seen = SeenItems.from_pairs(np.array([0, 0]), np.array([3, 4]), 1, 6)
     scores = np.array([[0.0, 0.1, 0.2, 0.9, 0.8, 0.3]])

@@ -52,6 +52,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
 
     `limits` default to those derived from timing `recommender` on this machine (`Costs.measure`)."""
     app = Flask("ncf")
+    app.config["DEBUG"] = False  # Flask would take FLASK_DEBUG from the endpoint's environment: tracebacks, reloads
     app.config["MAX_CONTENT_LENGTH"] = config.max_payload_mb * 1024 * 1024  # checked before the body is read
     defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
     not_ready = problem or "model not loaded"

@@ -116,13 +116,13 @@ class Param:
 
 
 _TRAIN_HELP = {
-    "model": "neumf, gmf, mlp or mf",
+    "model": "mf, neumf, gmf or mlp (MF ranked best in the benchmarks below)",
     "factors": "GMF / MF embedding size",
     "mlp_layers": "MLP: concatenated embedding width, then hidden sizes, e.g. [128, 64, 32]",
     "dropout": "dropout after each MLP hidden layer, in [0, 1)",
     "l2": "L2 regularisation of MLP kernels and embeddings (with lazy_adam: of the rows a step looks up)",
     "learning_rate": "Adam's learning rate",
-    "batch_size": "examples per training step",
+    "batch_size": "examples per training step, over all hosts and GPUs together",
     "epochs": "maximum epochs",
     "negatives": "sampled negatives per positive, redrawn each epoch",
     "patience": "early stopping: validation rounds (epochs, or parts of long ones) without better HR@10 (0 = off)",
@@ -200,3 +200,26 @@ class Hyperparameters:
         return {**self.train.to_dict(), "test_k": self.test_k, "validation_k": self.validation_k,
                 "min_rating": self.min_rating, "threshold": self.threshold,
                 **{f"{role}_column": value for role, value in vars(self.columns).items()}}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's hyperparameter table, from `SCHEMA` and the defaults (a test keeps the two equal):
+    `python -m container.hyperparameters` prints it."""
+    defaults = Hyperparameters().to_dict()
+    rows = ["| name | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{name}` | {_shown(defaults[name])} | {param.help} |" for name, param in SCHEMA.items()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -223,8 +223,23 @@ def test_csv_that_the_csv_module_refuses_is_400_not_500(client, body):
     assert response.status_code == 400 and "error" in response.json
 
 
-def test_the_app_never_runs_in_debug_mode(client):
-    assert client.application.debug is False and client.application.testing is False
+def test_the_app_never_runs_in_debug_mode_even_when_the_environment_asks(recommender, model_dir, monkeypatch):
+    monkeypatch.setenv("FLASK_DEBUG", "1")  # Flask reads it when an app is created
+    app = create_app(recommender, ServeConfig(model_dir=model_dir))
+    assert app.debug is False and app.testing is False
+
+    class Broken:
+        metadata = recommender.metadata
+
+        def __getattr__(self, name):
+            raise RuntimeError("secret detail")
+
+    from container.invocations import Costs, Limits
+
+    limits = Limits.derive(Costs.measure(recommender), ServeConfig(model_dir=model_dir))
+    broken = create_app(Broken(), ServeConfig(model_dir=model_dir), limits=limits)
+    response = post(broken.test_client(), {"user": 1})
+    assert response.status_code == 500 and response.json == {"error": "internal error; see the endpoint's log"}
 
 
 # ---------------------------------------------------------------------------------------------- limits

@@ -44,7 +44,8 @@ def test_none_means_unset_for_optional_values():
 
 
 def test_platform_and_tuning_keys_are_ignored():
-    parse(sagemaker_program="x", sagemaker_region='"us-east-1"', _tuning_objective_metric="test:hr@10")
+    assert parse(sagemaker_program="x", sagemaker_region='"us-east-1"', _tuning_objective_metric="test:hr@10",
+                 epochs="3") == parse(epochs="3")
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -63,8 +64,14 @@ def test_bad_values_fail_naming_key_value_and_what_is_allowed(raw, message):
         Hyperparameters.parse(raw)
 
 
-def test_every_parameter_is_documented():
-    assert all(p.help for p in SCHEMA.values())
+def test_the_readme_table_is_the_schema_with_its_defaults():
+    from pathlib import Path
+
+    from container.hyperparameters import markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme, "regenerate the table: python -m container.hyperparameters"
+    assert markdown_table().count("\n| `") == len(SCHEMA)
 
 
 def test_used_values_round_trip_through_to_dict():

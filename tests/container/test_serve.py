@@ -180,10 +180,25 @@ def test_a_model_of_another_format_version_is_refused_clearly(opt_ml):
         server.stop()
 
 
-def test_sigterm_drains_and_exits_well_within_thirty_seconds(server):
-    server.process.send_signal(signal.SIGTERM)
-    start = time.monotonic()
-    code = server.process.wait(timeout=30)
+def test_sigterm_drains_a_request_in_flight_then_exits_within_thirty_seconds(opt_ml, recommender):
+    server = Server(opt_ml, SAGEMAKER_BATCH="true")  # a batch: an answer larger than a real-time one may be
+    server.wait_until_ready()
+    users = recommender.users.decode(range(len(recommender.users)))
+    records = 100_000
+    body = "".join(json.dumps({"user": users[n % len(users)], "k": 5}) + "\n" for n in range(records)).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/jsonlines"})
+        response = connection.getresponse()  # the status is sent with the first chunk: the request is in flight
+        assert response.status == 200, response.read()
+        server.process.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        lines = response.read().decode().splitlines()
+        code = server.process.wait(timeout=30)
+    finally:
+        connection.close()
+        server.stop()
+    assert len(lines) == records and all("itemList" in line for line in lines[-3:])
     assert time.monotonic() - start < 30 and code == 0
 
 

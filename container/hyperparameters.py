@@ -134,6 +134,8 @@ _TRAIN_HELP = {
     "validation_negatives": "negatives per validation positive",
     "validate_every": "training samples between validations inside a long epoch, in equal rounds (0 = once per "
                       "epoch)",
+    "min_delta": "early stopping: the least rise of validation HR@10 that counts as better (a tie on HR@10 "
+                 "with higher NDCG@10 counts too)",
     "optimizer": "lazy_adam (updates only the embedding rows a batch touches; one host) or adam (Keras' dense Adam)",
 }
 _CONVERTERS = {int: to_int, float: to_float, bool: to_bool, str: to_str, tuple: to_int_list}

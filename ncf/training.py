@@ -69,6 +69,7 @@ class TrainConfig:
     validation_negatives: int = 99
     optimizer: str = "lazy_adam"
     validate_every: int = 2 ** 25
+    min_delta: float = 0.001
 
     def __post_init__(self):
         object.__setattr__(self, "mlp_layers", tuple(int(s) for s in self.mlp_layers))
@@ -86,6 +87,7 @@ class TrainConfig:
             (self.patience >= 0, f"patience must be >= 0 (0 = no early stopping), got {self.patience}"),
             (self.refit in REFIT_MODES, f"refit must be one of {list(REFIT_MODES)}, got {self.refit!r}"),
             (self.validate_every >= 0, f"validate_every must be >= 0 (0 = once per epoch), got {self.validate_every}"),
+            (0.0 <= self.min_delta < 1.0, f"min_delta must be in [0, 1), got {self.min_delta}"),
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}"),
             (not self.pretrain or self.model == "neumf", "pretrain applies to model 'neumf' only"),
             (self.validation_negatives >= 1, f"validation_negatives must be >= 1, got {self.validation_negatives}"),
@@ -448,12 +450,12 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
         optimizer = _optimizer(model, config, strategy)
     train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
     result = TrainResult(model=model, config=config)
-    search = EarlyStopping(config.patience, result)
+    search = EarlyStopping(config.patience, result, min_delta=config.min_delta)
     first = 1
     if resume is not None:
         _restore(model, optimizer, resume)
         search = EarlyStopping(config.patience, result, resume.best_key, resume.best_weights, resume.waited,
-                               resume.finished)
+                               resume.finished, config.min_delta)
         result.history, result.best_epoch, result.best_validation = resume.history, resume.best_epoch, \
             resume.best_validation
         first = resume.epoch + 1
@@ -526,20 +528,30 @@ def _end_round(search: "EarlyStopping", model, validation, strategy, report, sta
 
 
 class EarlyStopping:
-    """The search's state: the best validation so far (HR@10, then NDCG@10), its weights, and the validation
-    rounds waited since. Without validation every round is the best, and the last weights are kept."""
+    """The search's state: the best validation so far, its weights, and the validation rounds waited since.
+    Without validation every round is the best, and the last weights are kept.
+
+    Better means HR@10 higher by at least `min_delta`, or the same HR@10 with a higher NDCG@10. With
+    validation on MovieLens' 610 or 943 users one more hit is already 0.001 or more, so `min_delta=0.001`
+    changes nothing there; on a 20,000-user sample it takes 20 more hits, so that a curve creeping up by a
+    few users per round on 23M interactions (7 rounds an epoch) ends the search instead of prolonging it.
+    """
 
     def __init__(self, patience: int, result: TrainResult, best_key=(-1.0, -1.0), best_weights=None,
-                 waited: int = 0, finished: bool = False):
-        self.patience, self.result = patience, result
+                 waited: int = 0, finished: bool = False, min_delta: float = 0.0):
+        self.patience, self.result, self.min_delta = patience, result, min_delta
         self.best_key, self.best_weights, self.waited, self.finished = tuple(best_key), best_weights, waited, finished
+
+    def better(self, hr: float, ndcg: float) -> bool:
+        best_hr, best_ndcg = self.best_key
+        return hr >= best_hr + self.min_delta and hr > best_hr or (hr == best_hr and ndcg > best_ndcg)
 
     def update(self, entry: EpochLog, model) -> None:
         if not entry.validation:
             self.result.best_epoch = entry.epoch
             return
         key = (entry.validation["hr@10"], entry.validation["ndcg@10"])
-        if key > self.best_key:
+        if self.better(*key):
             self.best_key, self.best_weights, self.waited = key, model.get_weights(), 0
             self.result.best_epoch, self.result.best_validation = entry.epoch, entry.validation
             return

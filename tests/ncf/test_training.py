@@ -233,3 +233,16 @@ def test_full_ranking_excludes_training_and_validation_items_but_never_the_test_
     assert known.contains(dataset.train.user, dataset.train.item).all()
     assert known.contains(dataset.validation.user, dataset.validation.item).all()
     assert not known.contains(dataset.test.user, dataset.test.item).any()
+
+
+def test_a_rise_of_validation_hr_smaller_than_min_delta_is_not_an_improvement():
+    from ncf.training import EarlyStopping, TrainResult
+
+    search = EarlyStopping(patience=2, result=TrainResult(model=None, config=TrainConfig()), min_delta=0.001,
+                           best_key=(0.8, 0.5))
+    assert not search.better(0.8005, 0.9)       # 10 more hits of 20,000 users: noise, whatever the NDCG
+    assert search.better(0.8010, 0.1)           # 20 more
+    assert search.better(0.8, 0.5001)           # the same hits, ranked higher
+    assert not search.better(0.7999, 0.9)
+    assert EarlyStopping(2, search.result, best_key=(0.8, 0.5)).better(0.80005, 0.1)  # min_delta 0: any rise
+    assert search.better(0.8 + 1 / 610, 0.4)    # one more hit of ml-latest-small's 610 users counts

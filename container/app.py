@@ -18,12 +18,13 @@ import logging
 import os
 
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from ncf.recommender import Recommender
 
 from . import codecs
-from .errors import BadRequest, NotReady, as_http_error
+from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, as_http_error
 from .invocations import Costs, Limits, Options, answer, answer_chunks
 from .serve_config import ServeConfig
 
@@ -44,6 +45,35 @@ def _streamed(pieces):
     except Exception:
         log.exception("internal error while streaming an answer; the response was cut short")
         raise
+
+
+#: Seconds a request body may stall (no byte arriving) before the request is answered 408: a client that
+#: stops midway would otherwise hold a sync worker until the worker timeout, then get no answer at all.
+BODY_STALL_S = 10.0
+
+
+def _body(limit: int) -> bytes:
+    """The request body, whole, or the 4xx that says why not. A Content-Length over `limit` is refused by
+    werkzeug before reading (MAX_CONTENT_LENGTH); a chunked body is read up to one byte past `limit` and
+    refused there (werkzeug would cut it at the limit and answer the rest silently). A malformed chunk is a
+    400, a body that stops arriving a 408."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(BODY_STALL_S)
+    try:
+        if request.content_length is not None:
+            return request.get_data(cache=False)
+        body = request.environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
+        return body
+    except TimeoutError:
+        raise RequestTimeout(f"the request body stopped arriving for {BODY_STALL_S:g} s") from None
+    except (ParseException, OSError) as e:  # gunicorn's chunked reader: a bad chunk size, a body cut short
+        raise BadRequest(f"the request body could not be read ({type(e).__name__}: {e})") from None
+    finally:
+        if sock is not None:
+            sock.settimeout(None)  # the answer may take minutes to stream to a slow reader
 
 
 def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None,
@@ -88,7 +118,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             raise NotReady(not_ready)
         request_type = codecs.media_type(request.headers.get("Content-Type"))
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
-        records = codecs.DECODERS[request_type](request.get_data(cache=False))
+        records = codecs.DECODERS[request_type](_body(config.max_payload_mb * 1024 * 1024))
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
         # answered: keeping the typed requests of a 100 MB body (9.5M records) would cost ~1 GB.

@@ -17,6 +17,9 @@ import io
 import json
 from typing import Any, Callable, Iterable, Iterator
 
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header, parse_options_header
+
 from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
@@ -34,42 +37,27 @@ Chunks = Iterable[list[dict]]
 
 
 def media_type(header: str | None, default: str = JSON) -> str:
-    """`text/csv; charset=utf-8` -> `text/csv`; a missing header means `default`."""
+    """`text/csv; charset=utf-8` -> `text/csv` (werkzeug parses the header); a missing header means `default`."""
     if not header or not header.strip():
         return default
-    base = header.split(";", 1)[0].strip().lower()
+    base = parse_options_header(header)[0].lower()
     if base not in ALIASES:
         raise UnsupportedMediaType(f"Content-Type {base!r} is not supported; use {JSON}, {JSONLINES} or {CSV}")
     return ALIASES[base]
 
 
 def negotiate(accept: str | None, request_type: str) -> str:
-    """The response type: the best supported type in `Accept`; `*/*` or no header means the request's own."""
+    """The response type: werkzeug's best match of `Accept` (RFC 9110 quality values: `q=0` refuses a type,
+    an invalid `q` drops its entry) among the supported types, the request's own first among equals, so
+    `*/*` or no header means the request's own type."""
     if not accept or not accept.strip():
         return request_type
-    ranked = []
-    for position, part in enumerate(accept.split(",")):
-        fields = [f.strip() for f in part.split(";")]
-        quality = 1.0
-        for param in fields[1:]:
-            if param.startswith("q="):
-                try:
-                    quality = float(param[2:])
-                except ValueError:
-                    quality = 0.0
-        ranked.append((-quality, position, fields[0].lower()))
-    for negative_quality, _, kind in sorted(ranked):
-        if negative_quality == 0:
-            continue
-        if kind == "*/*":
-            return request_type
-        if kind == "application/*":
-            return JSON if request_type == CSV else request_type
-        if kind == "text/*":
-            return CSV
-        if kind in ALIASES:
-            return ALIASES[kind]
-    raise NotAcceptable(f"Accept {accept!r} names no supported type; use {JSON}, {JSONLINES} or {CSV}")
+    offered = [request_type] + [t for t in (JSON, JSONLINES, CSV) if t != request_type] + [
+        alias for alias, kind in ALIASES.items() if alias != kind]
+    best = parse_accept_header(accept, MIMEAccept).best_match(offered)
+    if best is None:
+        raise NotAcceptable(f"Accept {accept!r} names no supported type; use {JSON}, {JSONLINES} or {CSV}")
+    return ALIASES[best]
 
 
 def _reject_constant(name: str):

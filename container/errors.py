@@ -27,6 +27,10 @@ class NotAcceptable(HTTPError):
     status = 406
 
 
+class RequestTimeout(HTTPError):
+    status = 408
+
+
 class TooLarge(HTTPError):
     """A request the server refuses before answering: more work than a request may take, or an answer larger
     than a response may carry. `details` name the limit and how much would fit."""

@@ -4,9 +4,12 @@ Values come from `ServeConfig` (SageMaker's environment variables). Loaded by `s
 `gunicorn -c container/gunicorn.conf.py`.
 """
 
+import json
 import logging
 import os
 import pwd
+
+from gunicorn import util
 
 from container.serve_config import ServeConfig
 
@@ -62,3 +65,16 @@ def post_fork(server, worker):
     except ImportError:
         pass
     server.log.info("worker %d ready", worker.pid)
+
+
+def _write_json_error(sock, status_int, reason, mesg):
+    """gunicorn's own answers (a malformed request line or header, a bad Content-Length or chunk size, a
+    header over its limits: everything it refuses before the app runs) as JSON like every other answer of
+    the server, in place of its HTML page. gunicorn calls `util.write_error` for each of them."""
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    util.write_nonblock(sock, head + body)
+
+
+util.write_error = _write_json_error

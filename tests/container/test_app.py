@@ -413,3 +413,21 @@ def test_an_id_longer_than_any_id_may_be_is_400_saying_the_limit(client):
     assert response.status_code == 400
     assert response.json["error"] == f"user is 100,000 characters long; ids have at most {MAX_ID_CHARS}"
     assert post(client, {"user": "x" * MAX_ID_CHARS}).json["fallback"] is True
+
+
+@pytest.mark.parametrize("accept, answered", [
+    ("application/json;q=0, */*", "application/jsonlines"),   # q=0 refuses JSON; */* takes the next type
+    ("text/csv;Q=0.5, application/json;q=0.4", "text/csv"),    # parameter names are case-insensitive
+    ("application/json;q=-1, text/csv", "text/csv"),           # an invalid quality drops its entry
+    ("application/json;q=nan, text/csv;q=0.1", "text/csv"),
+    ("application/*;q=0.2, text/csv;q=0.1", "application/json"),
+])
+def test_accept_is_negotiated_by_quality_as_http_defines_it(client, ids, accept, answered):
+    response = post(client, {"user": ids[0][0], "k": 2}, accept=accept)
+    assert response.status_code == 200 and response.mimetype == answered
+
+
+@pytest.mark.parametrize("accept", ["application/json;q=0", "application/json;q=nan", "image/png"])
+def test_an_accept_that_refuses_every_supported_type_is_406(client, ids, accept):
+    response = post(client, {"user": ids[0][0]}, accept=accept)
+    assert response.status_code == 406 and "names no supported type" in response.json["error"]

@@ -177,3 +177,70 @@ def test_hostile_requests_never_get_a_5xx_and_ping_stays_200(server):
 
     check()
     assert request(server.port, "GET", "/ping")[0] == 200
+
+
+def raw_exchange(port, head: bytes, body: bytes = b"", timeout=30) -> tuple[int, dict, bytes]:
+    """`head + body` on a fresh connection; the status, headers and body of the answer (read to its end)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(head + body)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    top, _, payload = answer.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, payload
+
+
+def chunked(body: bytes, size: int = 1 << 16) -> bytes:
+    return b"".join(f"{len(body[i:i + size]):x}\r\n".encode() + body[i:i + size] + b"\r\n"
+                    for i in range(0, len(body), size)) + b"0\r\n\r\n"
+
+
+POST = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/jsonlines\r\nConnection: close\r\n"
+
+
+def test_a_chunked_body_is_read_whole_and_one_over_the_limit_is_413_not_cut(server, recommender):
+    user = json.dumps({"user": recommender.users.decode([0])[0], "k": 1})
+    lines = 1000
+    status, _, payload = raw_exchange(server.port, POST + b"Transfer-Encoding: chunked\r\n\r\n",
+                                      chunked(("\n".join([user] * lines) + "\n").encode()))
+    assert status == 200 and payload.count(b'{"user"') == lines  # every record answered (the answer is chunked)
+    big = b'{"user":1}\n' * (6 * 1024 * 1024 // 11 + 10)  # just over the default 6 MB
+    status, headers, payload = raw_exchange(server.port, POST + b"Transfer-Encoding: chunked\r\n\r\n", chunked(big))
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert json.loads(payload)["error"] == "body is over the 6 MB limit"
+
+
+def test_a_malformed_chunk_is_400_json(server):
+    status, headers, payload = raw_exchange(server.port, POST + b"Transfer-Encoding: chunked\r\n\r\n",
+                                            b"zz\r\n{}\r\n0\r\n\r\n")
+    assert status == 400 and headers["content-type"] == "application/json" and "error" in json.loads(payload)
+
+
+def test_a_chunked_body_that_stops_midway_is_408_within_seconds_not_a_worker_timeout(server):
+    from container.app import BODY_STALL_S
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+        conn.sendall(POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"100\r\n" + b"x" * 10)  # then silence
+        started = time.monotonic()
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408") and b"stopped arriving" in answer
+    assert waited < BODY_STALL_S + 20  # the real-time worker timeout is 60 s
+    assert request(server.port, "GET", "/ping")[0] == 200
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+    b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    b"GARBAGE\r\n\r\n",
+])
+def test_requests_gunicorn_refuses_itself_are_answered_in_json(server, head):
+    status, headers, payload = raw_exchange(server.port, head)
+    assert 400 <= status < 500 and headers["content-type"] == "application/json", (status, payload[:200])
+    assert json.loads(payload)["error"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from werkzeug.datastructures import MIMEAccept
@@ -31,7 +32,7 @@ ALIASES = {JSON: JSON, "application/x-json": JSON, JSONLINES: JSONLINES, "applic
            "application/jsonl": JSONLINES, "application/json-lines": JSONLINES, "application/x-ndjson": JSONLINES,
            CSV: CSV}
 
-Record = dict | BadRequest
+Record = dict | BadRequest  # or, for CSV, the body's `CsvRows`
 #: Responses arrive in chunks (lists of response objects, in order) so that they can be sent as they come.
 Chunks = Iterable[list[dict]]
 
@@ -134,20 +135,44 @@ def decode_jsonlines(body: bytes) -> JsonLines:
     return JsonLines(_text(body))
 
 
-def decode_csv(body: bytes) -> list[Record]:
-    """Rows of `user,item` (an optional `user,item` header) -> one pair-scoring request."""
+@dataclass(frozen=True)
+class CsvRows:
+    """The pairs of a CSV body, one per row after an optional `user,item` first line; `errors` maps the rows
+    that are not a pair (blank, or another number of fields) to why, so that each is answered in its place."""
+
+    users: list
+    items: list
+    lines: list[int]
+    errors: dict[int, str]
+
+
+def decode_csv(body: bytes) -> list[CsvRows]:
+    """Rows of `user,item` -> one pair-scoring request whose answer has a line per row, in order: the same
+    rule as JSON Lines (a bad row answers an error in its place; the newline ending the body is not a row)."""
+    users: list = []
+    items: list = []
+    lines: list[int] = []
+    errors: dict[int, str] = {}
+    reader = csv.reader(io.StringIO(_text(body), newline=""))
+    line = 1
     try:
-        rows = [row for row in csv.reader(io.StringIO(_text(body), newline="")) if row and any(c.strip() for c in row)]
+        for row in reader:
+            if line == 1 and [c.strip().lower() for c in row] == ["user", "item"]:
+                line = reader.line_num + 1
+                continue
+            if len(row) != 2:
+                errors[len(users)] = (f"line {line}: empty row" if not any(c.strip() for c in row) else
+                                      f"line {line}: expected 2 fields (user,item), got {len(row)}")
+                row = [None, None]
+            users.append(row[0].strip() if row[0] is not None else None)
+            items.append(row[1].strip() if row[1] is not None else None)
+            lines.append(line)
+            line = reader.line_num + 1
     except csv.Error as e:  # NUL bytes, a lone carriage return inside a field, ...
         raise BadRequest(f"not valid CSV ({e})") from None
-    if rows and [c.strip().lower() for c in rows[0]] == ["user", "item"]:
-        rows = rows[1:]
-    if not rows:
+    if not users:
         raise BadRequest("CSV body holds no rows; send user,item per line")
-    for number, row in enumerate(rows, start=1):
-        if len(row) != 2:
-            raise BadRequest(f"CSV row {number}: expected 2 fields (user,item), got {len(row)}")
-    return [{"inputs": {"user": [r[0].strip() for r in rows], "item": [r[1].strip() for r in rows]}}]
+    return [CsvRows(users, items, lines, errors)]
 
 
 #: `decode(body)` -> the records: a list, or `JsonLines` (sized, parsed as iterated).
@@ -180,7 +205,9 @@ def _csv_lines(response: dict) -> list[str]:
     if "predictions" in response:
         return [repr(p["score"]) for p in response["predictions"]]
     if "outputs" in response:
-        return [repr(s) for s in response["outputs"]["score"]]
+        errors = response.get("errors", {})
+        return [repr(s) if s is not None else f"error: {errors[str(n)]}"
+                for n, s in enumerate(response["outputs"]["score"])]
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow([entry["itemId"] for entry in response["itemList"]])
     return [buffer.getvalue()]

@@ -81,12 +81,15 @@ def run(job: TrainJob, should_stop=None) -> dict:
     strategy = strategy_for(cluster)  # before TensorFlow runs anything else in this process
     hp = job.hyperparameters
     clock = PhaseClock()
+    stop_point = _stop_point(should_stop)
     parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
     clock.lap("read")
+    stop_point("after reading the channels")
     dataset = prepare(parts["train"], test_k=hp.test_k, validation_k=hp.validation_k, min_rating=hp.min_rating,
                       validation=parts.get("validation"), test=parts.get("test"))
     del parts  # the raw ids and timestamps: as large as the indexed data, and no longer needed
     clock.lap("prepare")
+    stop_point("after preparing the data")
     log.info("data: %s", json.dumps(dataset.statistics()))
 
     listeners = [lambda e: log.info("%s", e.line())]
@@ -99,11 +102,21 @@ def run(job: TrainJob, should_stop=None) -> dict:
         result = fit(dataset, hp.train, lambda e: [listen(e) for listen in listeners],
                      checkpoint=checkpoint, should_stop=should_stop, strategy=strategy)
         clock.lap("train")
-        metrics = _evaluate_and_save(job, dataset, result, clock) if cluster.is_chief else {}
+        stop_point("after training, before evaluation (the last checkpoint is kept)")
+        metrics = _evaluate_and_save(job, dataset, result, clock, stop_point) if cluster.is_chief else {}
         if cluster.size > 1:
             agree(strategy, [0.0])  # workers leave only after the chief wrote the model: local mode stops
             # every container when the first one exits
     return metrics
+
+
+def _stop_point(should_stop):
+    """Between phases, a stop request ends the job (exit 143) instead of waiting for evaluation and export:
+    SageMaker kills the container 120 s after SIGTERM, and no phase of a 23M-interaction job takes 30 s."""
+    def check(where: str) -> None:
+        if should_stop is not None and should_stop():
+            raise Interrupted(f"stopped by request {where}")
+    return check
 
 
 def _check_same_data(strategy, cluster, dataset) -> None:
@@ -160,7 +173,7 @@ class PhaseClock:
         self._last = now
 
 
-def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock) -> dict:
+def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_point=lambda where: None) -> dict:
     """The chief's part: test metrics on the full test split, the model folder, and the outputs."""
     from ncf import artifacts
     from ncf.arrays import unique
@@ -210,6 +223,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock) -> dic
             print(" ".join(f"{name}:{k}={v:.4f}" for k, v in values.items()), flush=True)
 
     clock.lap("evaluate")
+    stop_point("after evaluation, before the model was written")
     artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})
     artifacts.save(job.model_dir, artifact, keras_model=result.model)
     clock.lap("export")
@@ -266,6 +280,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     stop = StopFlag()
     stop.install()
     failure_file = None if argv else SageMakerPaths.from_env(environ).failure
+    if failure_file is not None:
+        with contextlib.suppress(OSError):
+            failure_file.unlink(missing_ok=True)  # an earlier run's: this run writes its own, or none on success
     try:
         job = _local_job(argv) if argv else TrainJob.from_paths(SageMakerPaths.from_env(environ), environ)
         run(job, should_stop=stop)

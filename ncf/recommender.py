@@ -67,6 +67,10 @@ class Recommender:
         i = self._known("item", self.items, items)
         return sigmoid(self.scorer.pairs(u, i)).astype(np.float64)
 
+    def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """`[n]` probabilities for pairs of user and item indices (known ids, from `users.lookup`)."""
+        return sigmoid(self.scorer.pairs(np.asarray(users, np.int64), np.asarray(items, np.int64))).astype(np.float64)
+
     def recommend(self, user, k: int = 10, *, exclude_seen: bool = True, exclude: Iterable = ()) -> Recommendations:
         """Top-`k` items for `user`; for a user the model does not know, the most popular items (`fallback`)."""
         return self.recommend_many([user], k, exclude_seen=exclude_seen, exclude=exclude)[0]

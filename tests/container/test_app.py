@@ -187,9 +187,25 @@ def test_unknown_ids_in_pairs_are_400_naming_them(client, ids):
     assert response.status_code == 400 and response.json["error"] == "unknown item id: 'nope'"
 
 
-def test_bad_csv_is_400(client):
-    assert post(client, "1,2,3\n", content_type="text/csv").status_code == 400
+def test_a_csv_body_that_is_not_text_or_holds_no_row_is_400(client):
     assert post(client, b"\xff\xfe", content_type="text/csv").status_code == 400
+    assert post(client, "user,item\n", content_type="text/csv").status_code == 400
+
+
+def test_csv_answers_a_line_per_row_in_order_with_errors_in_place_like_json_lines(client, ids, recommender):
+    users, items = ids
+    body = (f"user,item\n{users[0]},{items[0]}\n\n1,2,3\nuser,item\n{users[1]},nope\n"
+            f"\"{users[1]}\",\"{items[1]}\"\n")
+    response = post(client, body, content_type="text/csv")
+    lines = response.get_data(as_text=True).splitlines()
+    assert response.status_code == 200 and len(lines) == 6  # six rows after the header, six answers
+    assert float(lines[0]) == pytest.approx(recommender.score(users[:1], items[:1])[0], abs=1e-6)
+    assert lines[1:5] == ["error: line 3: empty row", "error: line 4: expected 2 fields (user,item), got 3",
+                          "error: line 5: unknown user id: 'user'", "error: line 6: unknown item id: 'nope'"]
+    assert float(lines[5]) == pytest.approx(recommender.score(users[1:2], items[1:2])[0], abs=1e-6)
+    as_json = post(client, body, content_type="text/csv", accept="application/json").json
+    assert as_json["outputs"]["score"][1:5] == [None] * 4 and as_json["outputs"]["like"][1] is None
+    assert as_json["errors"]["3"] == "line 5: unknown user id: 'user'"
 
 
 def test_unknown_routes_and_methods_answer_json(client):
@@ -218,9 +234,10 @@ def test_no_request_body_causes_a_server_error(client, body, content_type):
 
 
 @pytest.mark.parametrize("body", [b"\r\x00", b'"unterminated\n1,2', b"1,2\x00\n"])
-def test_csv_that_the_csv_module_refuses_is_400_not_500(client, body):
+def test_csv_rows_of_control_characters_or_open_quotes_are_error_lines_not_500(client, body):
     response = post(client, body, content_type="text/csv")
-    assert response.status_code == 400 and "error" in response.json
+    lines = response.get_data(as_text=True).splitlines()
+    assert response.status_code == 200 and lines and all(line.startswith("error: line ") for line in lines)
 
 
 def test_the_app_never_runs_in_debug_mode_even_when_the_environment_asks(recommender, model_dir, monkeypatch):
@@ -383,9 +400,11 @@ def test_pairs_with_such_ids_are_400_unknown_never_scored_as_another_id(client, 
     assert response.status_code == 400 and response.json["error"].startswith("unknown user id")
 
 
-def test_such_ids_in_csv_are_400_not_500(client, ids):
-    response = post(client, f"{ids[0][0]},9999999999999999999\n", content_type="text/csv")
-    assert response.status_code == 400 and "unknown item id" in response.json["error"]
+def test_such_ids_in_csv_are_an_error_line_in_place_not_a_500(client, ids):
+    response = post(client, f"{ids[0][0]},9999999999999999999\n{ids[0][0]},{ids[1][0]}\n", content_type="text/csv")
+    lines = response.get_data(as_text=True).splitlines()
+    assert response.status_code == 200 and lines[0] == "error: line 1: unknown item id: '9999999999999999999'"
+    assert 0.0 <= float(lines[1]) <= 1.0
 
 
 @pytest.mark.parametrize("k", ["\u00b2", "--1", "\uff13"])

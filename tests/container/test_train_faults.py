@@ -79,6 +79,22 @@ def test_sigterm_during_data_loading_stops_and_the_next_run_completes(tmp_path, 
     process.stdout.read()
     assert process.wait(timeout=120) == 143 and failure(root).startswith("Stopped:")
     assert run_train(root).returncode == 0
+    assert not (root / "output" / "failure").exists()  # the stopped run's reason does not outlive a success
+
+
+def test_sigterm_after_training_stops_before_the_model_is_written(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}},
+                   {"model": "mf", "epochs": "1", "refit": "false"})
+    process = subprocess.Popen(train_command(), cwd=ROOT, env=env(root), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if "epoch=1/1" in line:  # training is over: evaluation and export are what is left
+            process.send_signal(signal.SIGTERM)
+            break
+    process.stdout.read()
+    assert process.wait(timeout=120) == 143
+    assert re.match(r"Stopped: stopped by request after (training|evaluation)", failure(root)), failure(root)
+    assert not (root / "model" / "metadata.json").exists()
 
 
 def test_an_interrupted_and_resumed_job_writes_the_same_model_as_an_uninterrupted_one(tmp_path, ratings):
@@ -103,3 +119,33 @@ def test_an_interrupted_and_resumed_job_writes_the_same_model_as_an_uninterrupte
     assert sorted(a.files) == sorted(b.files)
     for name in a.files:
         np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
+
+
+def test_a_pipe_channel_that_does_not_fit_on_disk_is_a_data_error_saying_so(tmp_path):
+    import resource
+
+    from container.channels import read_channel
+    from container.train_config import Channel
+    from ncf.data import Columns
+    from ncf.errors import DataError
+
+    fifo = tmp_path / "train_0"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as f:
+            try:
+                f.write(b"user,item\n" + b"1,2\n" * (1 << 20))
+            except BrokenPipeError:
+                pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))  # a volume with 1 MiB free, as far as writes go
+    try:
+        with pytest.raises(DataError, match=r"could not be staged .* after 1 MiB .*use FastFile mode"):
+            read_channel(Channel("train", fifo, input_mode="Pipe"), Columns())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)

@@ -85,7 +85,7 @@ def run_job(ratings: Path, out: Path, settings: dict[str, str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"train failed on {ratings}:\n{text[-3000:]}")
     metrics = json.loads((out / "output" / "metrics.json").read_text())
-    rounds = [dict(re.findall(r"(\w+)=([0-9./]+)", line)) for line in text.splitlines() if " epoch=" in line
+    rounds = [dict(re.findall(r"(\w+)=(\S+)", line)) for line in text.splitlines() if " epoch=" in line
               and "progress" not in line]
     epoch_s: dict[tuple[str, str], float] = {}  # per epoch of each stage: a long epoch logs a line per round
     for r in rounds:

@@ -48,25 +48,36 @@ def _streamed(pieces):
 
 
 #: Seconds a request body may stall (no byte arriving) before the request is answered 408: a client that
-#: stops midway would otherwise hold a sync worker until the worker timeout, then get no answer at all.
+#: stops midway would otherwise hold a sync worker until the worker timeout, then get no answer at all. (A
+#: client trickling a byte every few seconds is still bounded by that timeout.)
 BODY_STALL_S = 10.0
 
 
 def _body(limit: int) -> bytes:
-    """The request body, whole, or the 4xx that says why not. A Content-Length over `limit` is refused by
-    werkzeug before reading (MAX_CONTENT_LENGTH); a chunked body is read up to one byte past `limit` and
-    refused there (werkzeug would cut it at the limit and answer the rest silently). A malformed chunk is a
-    400, a body that stops arriving a 408."""
+    """The request body, whole, or the 4xx that says why not, read from the WSGI input directly (werkzeug's
+    reader turns a stall into a generic "client disconnected" and cuts a chunked body at the limit).
+
+    With a Content-Length: refused (413) above `limit` before reading, then read to that length. Chunked: read
+    up to one byte past `limit` and refused there. A malformed chunk is a 400, a body that stops arriving for
+    `BODY_STALL_S` a 408, one that ends early a 400.
+    """
+    length = request.content_length
+    if length is not None and length > limit:
+        raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
+    stream = request.environ["wsgi.input"]
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         sock.settimeout(BODY_STALL_S)
     try:
-        if request.content_length is not None:
-            return request.get_data(cache=False)
-        body = request.environ["wsgi.input"].read(limit + 1)
-        if len(body) > limit:
-            raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
-        return body
+        wanted = limit + 1 if length is None else length
+        parts, got = [], 0
+        while got < wanted:
+            part = stream.read(wanted - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        body = b"".join(parts)
     except TimeoutError:
         raise RequestTimeout(f"the request body stopped arriving for {BODY_STALL_S:g} s") from None
     except (ParseException, OSError) as e:  # gunicorn's chunked reader: a bad chunk size, a body cut short
@@ -74,6 +85,12 @@ def _body(limit: int) -> bytes:
     finally:
         if sock is not None:
             sock.settimeout(None)  # the answer may take minutes to stream to a slow reader
+    if length is None and len(body) > limit:
+        raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
+    if length is not None and len(body) < length:
+        raise BadRequest(f"the request body ended after {len(body):,} of the {length:,} bytes its Content-Length "
+                         "announced")
+    return body
 
 
 def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None,

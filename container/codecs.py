@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable, Iterator
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 
+from ncf.vocab import MAX_ID_CHARS
+
 from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
 
 JSON = "application/json"
@@ -163,6 +165,9 @@ def decode_csv(body: bytes) -> list[CsvRows]:
             if len(row) != 2:
                 errors[len(users)] = (f"line {line}: empty row" if not any(c.strip() for c in row) else
                                       f"line {line}: expected 2 fields (user,item), got {len(row)}")
+                row = [None, None]
+            elif max(len(row[0]), len(row[1])) > MAX_ID_CHARS:
+                errors[len(users)] = f"line {line}: an id is longer than {MAX_ID_CHARS} characters"
                 row = [None, None]
             users.append(row[0].strip() if row[0] is not None else None)
             items.append(row[1].strip() if row[1] is not None else None)

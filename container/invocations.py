@@ -192,14 +192,8 @@ def requests(records: Iterable, options: Options) -> Iterator[ScorePairs | Recom
             yield record
             continue
         if isinstance(record, codecs.CsvRows):
-            errors = dict(record.errors)
-            for n, (user, item) in enumerate(zip(record.users, record.items)):
-                for what, value in (("user", user), ("item", item)):
-                    if value is not None and n not in errors and len(value) > MAX_ID_CHARS:
-                        errors[n] = f"line {record.lines[n]}: {what} is {len(value):,} characters long; ids " \
-                                    f"have at most {MAX_ID_CHARS}"
             yield ScorePairs(record.users, record.items, options.threshold, columnar=True, lines=record.lines,
-                             row_errors=errors)
+                             row_errors=record.errors)
             continue
         try:
             yield parse(record, options)

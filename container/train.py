@@ -81,7 +81,9 @@ def run(job: TrainJob, should_stop=None) -> dict:
     strategy = strategy_for(cluster)  # before TensorFlow runs anything else in this process
     hp = job.hyperparameters
     clock = PhaseClock()
-    stop_point = _stop_point(should_stop)
+    # Several hosts stop together inside training (the request goes through the all-reduce); one that left
+    # between phases alone would leave the others waiting in a collective.
+    stop_point = _stop_point(should_stop if cluster.size == 1 else None)
     parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
     clock.lap("read")
     stop_point("after reading the channels")

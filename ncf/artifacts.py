@@ -141,6 +141,9 @@ def _arrays(file: Path) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(file) as archive:
             for member in archive.infolist():
+                if member.compress_type != zipfile.ZIP_STORED:  # np.savez stores; inflating could be a bomb
+                    raise ArtifactError(f"model file {file}: array {member.filename!r} is compressed; model "
+                                        "arrays are stored as np.savez writes them")
                 with archive.open(member) as stream:
                     _check_header(file, member.filename.removesuffix(".npy"), stream, member.file_size)
         with np.load(file, allow_pickle=False) as npz:
@@ -179,7 +182,7 @@ def load(path: str | Path) -> ModelArtifact:
 def _check_consistent(path: Path, a: ModelArtifact) -> None:
     """Everything serving will index or print, checked once at load (a few passes over the arrays: ~0.2 s for
     the 23M-interaction model), so that a folder that loads cannot later fail a request or answer NaN."""
-    from .training import MODEL_KINDS
+    from .kinds import MODEL_KINDS
 
     problems = []
     if a.kind not in MODEL_KINDS:

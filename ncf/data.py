@@ -431,7 +431,8 @@ def _ids(column: pd.Series, role: str, path: Path, where) -> np.ndarray:
         return column.to_numpy(np.int64)
     if column.dtype.kind == "f":
         column = column.astype("string").str.removesuffix(".0")
-    if column.dtype == object:  # Parquet list or struct cells: one id per row, not several
+    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) == "mixed":
+        # Parquet list or struct cells (one id per row, not several); text and numbers never get here
         nested = np.flatnonzero(column.map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).to_numpy())
         if nested.size:
             _fail(path, where, nested, role, lambda r: f"id is a {type(column.iat[r]).__name__}, not one value")
@@ -449,7 +450,7 @@ def _ids(column: pd.Series, role: str, path: Path, where) -> np.ndarray:
     if garbled.size:
         _fail(path, where, garbled, role, lambda r: "id is not UTF-8 text (save the file as UTF-8)")
     # Integers only when every id is canonical ("7", "-3"), so that "007" and "7" stay two different ids.
-    canonical = text.str.fullmatch(r"-?(0|[1-9][0-9]{0,17})")
+    canonical = text.str.fullmatch(r"0|-?[1-9][0-9]{0,17}")
     if bool(canonical.all()):
         return text.astype(np.int64).to_numpy()
     return text.to_numpy(dtype=str)

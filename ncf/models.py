@@ -18,7 +18,7 @@ import numpy as np
 from keras import layers, ops
 
 from .errors import ConfigError
-from .training import MODEL_KINDS
+from .kinds import MODEL_KINDS
 
 _EMBEDDING_INIT = {"class_name": "RandomNormal", "config": {"stddev": 0.01}}
 

@@ -25,12 +25,11 @@ from .dataset import Dataset
 from .distribute import agree, default_strategy, sharded_batches
 from .errors import ConfigError, Interrupted
 from .evaluation import Candidates, draw_candidates, evaluate_candidates
+from .kinds import MODEL_KINDS
 from .sampling import NegativeSampler, epoch_chunks, positives_per_chunk
 
 log = logging.getLogger(__name__)
 
-#: Defined here, not in `models`, so that validating a config does not import TensorFlow.
-MODEL_KINDS = ("neumf", "gmf", "mlp", "mf")
 OPTIMIZERS = ("lazy_adam", "adam")
 #: `auto` refits when validation held out every user's interaction, and not when it held out a sample of
 #: users (`Dataset.with_validation_users`): then all others trained on theirs already, and a refit, which costs
@@ -228,12 +227,12 @@ def fit(
             validation = None
     sampler = NegativeSampler(searched.train_seen)
     report = on_epoch or (lambda e: log.info("%s", e.line()))
-    resume = _resumable(checkpoint, config.model, config, searched)
     strategy = strategy or default_strategy()
     if config.optimizer == "lazy_adam" and strategy.num_replicas_in_sync > 1:
         log.info("%d replicas: optimizer adam (Keras' dense Adam; lazy_adam runs in one process only)",
                  strategy.num_replicas_in_sync)
         config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
+    resume = _resumable(checkpoint, config.model, config, searched)
     run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy)
 
     if config.pretrain and resume is None:
@@ -544,7 +543,8 @@ class EarlyStopping:
 
     def better(self, hr: float, ndcg: float) -> bool:
         best_hr, best_ndcg = self.best_key
-        return hr >= best_hr + self.min_delta and hr > best_hr or (hr == best_hr and ndcg > best_ndcg)
+        rise = hr - best_hr  # a tolerance: 20 more hits of 20,000 users is a rise of exactly 0.001
+        return rise > 0 and rise >= self.min_delta - 1e-9 or (rise == 0 and ndcg > best_ndcg)
 
     def update(self, entry: EpochLog, model) -> None:
         if not entry.validation:

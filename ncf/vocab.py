@@ -20,9 +20,10 @@ import numpy as np
 from .arrays import unique
 from .errors import UnknownIdError
 
-#: An integer as text: ASCII digits only, an optional minus, no leading zeros, at most 19 digits (int64).
+#: An integer as text, as `str(n)` writes it: ASCII digits, a minus before any but 0, no leading zeros, at
+#: most 19 digits (int64).
 #: Python's `int()` also reads "１" (full-width), "٣١" (Arabic-Indic) and " 31 ", which would alias other ids.
-_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})", re.ASCII)
+_INT_TEXT = re.compile(r"0|-?[1-9][0-9]{0,18}", re.ASCII)
 INT64 = (-(2**63), 2**63 - 1)
 #: Longest id, in characters, in training data as in requests: a user's or item's id is a key, and one id of
 #: 100,000 characters would widen the fixed-width array of every id to 400 kB per id.

@@ -218,18 +218,15 @@ def test_a_malformed_chunk_is_400_json(server):
     assert status == 400 and headers["content-type"] == "application/json" and "error" in json.loads(payload)
 
 
-def test_a_chunked_body_that_stops_midway_is_408_within_seconds_not_a_worker_timeout(server):
-    from container.app import BODY_STALL_S
-
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
-        conn.sendall(POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"100\r\n" + b"x" * 10)  # then silence
-        started = time.monotonic()
+@pytest.mark.parametrize("framing", [b"Transfer-Encoding: chunked\r\n\r\n100\r\n" + b"x" * 10,
+                                     b"Content-Length: 256\r\n\r\n" + b"x" * 10])
+def test_a_body_that_stops_midway_is_answered_408_not_left_to_the_worker_timeout(server, framing):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=120) as conn:
+        conn.sendall(POST + framing)  # then silence: a worker timeout would answer nothing, or HTML
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
-    waited = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 408") and b"stopped arriving" in answer
-    assert waited < BODY_STALL_S + 20  # the real-time worker timeout is 60 s
     assert request(server.port, "GET", "/ping")[0] == 200
 
 

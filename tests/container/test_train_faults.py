@@ -82,18 +82,20 @@ def test_sigterm_during_data_loading_stops_and_the_next_run_completes(tmp_path, 
     assert not (root / "output" / "failure").exists()  # the stopped run's reason does not outlive a success
 
 
-def test_sigterm_after_training_stops_before_the_model_is_written(tmp_path, ratings):
-    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}},
-                   {"model": "mf", "epochs": "1", "refit": "false"})
-    process = subprocess.Popen(train_command(), cwd=ROOT, env=env(root), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    for line in process.stdout:
-        if "epoch=1/1" in line:  # training is over: evaluation and export are what is left
-            process.send_signal(signal.SIGTERM)
-            break
-    process.stdout.read()
-    assert process.wait(timeout=120) == 143
-    assert re.match(r"Stopped: stopped by request after (training|evaluation)", failure(root)), failure(root)
+def test_sigterm_after_training_stops_before_evaluation_and_no_model_is_written(tmp_path, ratings, monkeypatch):
+    from ncf import training
+
+    real_fit = training.fit
+
+    def fit_then_sigterm(*args, **kwargs):  # SIGTERM lands exactly between training and evaluation
+        result = real_fit(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(training, "fit", fit_then_sigterm)
+    root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf", "epochs": "1"})
+    assert train_in_process(root) == 143
+    assert failure(root).startswith("Stopped: stopped by request after training, before evaluation")
     assert not (root / "model" / "metadata.json").exists()
 
 

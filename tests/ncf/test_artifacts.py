@@ -191,3 +191,12 @@ def test_a_fifo_in_place_of_a_file_is_refused_without_blocking(model_dir, tmp_pa
         with open(folder / "weights.npz", "wb"):
             pass
     assert outcome and "weights.npz is not a regular file" in outcome[0]
+
+
+def test_compressed_arrays_are_refused_as_np_savez_never_writes_them(model_dir, tmp_path):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    weights = dict(np.load(folder / "weights.npz"))
+    with open(folder / "weights.npz", "wb") as f:
+        np.savez_compressed(f, **weights)
+    with pytest.raises(ArtifactError, match="is compressed; model arrays are stored as np.savez writes them"):
+        artifacts.load(folder)

@@ -368,3 +368,8 @@ def test_a_parquet_id_column_of_lists_is_refused_naming_the_row(tmp_path):
     pd.DataFrame({"user": [[1, 2], [3]], "item": [1, 2]}).to_parquet(path)
     with pytest.raises(DataError, match=r"row 1: user id is a (list|ndarray), not one value"):
         read_interactions(path)
+
+
+def test_minus_zero_is_not_zero_so_such_a_column_stays_text(tmp_path):
+    got = read_interactions(write(tmp_path / "r.csv", "user,item\n-0,1\n0,2\n"))
+    assert got.users.tolist() == ["-0", "0"] and got.items.tolist() == [1, 2]

@@ -188,17 +188,27 @@ def test_a_long_epoch_validates_in_equal_rounds_of_whole_chunks(dataset, monkeyp
     assert abs(seen[0].samples - seen[1].samples) <= 256 * each and seen[0].samples >= chunks // 3 * 256 * each - 256
 
 
-def test_patience_counts_validation_rounds_and_can_stop_inside_an_epoch(dataset, monkeypatch):
+def test_patience_counts_validation_rounds_and_can_stop_inside_an_epoch(dataset, monkeypatch, tmp_path):
     from ncf import sampling
+    from ncf.checkpoint import Checkpointer
 
     monkeypatch.setattr(sampling, "CHUNK_EXAMPLES", 256 * 9)
     seen = []
+    checkpoint = Checkpointer(tmp_path)
     result = fit(dataset, TrainConfig(model="mf", factors=4, epochs=30, patience=2, learning_rate=0.05,
-                                      batch_size=256, refit=False, validate_every=256 * 9 * 2), on_epoch=seen.append)
+                                      batch_size=256, refit=False, validate_every=256 * 9 * 2, min_delta=0.0),
+                 on_epoch=seen.append, checkpoint=checkpoint)
     best = max(range(len(seen)), key=lambda i: (seen[i].validation["hr@10"], seen[i].validation["ndcg@10"], -i))
     assert len(seen) == best + 1 + 2  # stopped two rounds after the best one, not two epochs
-    assert seen[0].rounds > 3
+    assert seen[0].rounds > 3 and seen[-1].round < seen[-1].rounds  # inside an epoch (seeded: always here)
     assert result.best_epoch == seen[best].epoch and result.best_validation == seen[best].validation
+    state = checkpoint.load()  # written at the stop, finished: a restart trains nothing more
+    assert state.finished and state.epoch == seen[-1].epoch and state.history == seen
+    again = []
+    fit(dataset, TrainConfig(model="mf", factors=4, epochs=30, patience=2, learning_rate=0.05, batch_size=256,
+                             refit=False, validate_every=256 * 9 * 2, min_delta=0.0), on_epoch=again.append,
+        checkpoint=checkpoint)
+    assert again == []
 
 
 def test_only_the_sampled_validation_users_give_up_an_interaction(dataset):

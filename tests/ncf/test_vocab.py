@@ -34,7 +34,7 @@ def test_an_integer_vocabulary_accepts_ids_as_json_numbers_or_text():
 
 
 @pytest.mark.parametrize("sent", [2**64, -(2**63) - 1, "9999999999999999999", "18446744073709551616", "--1", "²",
-                                  "\uff11", "\u0663\u0661", " 31", "31 ", "+31", "3_1", "", "-"])
+                                  "\uff11", "\u0663\u0661", " 31", "31 ", "+31", "3_1", "", "-", "-0"])
 def test_an_id_past_int64_or_not_spelt_in_ascii_digits_is_unknown_never_an_error_or_another_id(sent):
     vocab = Vocabulary.fit(np.array([-1, 1, 31, 2**63 - 1]))
     assert vocab.lookup([sent, 31]).tolist() == [-1, 2]
@@ -52,6 +52,7 @@ def test_an_id_longer_than_any_known_one_is_unknown_without_widening_the_lookup(
 
 @given(st.one_of(st.text(max_size=30), st.integers(min_value=-(2**70), max_value=2**70)))
 @example("a\x00")
+@example("-0")
 @example("")
 def test_any_id_a_client_sends_finds_exactly_the_id_it_spells_or_nothing(sent):
     known = np.array([0, 1, 7, 31, -5, 2**63 - 1])

@@ -22,6 +22,9 @@ Sections:
    mode (`SAGEMAKER_BATCH=true`, timeout 3600 s as the workflow script sets it, 2 workers) gets the payload its `/execution-parameters` advertises, filled with
    the smallest records (`{"user":N}` lines, default k), on both 25M models: seconds against the worker
    timeout, the worker's peak RSS, the answer's size and lines.
+5. A default job (`--default-job SIZE`, alone): `train` with no hyperparameters at all (early stopping in
+   validation rounds, `refit=auto`), as a user would start it: epochs and rounds run, the best epoch, each
+   phase's seconds, the whole job's minutes (target on 23M: <= 45), peak RSS and test HR@10.
 Each table is stamped with the commit, the date and the machine.
 """
 

@@ -57,12 +57,13 @@ def main() -> None:
     data = prepare(read_interactions(args.ratings), test_k=1 if args.protocol == "loo" else 10, validation_k=1)
     prep_seconds = time.perf_counter() - started
     candidates = draw_candidates(data.test, data.seen, 99, seed=0)
+    known = data.seen_before_test()  # what full ranking excludes: the items trained on or selected on
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     base = TrainConfig(seed=args.seed, **overrides)
 
     rows = []
     pop = evaluate_candidates(popularity_scorer(data.popularity), candidates, probabilities=False)
-    pop.update(evaluate_full_ranking(popularity_top_k(data.popularity, data.train_seen), data.test, data.n_items,
+    pop.update(evaluate_full_ranking(popularity_top_k(data.popularity, known), data.test, data.n_items,
                                      prefix="full_"))
     rows.append({"model": "popularity", **pop})
     for name in args.runs.split(","):
@@ -72,7 +73,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         metrics = evaluate_candidates(keras_scorer(result.model), candidates)
         scorer = NumpyScorer(config.model, export_weights(result.model))
-        metrics.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, data.train_seen), data.test,
+        metrics.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), data.test,
                                              data.n_items, prefix="full_"))
         epochs = sum(e.stage == config.model for e in result.history)  # not pretraining, not the refit
         rows.append({"model": name, **metrics, "epochs": epochs, "best_epoch": result.best_epoch,

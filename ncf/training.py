@@ -465,7 +465,7 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
             break
         rng = np.random.default_rng([config.seed, epoch])
         progress = Progress(stage, epoch, config.epochs, len(dataset.train) * (1 + config.negatives))
-        chunks = -(-len(dataset.train) // positives_per_chunk(config.negatives, config.batch_size))
+        chunks = max(1, -(-len(dataset.train) // positives_per_chunk(config.negatives, config.batch_size)))
         rounds = min(chunks, _rounds(progress.total, config.validate_every if validation is not None else 0))
         ends = [chunks * r // rounds for r in range(1, rounds + 1)]  # a round is whole chunks
         t0, summed_loss, samples, r, chunk = time.perf_counter(), 0.0, 0, 1, 0
@@ -476,8 +476,8 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
             progress.advance(0 if stopped else len(labels), force=stopped)
             if stopped:
                 raise Interrupted(f"training stopped by request during epoch {epoch} of {stage}")
-            if r == rounds or chunk < ends[r - 1]:
-                continue  # an epoch's last round ends with its last chunk
+            if chunk < ends[r - 1]:
+                continue  # the last round ends with the epoch's last chunk (`ends[-1] == chunks`)
             rounds_done += 1
             _end_round(search, model, validation, strategy, report, stage, epoch, config.epochs, r, rounds,
                        summed_loss, samples, time.perf_counter() - t0,
@@ -485,11 +485,6 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
             r, t0, summed_loss, samples = r + 1, time.perf_counter(), 0.0, 0
             if search.finished:
                 break
-        if not search.finished:
-            rounds_done += 1
-            _end_round(search, model, validation, strategy, report, stage, epoch, config.epochs, rounds, rounds,
-                       summed_loss, samples, time.perf_counter() - t0,
-                       eta=(time.perf_counter() - started) / rounds_done * _rounds_left(config, epoch, r, rounds))
         if checkpoint is not None:
             data = data if data is not None else data_key(dataset)
             checkpoint.save(_state(model, optimizer, config, stage, epoch, result, search, data,

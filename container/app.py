@@ -62,8 +62,9 @@ def _body(limit: int) -> bytes:
     `BODY_STALL_S` a 408, one that ends early a 400.
     """
     length = request.content_length
+    over = TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
     if length is not None and length > limit:
-        raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
+        raise over
     stream = request.environ["wsgi.input"]
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
@@ -85,8 +86,8 @@ def _body(limit: int) -> bytes:
     finally:
         if sock is not None:
             sock.settimeout(None)  # the answer may take minutes to stream to a slow reader
-    if length is None and len(body) > limit:
-        raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
+    if len(body) > limit:  # chunked (a Content-Length was checked above)
+        raise over
     if length is not None and len(body) < length:
         raise BadRequest(f"the request body ended after {len(body):,} of the {length:,} bytes its Content-Length "
                          "announced")
@@ -100,7 +101,6 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
     `limits` default to those derived from timing `recommender` on this machine (`Costs.measure`)."""
     app = Flask("ncf")
     app.config["DEBUG"] = False  # Flask would take FLASK_DEBUG from the endpoint's environment: tracebacks, reloads
-    app.config["MAX_CONTENT_LENGTH"] = config.max_payload_mb * 1024 * 1024  # checked before the body is read
     defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
     not_ready = problem or "model not loaded"
     if recommender is not None and limits is None:
@@ -152,11 +152,8 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
 
     @app.errorhandler(Exception)
     def render(error: Exception):
-        if isinstance(error, HTTPException):
-            status = error.code or 500
-            message = (f"body is over the {config.max_payload_mb} MB limit" if status == 413
-                       else error.description or error.name)
-            return _json({"error": message}, status)
+        if isinstance(error, HTTPException):  # werkzeug's own: 404, 405, a disconnected client
+            return _json({"error": error.description or error.name}, error.code or 500)
         http = as_http_error(error)
         if http is None:
             log.exception("internal error answering %s %s", request.method, request.path)

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ncf.errors import UnknownIdError
 from ncf.recommender import Recommendations, Recommender
 from ncf.vocab import MAX_ID_CHARS, integer_text
 
@@ -259,36 +260,32 @@ def _answer_parsed(recommender: Recommender, parsed: list) -> list[dict]:
 def _answer_one(recommender: Recommender, request) -> dict:
     if isinstance(request, BadRequest):
         raise request
-    if isinstance(request, ScorePairs) and request.row_errors is not None:
-        return _score_rows(recommender, request)
     if isinstance(request, ScorePairs):
-        # In slices: an id lookup's temporaries are ~1 KB a pair (string ids), so a slice bounds them.
-        step = CHUNK_ENTRIES
-        scores = np.concatenate([recommender.score(request.users[s:s + step], request.items[s:s + step])
-                                 for s in range(0, len(request.users), step)])
-        likes = (scores >= request.threshold).tolist()
-        values = np.round(scores, 7).tolist()
-        if request.columnar:
-            return {"outputs": {"score": values, "like": likes}}
-        return {"predictions": [{"score": s, "like": like} for s, like in zip(values, likes)]}
+        return _score_pairs(recommender, request)
     if isinstance(request, Similar):
         return {"item": request.item, "itemList": _item_list(recommender.similar_items(request.item, request.k))}
     raise AssertionError(type(request))
 
 
-def _score_rows(recommender: Recommender, request: ScorePairs) -> dict:
-    """CSV rows: `{"outputs": {"score": [...], "like": [...]}}` with null for each row that could not be
-    scored, and `"errors"` naming why by row (as a string key, JSON's), so every row has its answer line.
-    Python touches only the rows in error; the rest is the vectorised path of any pair scoring."""
+def _score_pairs(recommender: Recommender, request: ScorePairs) -> dict:
+    """`{"predictions": [...]}` or `{"outputs": {"score": [...], "like": [...]}}` for the pairs, in slices of
+    `CHUNK_ENTRIES` (an id lookup's temporaries are ~1 KB a pair with string ids). JSON: an unknown id is the
+    request's 400. CSV (`row_errors` set): each row that could not be scored has a null score and its reason
+    under `"errors"` (by row, as a string key, JSON's), so every row has its answer line. Python touches only
+    the rows in error."""
     n = len(request.users)
     errors = dict(request.row_errors or {})
     scores = np.full(n, np.nan)
     for s in range(0, n, CHUNK_ENTRIES):
         rows = np.arange(s, min(s + CHUNK_ENTRIES, n))
-        rows = rows[~np.isin(rows, np.fromiter(errors, dtype=np.int64, count=len(errors)))]
+        if errors:
+            rows = rows[~np.isin(rows, np.fromiter(errors, dtype=np.int64, count=len(errors)))]
         users = recommender.users.lookup([request.users[r] for r in rows])
         items = recommender.items.lookup([request.items[r] for r in rows])
         known = (users >= 0) & (items >= 0)
+        if request.row_errors is None and not known.all():
+            kind, index, ids = ("user", users, request.users) if (users < 0).any() else ("item", items, request.items)
+            raise UnknownIdError(kind, [ids[r] for r in rows[index < 0]])
         for r, u in zip(rows[~known].tolist(), users[~known].tolist()):
             what, value = ("user", request.users[r]) if u < 0 else ("item", request.items[r])
             errors[r] = f"line {request.lines[r]}: unknown {what} id: {value!r}"
@@ -297,6 +294,8 @@ def _score_rows(recommender: Recommender, request: ScorePairs) -> dict:
     values = np.round(scores, 7).tolist()
     for r in errors:
         values[r] = likes[r] = None
+    if not request.columnar:
+        return {"predictions": [{"score": v, "like": like} for v, like in zip(values, likes)]}
     answer: dict = {"outputs": {"score": values, "like": likes}}
     if errors:
         answer["errors"] = {str(r): errors[r] for r in sorted(errors)}

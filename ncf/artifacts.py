@@ -139,15 +139,18 @@ def _check_header(file: Path, name: str, stream, stored: int) -> None:
 def _arrays(file: Path) -> dict[str, np.ndarray]:
     _regular_file(file)
     try:
+        arrays = {}
         with zipfile.ZipFile(file) as archive:
             for member in archive.infolist():
                 if member.compress_type != zipfile.ZIP_STORED:  # np.savez stores; inflating could be a bomb
                     raise ArtifactError(f"model file {file}: array {member.filename!r} is compressed; model "
                                         "arrays are stored as np.savez writes them")
+                name = member.filename.removesuffix(".npy")
                 with archive.open(member) as stream:
-                    _check_header(file, member.filename.removesuffix(".npy"), stream, member.file_size)
-        with np.load(file, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+                    _check_header(file, name, stream, member.file_size)
+                with archive.open(member) as stream:  # what np.load does per member, header checked first
+                    arrays[name] = np.lib.format.read_array(stream, allow_pickle=False)
+        return arrays
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, MemoryError) as e:
         raise ArtifactError(f"model file {file} is corrupt or holds objects ({e})") from e
 

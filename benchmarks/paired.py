@@ -1,6 +1,6 @@
 """Paired comparisons of two rankers on the same test users and candidates: per-row metrics and a bootstrap.
 
-Shared by the benchmarks that call a difference a win, a loss or noise (`peers.py`, `optimizer_quality.py`).
+Shared by the benchmarks that call a difference a win, a loss or noise (`peers.py`, `ab.py`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,123 @@
+"""Named training configurations against the first one: test quality over seeds on two data sets, with a
+paired bootstrap, and training speed, in one run.
+
+    .venv/bin/python benchmarks/ab.py --config neumf:model=neumf --config mf:model=mf      # (~25 min, 2 cores)
+    .venv/bin/python benchmarks/ab.py --config lazy:optimizer=lazy_adam --config dense:optimizer=adam
+
+Each `--config NAME:KEY=VALUE,...` is the library's defaults (`TrainConfig`: early stopping, refit) with those
+hyperparameters changed (values as `train --set` takes them); the first is the reference. Every (data set,
+config, seed) trains and is ranked on the same LOO-99 test candidates; the per-user hits and NDCGs of all seeds
+are pooled for a paired bootstrap (config minus reference, 95% interval). A default changes on a "win" or
+"loss", or on a measured cost (speed) with "within noise" quality, never on a difference called noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
+from benchmarks.scale import stamp  # noqa: E402
+from ncf.data import read_interactions  # noqa: E402
+from ncf.dataset import prepare  # noqa: E402
+from ncf.evaluation import draw_candidates, score_candidates  # noqa: E402
+
+DATA = {"ml-latest-small": ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv",
+        "ml-100k": ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"}
+
+
+def parse_config(text: str) -> tuple[str, dict]:
+    """`NAME:KEY=VALUE,...` -> (NAME, typed overrides of `TrainConfig`), through the container's own schema so
+    a value is spelled as `train --set` takes it (`mlp_layers=[64,32,16]`)."""
+    from container.hyperparameters import Hyperparameters
+
+    name, _, settings = text.partition(":")
+    raw = dict(pair.split("=", 1) for pair in _split(settings)) if settings else {}
+    parsed = Hyperparameters.parse(raw)
+    return name, {key: getattr(parsed.train, key) for key in raw}
+
+
+def _split(settings: str) -> list[str]:
+    """Commas between settings, not inside a bracketed list."""
+    out, depth, current = [], 0, ""
+    for char in settings:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            out.append(current)
+            current = ""
+        else:
+            current += char
+    return out + [current]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...",
+                   help="a configuration; the first is the reference (at least two)")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--data", default=",".join(DATA))
+    args = p.parse_args()
+    if len(args.config) < 2:
+        p.error("give at least two --config")
+    logging.basicConfig(level=logging.WARNING)
+
+    from ncf.training import TrainConfig, fit, keras_scorer
+
+    configs = dict(parse_config(text) for text in args.config)
+    reference = next(iter(configs))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows, verdicts = [], []
+    for data_name in args.data.split(","):
+        data = prepare(read_interactions(DATA[data_name]), test_k=1, validation_k=1)
+        candidates = draw_candidates(data.test, data.seen, 99, seed=0)
+        per_user = {name: ([], []) for name in configs}
+        for seed in seeds:
+            for name, overrides in configs.items():
+                config = replace(TrainConfig(), seed=seed, **overrides)
+                t0 = time.perf_counter()
+                result = fit(data, config, on_epoch=lambda e: None)
+                hits, gains = rank_metrics(score_candidates(keras_scorer(result.model), candidates))
+                per_user[name][0].append(hits)
+                per_user[name][1].append(gains)
+                rows.append((data_name, name, seed, hits.mean(), gains.mean(), result.best_epoch,
+                             result.throughput(), time.perf_counter() - t0))
+                print("  " + " ".join(map(str, rows[-1])), file=sys.stderr, flush=True)
+        pooled = {name: (np.concatenate(h), np.concatenate(g)) for name, (h, g) in per_user.items()}
+        verdicts += [(data_name, bootstrap(pooled[name], pooled[reference], name, reference))
+                     for name in configs if name != reference]
+
+    print(f"\n#### A/B against `{reference}` ({stamp()})\n")
+    for name, overrides in configs.items():
+        print(f"- `{name}`: defaults with {overrides or 'nothing changed'}")
+    print("\n| data | config | seed | HR@10 | NDCG@10 | best epoch | samples/s | job s |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for data_name, name, seed, hr, ndcg, best, speed, seconds in rows:
+        print(f"| {data_name} | {name} | {seed} | {hr:.4f} | {ndcg:.4f} | {best} | {speed:,.0f} | {seconds:.0f} |")
+    print("\n| data | config | mean HR@10 | mean NDCG@10 | mean samples/s |")
+    print("|---|---|---:|---:|---:|")
+    for data_name in args.data.split(","):
+        for name in configs:
+            mine = [r for r in rows if r[0] == data_name and r[1] == name]
+            print(f"| {data_name} | {name} | {np.mean([r[3] for r in mine]):.4f} | "
+                  f"{np.mean([r[4] for r in mine]):.4f} | {np.mean([r[6] for r in mine]):,.0f} |")
+    print(f"\nPaired bootstrap over test users x {len(seeds)} seeds (2,000 resamples), config minus `{reference}`:\n")
+    print("| data | config | HR@10 diff [95% CI] | NDCG@10 diff [95% CI] | verdict |")
+    print("|---|---|---|---|---|")
+    for data_name, b in verdicts:
+        cells = [f"{b[k][0]:+.4f} [{b[k][1]:+.4f}, {b[k][2]:+.4f}]" for k in ("hr", "ndcg")]
+        print(f"| {data_name} | {b['ours']} | {cells[0]} | {cells[1]} | {b['verdict']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,9 @@
 
 Every model uses the library's default hyperparameters (the container's defaults) with only the kind changed,
 early-stops on the validation split (each user's latest training interaction) and is ranked on the same
-seeded test candidates as the popularity baseline. Protocols: ../shared/reference/evaluation.md.
+seeded test candidates as the popularity baseline. acc@0.5 and ECE read the calibrated probability that
+`serve` answers (`ncf/calibration.py`); "plain" columns the uncalibrated sigmoid, for comparison.
+Protocols: ../shared/reference/evaluation.md.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def main() -> None:
         t0 = time.perf_counter()
         result = fit(data, config, on_epoch=lambda e: print("  " + e.line(), file=sys.stderr))
         seconds = time.perf_counter() - t0
-        metrics = evaluate_candidates(keras_scorer(result.model), candidates)
+        metrics = evaluate_candidates(keras_scorer(result.model, result.calibration), candidates)
+        plain = evaluate_candidates(keras_scorer(result.model), candidates)  # the uncalibrated sigmoid
+        metrics.update({"plain_accuracy@0.5": plain["accuracy@0.5"], "plain_ece": plain["ece"]})
         scorer = NumpyScorer(config.model, export_weights(result.model))
         metrics.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), data.test,
                                              data.n_items, prefix="full_"))
@@ -92,7 +96,9 @@ def main() -> None:
 
 def table(rows: list[dict]) -> str:
     columns = [("model", "model", "{}"), ("hr@10", "HR@10", "{:.4f}"), ("ndcg@10", "NDCG@10", "{:.4f}"),
-               ("accuracy@0.5", "acc@0.5", "{:.3f}"), ("full_recall@10", "full R@10", "{:.4f}"),
+               ("accuracy@0.5", "acc@0.5", "{:.3f}"), ("ece", "ECE", "{:.3f}"),
+               ("plain_accuracy@0.5", "acc@0.5 plain", "{:.3f}"), ("plain_ece", "ECE plain", "{:.3f}"),
+               ("full_recall@10", "full R@10", "{:.4f}"),
                ("full_ndcg@10", "full NDCG@10", "{:.4f}"), ("full_coverage", "coverage", "{:.3f}"),
                ("epochs", "epochs (best)", "{}"), ("samples_per_s", "train samples/s", "{:,.0f}"),
                ("train_seconds", "train s", "{:.0f}")]

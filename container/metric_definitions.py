@@ -12,6 +12,7 @@ METRIC_DEFINITIONS = [
     {"Name": "test:hr@10", "Regex": r"test:hr@10=([0-9.]+)"},
     {"Name": "test:ndcg@10", "Regex": r"test:ndcg@10=([0-9.]+)"},
     {"Name": "test:accuracy", "Regex": r"test:accuracy=([0-9.]+)"},
+    {"Name": "test:ece", "Regex": r"test:ece=([0-9.]+)"},
     {"Name": "test:recall@10", "Regex": r"test:full_recall@10=([0-9.]+)"},
     {"Name": "popularity:hr@10", "Regex": r"popularity:hr@10=([0-9.]+)"},
 ]

@@ -1,5 +1,6 @@
-"""What a training job leaves beside its model: metrics.json, the hyperparameters used, a training curve,
-and TensorBoard scalars when the job asked for them (SageMaker creates `output/tensorboard` then)."""
+"""What a training job leaves beside its model: metrics.json, the hyperparameters used, a training curve, a
+reliability diagram of the served probabilities, and TensorBoard scalars when the job asked for them
+(SageMaker creates `output/tensorboard` then)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,40 @@ def write_outputs(folder: Path, metrics: dict, hyperparameters: dict, history: l
     (folder / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2, sort_keys=True))
     if history:
         plot_curve(history, folder / "training_curve.png")
+    if metrics.get("calibration", {}).get("reliability"):
+        plot_reliability(metrics["calibration"], folder / "reliability.png")
 
 
-def plot_curve(history: list[EpochLog], path: Path) -> None:
-    """Loss and validation HR@10 per epoch, one line per stage (pretraining stages included)."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_reliability(calibration: dict, path: Path) -> None:
+    """Observed share of positives against the mean predicted probability per bin, on the balanced test set
+    (each test positive with one sampled unseen item), for the served probabilities and the plain sigmoid."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    for key, label in (("reliability", "served (calibrated)"), ("reliability_uncalibrated", "plain sigmoid")):
+        bins = calibration.get(key) or []
+        ax.plot([b["predicted"] for b in bins], [b["observed"] for b in bins], marker="o", label=label)
+    ax.set(title="reliability on the balanced test set", xlabel="mean predicted probability",
+           ylabel="share of held-out positives", xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curve(history: list[EpochLog], path: Path) -> None:
+    """Loss and validation HR@10 per epoch, one line per stage (pretraining stages included)."""
+    plt = _pyplot()
     fig, (loss_ax, hr_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for stage in dict.fromkeys(e.stage for e in history):
         epochs = [e for e in history if e.stage == stage]

@@ -179,20 +179,29 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     """The chief's part: test metrics on the full test split, the model folder, and the outputs."""
     from ncf import artifacts
     from ncf.arrays import unique
-    from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking, popularity_scorer,
-                                popularity_top_k, sample_users, scorer_top_k)
+    from ncf.calibration import Calibration
+    from ncf.evaluation import (balanced_reliability, candidate_metrics, draw_candidates, evaluate_candidates,
+                                evaluate_full_ranking, popularity_scorer, popularity_top_k, sample_users,
+                                score_candidates, scorer_top_k)
     from ncf.inference import NumpyScorer
     from ncf.models import export_weights
-    from ncf.training import keras_scorer, to_artifact
+    from ncf.training import keras_logits, to_artifact
 
     from .report import write_outputs
 
     hp = job.hyperparameters
     candidates = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
     scorer = NumpyScorer(hp.train.model, export_weights(result.model))
-    test = evaluate_candidates(keras_scorer(result.model), candidates, threshold=hp.threshold)
-    if test:
-        test["accuracy"] = test.pop(f"accuracy@{hp.threshold:g}")
+    test, calibration = {}, result.calibration.to_dict()
+    if len(candidates):
+        logits = score_candidates(keras_logits(result.model), candidates)
+        served, raw = result.calibration.probability(logits), Calibration().probability(logits)
+        named = {f"accuracy@{hp.threshold:g}": "accuracy"}  # the MetricDefinitions' name, in place
+        test = {named.get(k, k): v for k, v in candidate_metrics(served, threshold=hp.threshold).items()}
+        plain = candidate_metrics(raw, threshold=hp.threshold)
+        calibration.update(  # the served probabilities against the plain sigmoid, on the balanced test set
+            uncalibrated={"accuracy": plain[f"accuracy@{hp.threshold:g}"], "ece": plain["ece"]},
+            reliability=balanced_reliability(served)[1], reliability_uncalibrated=balanced_reliability(raw)[1])
     else:
         log.warning("no test row can be evaluated (users need more than test_k=%d interactions and 99 unseen "
                     "items): the model is trained and saved without test metrics", hp.test_k)
@@ -211,6 +220,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     metrics = {
         "protocol": "loo-99" if hp.test_k == 1 else f"leave-last-{hp.test_k}, 99 negatives per positive",
         "threshold": hp.threshold,
+        "calibration": calibration,
         "validation": result.best_validation,
         "best_epoch": result.best_epoch,
         "test": test,

@@ -1,7 +1,8 @@
 """The model folder: everything serving needs, in files a user can read without this library or pickle.
 
     model/
-      metadata.json     format version, model kind, hyperparameters, metrics, data statistics, versions
+      metadata.json     format version, model kind, hyperparameters, calibration, metrics, data statistics,
+                        versions
       vocabulary.npz    users, items: sorted raw ids (int64 or unicode); an id's index is its position
       weights.npz       named float32 arrays (`gmf/user`, `mlp/dense_0/kernel`, ...) for `inference.py`
       seen.npz          indptr, indices: every user's interactions, excluded from recommendations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import Calibration
 from .errors import ArtifactError
 from .seen import SeenItems
 from .vocab import Vocabulary
@@ -78,7 +80,8 @@ def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
     if keras_model is not None:
         from .savedmodel import export_saved_model
 
-        export_saved_model(keras_model, artifact.users, artifact.items, path / SAVED_MODEL)
+        export_saved_model(keras_model, artifact.users, artifact.items, path / SAVED_MODEL,
+                           Calibration.from_dict(artifact.metadata.get("calibration")))
         metadata["saved_model"] = SAVED_MODEL
     # metadata last: a folder with metadata.json is a complete folder.
     _atomic(path / METADATA, lambda f: f.write(json.dumps(metadata, indent=2, sort_keys=True).encode()))
@@ -193,6 +196,10 @@ def _check_consistent(path: Path, a: ModelArtifact) -> None:
     threshold = a.metadata.get("threshold", 0.5)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         problems.append(f"threshold {threshold!r} is not a number from 0 to 1")
+    try:
+        Calibration.from_dict(a.metadata.get("calibration"))
+    except ArtifactError as e:
+        problems.append(str(e))
     indptr, indices = a.seen.indptr, a.seen.indices
     if len(indptr) != len(a.users) + 1:
         problems.append(f"seen items cover {len(indptr) - 1} users, vocabulary has {len(a.users)}")

@@ -84,16 +84,33 @@ def evaluate_candidates(
     `accuracy@<threshold>` on a balanced set: each held-out positive and its first sampled negative (a random
     item the user never interacted with), right when the positive scores at or above the threshold and the
     negative below. Counting positives alone would give a model that always says 1 a perfect score; a
-    model that cannot tell them apart scores 0.5. No candidates, no metrics."""
+    model that cannot tell them apart scores 0.5. On the same set, `ece`: the expected calibration error of the
+    probabilities (`calibration.reliability`, 10 bins). No candidates, no metrics."""
     if len(candidates) == 0:
         return {}
-    scores = score_candidates(score, candidates)
+    return candidate_metrics(score_candidates(score, candidates), k, probabilities=probabilities,
+                             threshold=threshold)
+
+
+def candidate_metrics(scores: np.ndarray, k: int = 10, *, probabilities: bool = True,
+                      threshold: float = 0.5) -> dict[str, float]:
+    """`evaluate_candidates` of scores already computed, `[rows, 1 + n_neg]` (several readings of one pass)."""
     ranks = positive_ranks(scores)
     metrics = {f"hr@{k}": hit_rate(ranks, k), f"ndcg@{k}": ndcg(ranks, k)}
     if probabilities:
         right = np.concatenate([scores[:, 0] >= threshold, scores[:, 1] < threshold])
         metrics[f"accuracy@{threshold:g}"] = float(np.mean(right))
+        metrics["ece"] = balanced_reliability(scores)[0]
     return metrics
+
+
+def balanced_reliability(scores: np.ndarray) -> tuple[float, list[dict]]:
+    """Reliability of candidate probabilities `[rows, 1 + n_neg]` on the balanced set (column 0, the positive,
+    and column 1, its first sampled negative): what `calibration.REFERENCE` promises the probability means."""
+    from .calibration import reliability
+
+    labels = np.concatenate([np.ones(len(scores)), np.zeros(len(scores))])
+    return reliability(np.concatenate([scores[:, 0], scores[:, 1]]), labels)
 
 
 def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 10,

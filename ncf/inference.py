@@ -20,10 +20,6 @@ from .errors import ArtifactError
 BLOCK_PAIRS = 1 << 14
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free and as accurate as 1 / (1 + exp(-x))
-
-
 class NumpyScorer:
     """Logits of a trained model from its exported weights (see `models.export_weights`)."""
 

@@ -16,7 +16,8 @@ import numpy as np
 from . import artifacts
 from .arrays import BLOCK_SCORES, top_k_rows
 from .errors import ConfigError, UnknownIdError
-from .inference import NumpyScorer, sigmoid
+from .calibration import Calibration
+from .inference import NumpyScorer
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class Recommender:
         self.artifact = artifact
         self.users, self.items = artifact.users, artifact.items
         self.scorer = NumpyScorer(artifact.kind, artifact.weights)
+        #: What a probability means (`calibration.REFERENCE`); the plain sigmoid for folders without one.
+        self.calibration = Calibration.from_dict(artifact.metadata.get("calibration"))
         self._item_vectors = self.scorer.item_vectors()
         popularity = artifact.popularity.astype(np.float64)
         self._popularity_share = popularity / max(popularity.max(), 1.0)
@@ -60,16 +63,17 @@ class Recommender:
         return index
 
     def score(self, users: Sequence, items: Sequence) -> np.ndarray:
-        """`[n]` probabilities that each user likes the paired item. Unknown ids raise `UnknownIdError`."""
+        """`[n]` calibrated probabilities that each user likes the paired item (`calibration`). Unknown ids
+        raise `UnknownIdError`."""
         if len(users) != len(items):
             raise ConfigError(f"{len(users)} users but {len(items)} items: pairs need one of each")
         u = self._known("user", self.users, users)
         i = self._known("item", self.items, items)
-        return sigmoid(self.scorer.pairs(u, i)).astype(np.float64)
+        return self.calibration.probability(self.scorer.pairs(u, i))
 
     def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """`[n]` probabilities for pairs of user and item indices (known ids, from `users.lookup`)."""
-        return sigmoid(self.scorer.pairs(np.asarray(users, np.int64), np.asarray(items, np.int64))).astype(np.float64)
+        return self.calibration.probability(self.scorer.pairs(np.asarray(users, np.int64), np.asarray(items, np.int64)))
 
     def recommend(self, user, k: int = 10, *, exclude_seen: bool = True, exclude: Iterable = ()) -> Recommendations:
         """Top-`k` items for `user`; for a user the model does not know, the most popular items (`fallback`)."""
@@ -100,7 +104,7 @@ class Recommender:
             if exclude_seen:
                 logits[self.artifact.seen.cells(index[rows])] = -np.inf
             top, counts = top_k_rows(logits, k)
-            scores = sigmoid(np.take_along_axis(logits, top, axis=1).astype(np.float64)).tolist()
+            scores = self.calibration.probability(np.take_along_axis(logits, top, axis=1)).tolist()
             items = self.items.decode(top)
             for r, row in enumerate(rows):
                 results[row] = Recommendations(items[r][:counts[r]], scores[r][:counts[r]])

@@ -1,8 +1,9 @@
 """Export a trained model as a TensorFlow SavedModel that takes raw ids.
 
 So TF Serving (or any TensorFlow program) can host the same model the numpy Recommender serves. The
-signature `serving_default(user: string [n], item: string [n])` returns `probability [n]` and `known [n]`
-(false where either id is not in the vocabulary; its probability is then meaningless). Integer ids are
+signature `serving_default(user: string [n], item: string [n])` returns `probability [n]` (calibrated as the
+numpy Recommender's, `calibration`) and `known [n]` (false where either id is not in the vocabulary; its
+probability is then meaningless). Integer ids are
 passed as their decimal text, exactly as `str(id)` writes them.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from .calibration import Calibration
 from .errors import ArtifactError
 from .vocab import Vocabulary
 
@@ -24,9 +26,11 @@ def _table(vocab: Vocabulary) -> tf.lookup.StaticHashTable:
 
 
 class _RawIdModel(tf.Module):
-    def __init__(self, model, users: Vocabulary, items: Vocabulary):
+    def __init__(self, model, users: Vocabulary, items: Vocabulary, calibration: Calibration):
         super().__init__(name="ncf")
         self.model = model
+        self.scale = tf.constant(calibration.scale, tf.float32)
+        self.bias = tf.constant(calibration.bias, tf.float32)
         self.user_table = _table(users)
         self.item_table = _table(items)
 
@@ -38,11 +42,12 @@ class _RawIdModel(tf.Module):
         known = tf.logical_and(u >= 0, i >= 0)
         logits = self.model({"user": tf.cast(tf.maximum(u, 0), tf.int32),
                              "item": tf.cast(tf.maximum(i, 0), tf.int32)}, training=False)
-        return {"probability": tf.sigmoid(logits), "known": known}
+        return {"probability": tf.sigmoid(self.scale * logits + self.bias), "known": known}
 
 
-def export_saved_model(model, users: Vocabulary, items: Vocabulary, path: Path) -> None:
-    module = _RawIdModel(model, users, items)
+def export_saved_model(model, users: Vocabulary, items: Vocabulary, path: Path,
+                       calibration: Calibration | None = None) -> None:
+    module = _RawIdModel(model, users, items, calibration or Calibration())
     try:
         tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     except tf.errors.OpError as e:  # TensorFlow reports a full disk or a read-only folder in its own types

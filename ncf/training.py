@@ -20,11 +20,13 @@ from typing import Callable
 
 import numpy as np
 
+from . import calibration
 from .arrays import unique
+from .calibration import Calibration
 from .dataset import Dataset
 from .distribute import agree, default_strategy, sharded_batches
 from .errors import ConfigError, Interrupted
-from .evaluation import Candidates, draw_candidates, evaluate_candidates
+from .evaluation import Candidates, draw_candidates, evaluate_candidates, score_candidates
 from .kinds import MODEL_KINDS
 from .sampling import NegativeSampler, epoch_chunks, positives_per_chunk
 
@@ -171,6 +173,8 @@ class TrainResult:
     history: list[EpochLog] = field(default_factory=list)
     best_epoch: int = 0
     best_validation: dict[str, float] = field(default_factory=dict)
+    #: What the served probability means (`calibration`): fitted on validation by `fit`.
+    calibration: Calibration = field(default_factory=Calibration)
 
     def throughput(self) -> float:
         """Mean training samples per second of the model's own epochs (not pretraining, not the refit)."""
@@ -179,15 +183,21 @@ class TrainResult:
         return sum(e.samples for e in final) / seconds if seconds else float("nan")
 
 
-def keras_scorer(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Probabilities from a Keras model, `score(users [n], items [n]) -> [n]`."""
+def keras_logits(model) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Logits from a Keras model, `score(users [n], items [n]) -> [n]` (ranks like its probabilities)."""
     import keras
 
     def score(users: np.ndarray, items: np.ndarray) -> np.ndarray:
         logits = model({"user": users.astype(np.int32), "item": items.astype(np.int32)}, training=False)
-        return keras.ops.convert_to_numpy(keras.ops.sigmoid(logits)).astype(np.float64)
+        return keras.ops.convert_to_numpy(logits).astype(np.float64)
 
     return score
+
+
+def keras_scorer(model, calibration: Calibration | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Probabilities from a Keras model: the plain sigmoid of its logits, or `calibration`'s."""
+    logits, calibration = keras_logits(model), calibration or Calibration()
+    return lambda users, items: calibration.probability(logits(users, items))
 
 
 def fit(
@@ -246,11 +256,26 @@ def fit(
         neumf_from_pretrained(model, parts["gmf"].model, parts["mlp"].model, config.alpha)
         result = _fit_one(searched, config, model=model, checkpoint=checkpoint, **run)
         result.history = parts["gmf"].history + parts["mlp"].history + result.history
+        result.calibration = _calibrate(result.model, validation, config)
         return result
     result = _fit_one(searched, config, checkpoint=checkpoint, resume=resume, **run)
+    result.calibration = _calibrate(result.model, validation, config)
     if validation is not None and not config.pretrain and _refits(config, searched is dataset):
         result = _refit(dataset, config, result, checkpoint, **{**run, "validation": None})
     return result
+
+
+def _calibrate(model, validation: Candidates | None, config: TrainConfig) -> Calibration:
+    """Platt scaling of the selected model on the validation candidates; the sampling-ratio correction
+    alone without them (`calibration`)."""
+    if validation is None:
+        chosen = calibration.prior(config.negatives)
+    else:
+        logits = score_candidates(keras_logits(model), validation)
+        chosen = calibration.fit(logits[:, 0], logits[:, 1:], config.negatives)
+    log.info("calibration: %s, probability = sigmoid(%.4f * logit + %.4f)", chosen.method, chosen.scale,
+             chosen.bias)
+    return chosen
 
 
 def _refits(config: TrainConfig, every_user_validated: bool) -> bool:
@@ -278,7 +303,8 @@ def _refit(dataset: Dataset, config: TrainConfig, chosen: TrainResult, checkpoin
                       resume=_resumable(stage_checkpoint, "refit", refit_config, merged),
                       **{**run, "sampler": NegativeSampler(merged.train_seen)})
     return TrainResult(model=result.model, config=config, history=chosen.history + result.history,
-                       best_epoch=chosen.best_epoch, best_validation=chosen.best_validation)
+                       best_epoch=chosen.best_epoch, best_validation=chosen.best_validation,
+                       calibration=chosen.calibration)
 
 
 def _resumable(checkpoint, stage: str, config: TrainConfig, dataset: Dataset):
@@ -509,7 +535,9 @@ def _rounds_left(config: TrainConfig, epoch: int, r: int, rounds: int) -> int:
 
 def _end_round(search: "EarlyStopping", model, validation, strategy, report, stage: str, epoch: int, epochs: int,
                r: int, rounds: int, loss: float, samples: int, seconds: float, eta: float) -> None:
-    metrics = evaluate_candidates(keras_scorer(model), validation) if validation is not None else {}
+    # Ranking only: the probabilities are calibrated once the model is chosen.
+    metrics = evaluate_candidates(keras_scorer(model), validation, probabilities=False) if validation is not None \
+        else {}
     if metrics:  # every worker must take the same early-stopping decision
         metrics = dict(zip(metrics, map(float, agree(strategy, list(metrics.values())))))
     entry = EpochLog(stage=stage, epoch=epoch, epochs=epochs, loss=loss / max(samples, 1), samples=samples,
@@ -595,6 +623,7 @@ def to_artifact(result: TrainResult, dataset: Dataset, metrics: dict | None = No
         "metrics": metrics or {},
         "best_epoch": result.best_epoch,
         "validation": result.best_validation,
+        "calibration": result.calibration.to_dict(),
         "data": dataset.statistics(),
         "versions": {"ncf": __version__, "numpy": np.__version__, "tensorflow": tf.__version__,
                      "keras": keras.__version__},

@@ -48,7 +48,13 @@ def test_a_job_completes_with_model_outputs_and_metric_lines(tmp_path, ratings):
     used = json.loads((data / "hyperparameters.json").read_text())
     assert used["pretrain"] is False and used["mlp_layers"] == [8, 4] and used["epochs"] == 2
     assert (data / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (data / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    served = metrics["calibration"]
+    assert served["method"] == "platt" and served["scale"] > 0 and "ece" in metrics["test"]
+    assert set(served["uncalibrated"]) == {"accuracy", "ece"} and served["reliability"]
+    assert re.search(r"test:hr@10=[0-9.]+ .*test:accuracy=[0-9.]+ test:ece=[0-9.]+", out.stdout)
     rec = Recommender.load(root / "model")
+    assert rec.metadata["calibration"]["scale"] == served["scale"]
     assert rec.metadata["threshold"] == 0.5 and len(rec.recommend(10, k=5).items) == 5
     assert re.search(r"epoch=2/2 .*samples_per_s=\d+ seconds=[0-9.]+ eta_s=\d+", out.stdout)
     assert set(metrics["seconds"]) == {"read", "prepare", "train", "evaluate", "export"}

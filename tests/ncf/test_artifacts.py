@@ -95,14 +95,20 @@ def test_weights_that_do_not_fit_the_vocabulary_are_refused(model_dir, tmp_path)
         artifacts.load(folder)
 
 
-def test_the_saved_model_takes_raw_ids_and_matches_numpy(model_dir, dataset):
+def test_the_saved_model_takes_raw_ids_and_matches_numpy_calibration_included(model_dir, dataset):
+    from ncf.calibration import Calibration
     from ncf.savedmodel import load_signature
 
     users = dataset.users.decode(dataset.test.user)
     items = dataset.items.decode(dataset.test.item)
     serve = load_signature(model_dir / "saved_model")
     out = serve(user=np.array([str(u) for u in users] + ["nobody"]), item=np.array([str(i) for i in items] + ["1"]))
-    expected = Recommender.load(model_dir).score(users, items)
+    recommender = Recommender.load(model_dir)
+    assert recommender.calibration.method == "platt"  # fitted on validation, not the plain sigmoid
+    expected = recommender.score(users, items)
+    plain = Calibration().probability(recommender.scorer.pairs(*(v.lookup(x) for v, x in
+                                                                   ((dataset.users, users), (dataset.items, items)))))
+    assert np.abs(expected - plain).max() > 1e-3
     np.testing.assert_allclose(out["probability"].numpy()[:-1], expected, atol=1e-5)
     assert out["known"].numpy().tolist() == [True] * len(users) + [False]
 

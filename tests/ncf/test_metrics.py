@@ -55,7 +55,8 @@ def test_users_with_too_few_unseen_items_are_left_out_of_evaluation():
 def test_an_oracle_scores_perfectly_and_popularity_is_reported_without_accuracy():
     candidates = Candidates(np.array([0, 1]), np.array([[5, 1, 2], [6, 3, 4]]))
     oracle = lambda u, i: np.isin(i, [5, 6]).astype(float)
-    assert evaluate_candidates(oracle, candidates, k=1) == {"hr@1": 1.0, "ndcg@1": 1.0, "accuracy@0.5": 1.0}
+    assert evaluate_candidates(oracle, candidates, k=1) == {"hr@1": 1.0, "ndcg@1": 1.0, "accuracy@0.5": 1.0,
+                                                            "ece": 0.0}
     popular = popularity_scorer(np.array([0, 9, 9, 9, 9, 1, 1]))
     assert evaluate_candidates(popular, candidates, k=1, probabilities=False) == {"hr@1": 0.0, "ndcg@1": 0.0}
 

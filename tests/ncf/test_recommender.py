@@ -15,10 +15,10 @@ def recommenders(trained, dataset):
 
 
 @pytest.mark.parametrize("kind", ["neumf", "gmf", "mlp", "mf"])
-def test_numpy_scores_match_keras_to_1e_5(trained, dataset, kind):
+def test_numpy_scores_match_keras_to_1e_5_with_the_same_calibration(trained, dataset, kind):
     rng = np.random.default_rng(0)
     users, items = rng.integers(0, dataset.n_users, 3000), rng.integers(0, dataset.n_items, 3000)
-    expected = keras_scorer(trained[kind].model)(users, items)
+    expected = keras_scorer(trained[kind].model, trained[kind].calibration)(users, items)
     got = Recommender(to_artifact(trained[kind], dataset)).score(dataset.users.decode(users),
                                                                     dataset.items.decode(items))
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -145,8 +145,6 @@ def _exact_recommender(kind: str, n_users: int = 30, n_items: int = 120, seed: i
 
 def _one_user_reference(rec: Recommender, user, k: int, exclude_seen: bool, exclude: list) -> tuple[list, list]:
     """Top-k the plainest way: score every pair, drop masked items, sort by (score descending, index)."""
-    from ncf.inference import sigmoid
-
     n_items = len(rec.items)
     u = int(rec.users.lookup([user])[0])
     logits = rec.scorer.pairs(np.full(n_items, u), np.arange(n_items)).astype(np.float64)
@@ -154,7 +152,7 @@ def _one_user_reference(rec: Recommender, user, k: int, exclude_seen: bool, excl
     if exclude_seen:
         masked |= set(rec.artifact.seen.row(u).tolist())
     ranked = sorted((i for i in range(n_items) if i not in masked), key=lambda i: (-logits[i], i))[:k]
-    return rec.items.decode(np.array(ranked, dtype=np.int64)), sigmoid(logits[ranked]).tolist()
+    return rec.items.decode(np.array(ranked, dtype=np.int64)), rec.calibration.probability(logits[ranked]).tolist()
 
 
 @pytest.mark.parametrize("kind", ["mf", "neumf"])

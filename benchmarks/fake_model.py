@@ -24,13 +24,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ncf import artifacts  # noqa: E402
 from ncf.seen import SeenItems  # noqa: E402
+from ncf.training import TrainConfig  # noqa: E402
 from ncf.vocab import Vocabulary  # noqa: E402
 
 #: ml-25m: 162,541 users rated 59,047 movies 25,000,095 times; the issue's synthetic shape rounds it.
 ML25M = {"users": 161_916, "items": 59_000, "interactions": 23_000_000}
+#: The widths a trained model has by default: what a speed figure should be of.
+DEFAULTS = TrainConfig()
 
 
-def fake_weights(kind: str, users: int, items: int, factors: int = 128, mlp_layers: tuple = (128, 64, 32),
+def fake_weights(kind: str, users: int, items: int, factors: int = DEFAULTS.factors,
+                 mlp_layers: tuple = DEFAULTS.mlp_layers,
                  rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     """Float32 arrays named like `models.export_weights` for `kind` ('mf', 'gmf', 'mlp' or 'neumf')."""
     rng = rng or np.random.default_rng(0)
@@ -80,8 +84,8 @@ def fake_seen(users: int, items: int, interactions: int, rng: np.random.Generato
 
 
 def fake_model(path: str | Path, kind: str = "neumf", users: int = ML25M["users"], items: int = ML25M["items"],
-               interactions: int = ML25M["interactions"], seed: int = 0, factors: int = 128,
-               mlp_layers: tuple = (128, 64, 32)) -> Path:
+               interactions: int = ML25M["interactions"], seed: int = 0, factors: int = DEFAULTS.factors,
+               mlp_layers: tuple = DEFAULTS.mlp_layers) -> Path:
     """Write a model folder of the given sizes with random weights; returns its path."""
     rng = np.random.default_rng(seed)
     seen = fake_seen(users, items, interactions, rng)

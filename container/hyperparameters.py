@@ -116,7 +116,7 @@ class Param:
 
 
 _TRAIN_HELP = {
-    "model": "mf, neumf, gmf or mlp (MF ranked best in the benchmarks below)",
+    "model": "neumf, mf, gmf or mlp (NeuMF by default; MF ranks alike and trains faster, see Benchmarks)",
     "factors": "GMF / MF embedding size",
     "mlp_layers": "MLP: concatenated embedding width, then hidden sizes, e.g. [128, 64, 32]",
     "dropout": "dropout after each MLP hidden layer, in [0, 1)",

@@ -8,9 +8,9 @@ def parse(**raw):
     return Hyperparameters.parse(raw)
 
 
-def test_defaults_apply_when_nothing_is_given():
+def test_defaults_apply_when_nothing_is_given_and_the_model_is_neumf():
     hp = parse()
-    assert hp.train.model == "mf" and hp.test_k == 1 and hp.threshold == 0.5 and hp.min_rating is None
+    assert hp.train.model == "neumf" and hp.test_k == 1 and hp.threshold == 0.5 and hp.min_rating is None
 
 
 def test_values_quoted_by_the_v2_sdk_are_decoded():

@@ -75,8 +75,8 @@ def prior(negatives: int) -> Calibration:
 def fit(positive_logits: np.ndarray, negative_logits: np.ndarray, negatives: int) -> Calibration:
     """Platt scaling on validation candidates: `positive_logits [rows]`, `negative_logits [rows, n]`.
 
-    Weighted logistic regression of the label on the logit, by Newton's method, with a ridge of `_RIDGE`
-    pseudo-observations around the prior correction (for `negatives` training negatives). Falls back to that
+    Weighted logistic regression of the label on the logit, by Newton's method with a backtracking line
+    search, with a ridge of `_RIDGE` pseudo-observations around the prior correction (for `negatives` training negatives). Falls back to that
     prior when there is nothing to fit or the fit would not be increasing."""
     start = prior(negatives)
     positive_logits = np.asarray(positive_logits, dtype=np.float64).ravel()
@@ -91,13 +91,23 @@ def fit(positive_logits: np.ndarray, negative_logits: np.ndarray, negatives: int
         return start
     theta = center = np.array([start.scale, start.bias])
     x = np.stack([z, np.ones_like(z)], axis=1)
+
+    def loss(t: np.ndarray) -> float:  # weighted cross-entropy plus the ridge: convex in (scale, bias)
+        a = x @ t
+        return float(w @ (np.logaddexp(0.0, a) - y * a) + 0.5 * _RIDGE * np.sum((t - center) ** 2))
+
+    current = loss(theta)
     for _ in range(_STEPS):
         p = 0.5 * (1.0 + np.tanh(0.5 * (x @ theta)))
         gradient = x.T @ (w * (p - y)) + _RIDGE * (theta - center)
         hessian = (x * (w * p * (1.0 - p))[:, None]).T @ x + _RIDGE * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
-        theta = theta - step
-        if np.abs(step).max() < 1e-10:
+        size = 1.0  # backtracking: a full Newton step from a poor start can overshoot by orders of magnitude
+        while size > 1e-6 and loss(theta - size * step) > current - 1e-4 * size * float(gradient @ step):
+            size /= 2
+        theta = theta - size * step
+        current = loss(theta)
+        if np.abs(size * step).max() < 1e-9:
             break
     scale, bias = float(theta[0]), float(theta[1])
     if not (math.isfinite(scale) and math.isfinite(bias) and scale > 0):

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
 from benchmarks.scale import stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
+from ncf.errors import ConfigError  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, score_candidates  # noqa: E402
 
@@ -45,6 +46,9 @@ def parse_config(text: str) -> tuple[str, dict]:
     name, _, settings = text.partition(":")
     raw = dict(pair.split("=", 1) for pair in _split(settings)) if settings else {}
     parsed = Hyperparameters.parse(raw)
+    training = parsed.train.to_dict()
+    if set(raw) - set(training):
+        raise ConfigError(f"--config {name}: {sorted(set(raw) - set(training))} are not training hyperparameters")
     return name, {key: getattr(parsed.train, key) for key in raw}
 
 
@@ -74,7 +78,12 @@ def main() -> None:
 
     from ncf.training import TrainConfig, fit, keras_scorer
 
-    configs = dict(parse_config(text) for text in args.config)
+    try:
+        configs = dict(parse_config(text) for text in args.config)
+    except ConfigError as e:
+        p.error(str(e))
+    if len(configs) < len(args.config):
+        p.error("each --config needs its own name")
     reference = next(iter(configs))
     seeds = [int(s) for s in args.seeds.split(",")]
     rows, verdicts = [], []

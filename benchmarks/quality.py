@@ -26,8 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
-from ncf.evaluation import (draw_candidates, evaluate_candidates, evaluate_full_ranking,  # noqa: E402
-                            popularity_scorer, popularity_top_k, scorer_top_k)
+from ncf.calibration import Calibration  # noqa: E402
+from ncf.evaluation import (balanced_metrics, candidate_metrics, draw_candidates, evaluate_candidates,  # noqa: E402
+                            evaluate_full_ranking, popularity_scorer, popularity_top_k, score_candidates,
+                            scorer_top_k)
 from ncf.inference import NumpyScorer  # noqa: E402
 
 RUNS = {
@@ -53,7 +55,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     from ncf.models import export_weights
-    from ncf.training import TrainConfig, fit, keras_scorer
+    from ncf.training import TrainConfig, fit, keras_logits
 
     started = time.perf_counter()
     data = prepare(read_interactions(args.ratings), test_k=1 if args.protocol == "loo" else 10, validation_k=1)
@@ -73,8 +75,10 @@ def main() -> None:
         t0 = time.perf_counter()
         result = fit(data, config, on_epoch=lambda e: print("  " + e.line(), file=sys.stderr))
         seconds = time.perf_counter() - t0
-        metrics = evaluate_candidates(keras_scorer(result.model, result.calibration), candidates)
-        plain = evaluate_candidates(keras_scorer(result.model), candidates)  # the uncalibrated sigmoid
+        logits = score_candidates(keras_logits(result.model), candidates)  # ranked on logits, never ties
+        metrics = candidate_metrics(logits, probabilities=False)
+        metrics.update(balanced_metrics(result.calibration.probability(logits)))
+        plain = balanced_metrics(Calibration().probability(logits))  # the uncalibrated sigmoid
         metrics.update({"plain_accuracy@0.5": plain["accuracy@0.5"], "plain_ece": plain["ece"]})
         scorer = NumpyScorer(config.model, export_weights(result.model))
         metrics.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), data.test,

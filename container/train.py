@@ -180,9 +180,9 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     from ncf import artifacts
     from ncf.arrays import unique
     from ncf.calibration import Calibration
-    from ncf.evaluation import (balanced_reliability, candidate_metrics, draw_candidates, evaluate_candidates,
-                                evaluate_full_ranking, popularity_scorer, popularity_top_k, sample_users,
-                                score_candidates, scorer_top_k)
+    from ncf.evaluation import (balanced_metrics, balanced_reliability, candidate_metrics, draw_candidates,
+                                evaluate_candidates, evaluate_full_ranking, popularity_scorer, popularity_top_k,
+                                sample_users, score_candidates, scorer_top_k)
     from ncf.inference import NumpyScorer
     from ncf.models import export_weights
     from ncf.training import keras_logits, to_artifact
@@ -196,9 +196,11 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     if len(candidates):
         logits = score_candidates(keras_logits(result.model), candidates)
         served, raw = result.calibration.probability(logits), Calibration().probability(logits)
-        named = {f"accuracy@{hp.threshold:g}": "accuracy"}  # the MetricDefinitions' name, in place
-        test = {named.get(k, k): v for k, v in candidate_metrics(served, threshold=hp.threshold).items()}
-        plain = candidate_metrics(raw, threshold=hp.threshold)
+        test = candidate_metrics(logits, probabilities=False)  # ranked on logits: calibration cannot tie them
+        at_threshold, plain = balanced_metrics(served, hp.threshold), balanced_metrics(raw, hp.threshold)
+        test.update(accuracy=at_threshold[f"accuracy@{hp.threshold:g}"], ece=at_threshold["ece"])
+        if hp.threshold != 0.5:  # the blog's like/dislike line, whatever this job's threshold
+            test["accuracy@0.5"] = balanced_metrics(served, 0.5)["accuracy@0.5"]
         calibration.update(  # the served probabilities against the plain sigmoid, on the balanced test set
             uncalibrated={"accuracy": plain[f"accuracy@{hp.threshold:g}"], "ece": plain["ece"]},
             reliability=balanced_reliability(served)[1], reliability_uncalibrated=balanced_reliability(raw)[1])

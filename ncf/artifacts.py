@@ -33,7 +33,11 @@ from .errors import ArtifactError
 from .seen import SeenItems
 from .vocab import Vocabulary
 
-FORMAT_VERSION = 1
+#: Version 2 added `calibration` to metadata.json. A library of version 1 would load such a folder and serve
+#: the plain sigmoid, silently; it refuses version 2 instead. Version 1 folders still load here (their
+#: probability is the plain sigmoid, as they were served).
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 
@@ -103,10 +107,9 @@ def read_metadata(path: str | Path) -> dict:
     if not isinstance(metadata, dict):
         raise ArtifactError(f"{file} must hold a JSON object")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{path} was written in model format version {version!r}; this library reads version {FORMAT_VERSION}"
-        )
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ArtifactError(f"{path} was written in model format version {version!r}; this library reads versions "
+                            f"{', '.join(map(str, READABLE_VERSIONS))}")
     return metadata
 
 

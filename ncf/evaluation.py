@@ -94,23 +94,30 @@ def evaluate_candidates(
 
 def candidate_metrics(scores: np.ndarray, k: int = 10, *, probabilities: bool = True,
                       threshold: float = 0.5) -> dict[str, float]:
-    """`evaluate_candidates` of scores already computed, `[rows, 1 + n_neg]` (several readings of one pass)."""
+    """`evaluate_candidates` of scores already computed, `[rows, 1 + n_neg]` (several readings of one pass).
+    Rank on logits where there are any: a calibrated probability saturates to exactly 0 or 1 for logits far
+    out, and those ties would count half."""
     ranks = positive_ranks(scores)
     metrics = {f"hr@{k}": hit_rate(ranks, k), f"ndcg@{k}": ndcg(ranks, k)}
     if probabilities:
-        right = np.concatenate([scores[:, 0] >= threshold, scores[:, 1] < threshold])
-        metrics[f"accuracy@{threshold:g}"] = float(np.mean(right))
-        metrics["ece"] = balanced_reliability(scores)[0]
+        metrics.update(balanced_metrics(scores, threshold))
     return metrics
 
 
-def balanced_reliability(scores: np.ndarray) -> tuple[float, list[dict]]:
-    """Reliability of candidate probabilities `[rows, 1 + n_neg]` on the balanced set (column 0, the positive,
-    and column 1, its first sampled negative): what `calibration.REFERENCE` promises the probability means."""
+def balanced_metrics(probabilities: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """On the balanced set of candidate probabilities `[rows, 1 + n_neg]` (column 0, the positive, and column 1,
+    its first sampled negative: what `calibration.REFERENCE` promises a probability means): accuracy at
+    `threshold` and the expected calibration error (`calibration.reliability`, 10 bins)."""
+    right = np.concatenate([probabilities[:, 0] >= threshold, probabilities[:, 1] < threshold])
+    return {f"accuracy@{threshold:g}": float(np.mean(right)), "ece": balanced_reliability(probabilities)[0]}
+
+
+def balanced_reliability(probabilities: np.ndarray) -> tuple[float, list[dict]]:
+    """`calibration.reliability` of the balanced set of candidate probabilities `[rows, 1 + n_neg]`."""
     from .calibration import reliability
 
-    labels = np.concatenate([np.ones(len(scores)), np.zeros(len(scores))])
-    return reliability(np.concatenate([scores[:, 0], scores[:, 1]]), labels)
+    labels = np.concatenate([np.ones(len(probabilities)), np.zeros(len(probabilities))])
+    return reliability(np.concatenate([probabilities[:, 0], probabilities[:, 1]]), labels)
 
 
 def evaluate_full_ranking(top_k: TopK, held_out: Pairs, n_items: int, k: int = 10,

@@ -537,8 +537,7 @@ def _rounds_left(config: TrainConfig, epoch: int, r: int, rounds: int) -> int:
 def _end_round(search: "EarlyStopping", model, validation, strategy, report, stage: str, epoch: int, epochs: int,
                r: int, rounds: int, loss: float, samples: int, seconds: float, eta: float) -> None:
     # Ranking only: the probabilities are calibrated once the model is chosen.
-    metrics = evaluate_candidates(keras_scorer(model), validation, probabilities=False) if validation is not None \
-        else {}
+    metrics = {} if validation is None else evaluate_candidates(keras_logits(model), validation, probabilities=False)
     if metrics:  # every worker must take the same early-stopping decision
         metrics = dict(zip(metrics, map(float, agree(strategy, list(metrics.values())))))
     entry = EpochLog(stage=stage, epoch=epoch, epochs=epochs, loss=loss / max(samples, 1), samples=samples,

@@ -175,7 +175,7 @@ def test_a_model_of_another_format_version_is_refused_clearly(opt_ml):
     try:
         server.wait_until_ready()
         status, _, body = request(server.port, "GET", "/ping")
-        assert status == 503 and "format version 7; this library reads version 1" in json.loads(body)["error"]
+        assert status == 503 and "format version 7; this library reads versions 1, 2" in json.loads(body)["error"]
     finally:
         server.stop()
 

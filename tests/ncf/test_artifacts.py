@@ -56,8 +56,22 @@ def test_another_format_version_is_refused_naming_both(model_dir, tmp_path):
     meta = json.loads((folder / "metadata.json").read_text())
     meta["format_version"] = 99
     (folder / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(ArtifactError, match="format version 99; this library reads version 1"):
+    with pytest.raises(ArtifactError, match="format version 99; this library reads versions 1, 2"):
         artifacts.load(folder)
+
+
+def test_a_version_1_folder_without_calibration_still_loads_and_serves_the_plain_sigmoid(model_dir, tmp_path):
+    from ncf.calibration import Calibration
+
+    folder = copy_folder(model_dir, tmp_path / "m")
+    meta = json.loads((folder / "metadata.json").read_text())
+    del meta["calibration"]
+    (folder / "metadata.json").write_text(json.dumps({**meta, "format_version": 1}))
+    recommender = Recommender.load(folder)
+    users, items = recommender.users.ids[:5], recommender.items.ids[:5]
+    logits = recommender.scorer.pairs(np.arange(5), np.arange(5)).astype(np.float64)
+    np.testing.assert_allclose(recommender.score(users, items), 0.5 * (1.0 + np.tanh(0.5 * logits)), rtol=1e-12)
+    assert recommender.calibration == Calibration()
 
 
 def test_a_folder_without_metadata_is_not_a_model(tmp_path):

@@ -86,16 +86,6 @@ def test_a_calibration_that_is_not_an_increasing_map_is_refused_at_load(value, m
         Recommender.load(folder)
 
 
-def test_a_folder_without_calibration_serves_the_plain_sigmoid(tmp_path, trained, dataset):
-    from ncf.training import to_artifact
-
-    folder = artifacts.save(tmp_path / "m", to_artifact(trained["mf"], dataset))
-    metadata = json.loads((folder / "metadata.json").read_text())
-    del metadata["calibration"]
-    (folder / "metadata.json").write_text(json.dumps(metadata))
-    assert Recommender.load(folder).calibration == Calibration()
-
-
 def test_fit_calibrates_the_chosen_model_on_validation_candidates_only(dataset):
     from ncf.training import TrainConfig, fit
 

@@ -10,9 +10,11 @@ MLP 64-32-16-8 with dropout 0.25, Dense(1, sigmoid), Adam 1e-3, batch 256, and 5
 once by a Python loop with rejection. It trains for whole epochs (10 by default, ~30 s each here) and is
 ranked after each on the same validation candidates our training ranks every epoch (each user's latest
 training interaction against 99 negatives), so the curves share one axis: validation HR@10 against cumulative
-training seconds. Ours: the default configuration (MF), also at a 4x batch, NeuMF with the other defaults, the
-paper's model (factors 8, layers 64-32-16-8, 4 negatives), and that model with 4x and 16x larger batches and
-scaled learning rates.
+training seconds. Ours: the default configuration (NeuMF, 64 factors, MLP 64-32-16), also at a 4x batch, the
+wider NeuMF the defaults had before (128, 128-64-32), MF at its tuned 128 factors, the paper's model
+(factors 8, layers 64-32-16-8, 4 negatives), and that model with 4x and 16x larger batches and scaled
+learning rates. Every run's final model is also scored at 0.5 on the balanced test set (each user's latest
+interaction with one sampled unseen item): the reference's own sigmoid, our calibrated probability.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.scale import stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, evaluate_candidates  # noqa: E402
@@ -85,8 +88,9 @@ def one_hot_batches(raw_users, raw_items, labels, n_users, n_items, batch: int =
         yield ((u, i), labels[sl]) if labels is not None else (u, i)
 
 
-def reference_curve(data, negatives: int, epochs: int, validation) -> list[dict]:
-    """Trains the reference for whole epochs on its once-drawn negatives; validation HR/NDCG@10 after each."""
+def reference_curve(data, negatives: int, epochs: int, validation, test) -> tuple[list[dict], dict]:
+    """Trains the reference for whole epochs on its once-drawn negatives; validation HR/NDCG@10 after each,
+    and the final model's test metrics (its sigmoid at 0.5 is the blog's like/dislike)."""
     ref_u, ref_i, ref_y = reference_negatives(data.train.user, data.train.item, data.n_items, negatives)
     perm = np.random.default_rng(0).permutation(len(ref_y))
     raw_u, raw_i, y = data.users.ids[ref_u[perm]], data.items.ids[ref_i[perm]], ref_y[perm]
@@ -108,11 +112,11 @@ def reference_curve(data, negatives: int, epochs: int, validation) -> list[dict]
         metrics = evaluate_candidates(score, validation)
         curve.append({"epoch": epoch, "seconds": seconds, "samples_per_s": len(y) / took, **metrics})
         print(f"  reference epoch {epoch}: {json.dumps(curve[-1])}", file=sys.stderr, flush=True)
-    return curve
+    return curve, evaluate_candidates(score, test)
 
 
-def our_curve(data, config) -> list[dict]:
-    from ncf.training import fit
+def our_curve(data, config, test) -> tuple[list[dict], dict]:
+    from ncf.training import fit, keras_scorer
 
     curve, seconds = [], 0.0
 
@@ -122,8 +126,8 @@ def our_curve(data, config) -> list[dict]:
         curve.append({"epoch": entry.epoch, "seconds": seconds, "samples_per_s": entry.samples_per_second,
                       **entry.validation})
 
-    fit(data, replace(config, refit=False), on_epoch=record)  # a refit has no validation left to draw a curve on
-    return curve
+    result = fit(data, replace(config, refit=False), on_epoch=record)  # a refit has no validation to draw a curve on
+    return curve, evaluate_candidates(keras_scorer(result.model, result.calibration), test)
 
 
 def later_rate(curve: list[dict]) -> float:
@@ -166,6 +170,7 @@ def main() -> None:
 
     data = prepare(read_interactions(args.ratings), test_k=1, validation_k=1)
     validation = draw_candidates(data.validation, data.seen, 99, seed=0)  # what fit() ranks every epoch
+    test = draw_candidates(data.test, data.seen, 99, seed=0)
     results = {}
 
     t0 = time.perf_counter()
@@ -179,31 +184,35 @@ def main() -> None:
     lost = float(np.mean(data.items.ids >= data.n_items))
     results["items whose raw id falls outside the reference's one-hot width"] = lost
 
-    curves = {f"reference (AWS recipe, {args.reference_epochs} epochs)":
-              reference_curve(data, 5, args.reference_epochs, validation)}
+    curves, tests = {}, {}
+    name = f"reference (AWS recipe, {args.reference_epochs} epochs)"
+    curves[name], tests[name] = reference_curve(data, 5, args.reference_epochs, validation, test)
     paper = dict(model="neumf", factors=8, mlp_layers=(64, 32, 16, 8), negatives=4)  # He et al.'s settings
-    ours = {"ours, default (MF)": TrainConfig(),
+    ours = {"ours, default (NeuMF 64, 64-32-16)": TrainConfig(),
             "ours, default, batch 16384, lr 0.008": TrainConfig(batch_size=16384, learning_rate=8e-3),
-            "ours, NeuMF (defaults: factors 128, 128-64-32)": TrainConfig(model="neumf"),
+            "ours, NeuMF 128, 128-64-32": TrainConfig(factors=128, mlp_layers=(128, 64, 32)),
+            "ours, MF (128 factors)": TrainConfig(model="mf", factors=128),
             "ours, paper (factors 8, 64-32-16-8)": TrainConfig(**paper),
             "ours, paper, batch 16384, lr 0.008": TrainConfig(**paper, batch_size=16384, learning_rate=8e-3),
             "ours, paper, batch 65536, lr 0.016": TrainConfig(**paper, batch_size=65536, learning_rate=1.6e-2)}
     for name, config in ours.items():
-        curves[name] = our_curve(data, config)
-    results["curves"] = curves
+        curves[name], tests[name] = our_curve(data, config, test)
+    results["curves"], results["test"] = curves, tests
 
     reference_name = next(iter(curves))
     reference = curves[reference_name]
     ref_rate, ref_final = later_rate(reference), reference[-1]
     print(f"\nTraining speed on {Path(args.ratings).parent.name} ({len(data.train):,} training positives); "
-          f"validation HR@10 after each epoch\n")
-    print("| run | samples/s (epochs 2+) | vs reference | best val HR@10 | seconds to the reference's final HR@10 |")
-    print("|---|---:|---:|---:|---:|")
+          f"validation HR@10 after each epoch ({stamp()})\n")
+    print("| run | samples/s (epochs 2+) | vs reference | best val HR@10 | seconds to the reference's final HR@10 "
+          "| test acc@0.5 (balanced) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, curve in curves.items():
         rate = later_rate(curve)
         reached = first_reaching(curve, ref_final["hr@10"])
         when = f"{reached['seconds']:.1f} (epoch {reached['epoch']})" if reached else "not reached"
-        print(f"| {name} | {rate:,.0f} | {rate / ref_rate:.0f}x | {max(c['hr@10'] for c in curve):.4f} | {when} |")
+        print(f"| {name} | {rate:,.0f} | {rate / ref_rate:.0f}x | {max(c['hr@10'] for c in curve):.4f} | {when} | "
+              f"{tests[name].get('accuracy@0.5', float('nan')):.3f} |")
     print(f"\n| data preparation | value |\n|---|---:|")
     print(f"| reference negative sampling (Python loop, 5 per positive), s | "
           f"{results['reference negative sampling, s']:.2f} |")

@@ -116,7 +116,7 @@ def stamp() -> str:
             f"({cpu}), {memory:.0f} GiB, Python {platform.python_version()}")
 
 
-def size_table(work: Path, sizes: list[str], model: str) -> list[dict]:
+def size_table(work: Path, sizes: list[str], model: str, settings: dict[str, str]) -> list[dict]:
     rows = []
     sources = ([("ml-latest-small", SMALL)] if SMALL.exists() else []) + [
         (f"synthetic {name}", None) for name in sizes]
@@ -127,10 +127,10 @@ def size_table(work: Path, sizes: list[str], model: str) -> list[dict]:
             t0 = time.perf_counter()
             path = synthetic(work, n, users, items)
             print(f"{label}: data ready in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        result = run_job(path, work / "jobs" / label.replace(" ", "-"), {"model": model, **ONE_EPOCH})
+        result = run_job(path, work / "jobs" / label.replace(" ", "-"), {"model": model, **settings, **ONE_EPOCH})
         rows.append({"label": label, **result})
         print(f"{label}: {brief(result)}", file=sys.stderr, flush=True)
-    print(f"\n#### Training job by size ({model}, one epoch, no refit; {stamp()})\n")
+    print(f"\n#### Training job by size ({model} {settings or ''}, one epoch, no refit; {stamp()})\n")
     print("| data | interactions | users x items | read s | prepare s | samples/s | epoch s | evaluate s | export s "
           "| job s | peak RSS MB | model MB | test HR@10 | popularity HR@10 |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -143,17 +143,18 @@ def size_table(work: Path, sizes: list[str], model: str) -> list[dict]:
     return rows
 
 
-def cost_curve(work: Path, model: str) -> None:
+def cost_curve(work: Path, model: str, settings: dict[str, str]) -> None:
     n = SIZES["1m"]
     shapes = {"small tables": (5_000, 2_000), "ml-25m tables": (ML25M["users"], ML25M["items"])}
     results = {}
     for name, (users, items) in shapes.items():
         path = synthetic(work, n, users, items)
         results[name] = run_job(path, work / "jobs" / f"curve-{name.replace(' ', '-')}",
-                                {"model": model, "epochs": "2", "refit": "false", "patience": "0"})
+                                {"model": model, **settings, "epochs": "2", "refit": "false", "patience": "0"})
         print(f"{name}: {brief(results[name])}", file=sys.stderr, flush=True)
     small, big = results["small tables"], results["ml-25m tables"]
-    print(f"\n#### Cost curve: 1M interactions, two tables ({model}, 2 epochs, no refit; {stamp()})\n")
+    print(f"\n#### Cost curve: 1M interactions, two tables ({model} {settings or ''}, 2 epochs, no refit; "
+          f"{stamp()})\n")
     print("| tables | users x items | samples/s | epoch s (mean) | job s | peak RSS MB |")
     print("|---|---|---:|---:|---:|---:|")
     for name, r in results.items():
@@ -303,7 +304,9 @@ def batch_table(work: Path, trained_model: Path | None) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100k,1m,5m,25m", help=f"comma-separated, of {list(SIZES)}")
-    p.add_argument("--model", default="mf")
+    p.add_argument("--model", default="neumf")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another hyperparameter of the section 1-2 jobs, as train --set takes it")
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="data, jobs and models (large)")
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-serve", action="store_true")
@@ -315,11 +318,12 @@ def main() -> None:
     if args.default_job:
         default_job(args.work, args.default_job)
         return
+    settings = dict(pair.split("=", 1) for pair in args.set)
     sizes = [s for s in args.sizes.split(",") if s]
     if sizes:
-        size_table(args.work, sizes, args.model)
+        size_table(args.work, sizes, args.model, settings)
     if not args.skip_curve:
-        cost_curve(args.work, args.model)
+        cost_curve(args.work, args.model, settings)
     biggest = args.work / "jobs" / "synthetic-25m" / "model"  # section 1's, from this run or an earlier one
     trained = biggest if (biggest / "metadata.json").exists() else None
     if not args.skip_serve:

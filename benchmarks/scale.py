@@ -130,7 +130,7 @@ def size_table(work: Path, sizes: list[str], model: str, settings: dict[str, str
         result = run_job(path, work / "jobs" / label.replace(" ", "-"), {"model": model, **settings, **ONE_EPOCH})
         rows.append({"label": label, **result})
         print(f"{label}: {brief(result)}", file=sys.stderr, flush=True)
-    print(f"\n#### Training job by size ({model} {settings or ''}, one epoch, no refit; {stamp()})\n")
+    print(f"\n#### Training job by size ({_described(model, settings)}, one epoch, no refit; {stamp()})\n")
     print("| data | interactions | users x items | read s | prepare s | samples/s | epoch s | evaluate s | export s "
           "| job s | peak RSS MB | model MB | test HR@10 | popularity HR@10 |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -153,7 +153,7 @@ def cost_curve(work: Path, model: str, settings: dict[str, str]) -> None:
                                 {"model": model, **settings, "epochs": "2", "refit": "false", "patience": "0"})
         print(f"{name}: {brief(results[name])}", file=sys.stderr, flush=True)
     small, big = results["small tables"], results["ml-25m tables"]
-    print(f"\n#### Cost curve: 1M interactions, two tables ({model} {settings or ''}, 2 epochs, no refit; "
+    print(f"\n#### Cost curve: 1M interactions, two tables ({_described(model, settings)}, 2 epochs, no refit; "
           f"{stamp()})\n")
     print("| tables | users x items | samples/s | epoch s (mean) | job s | peak RSS MB |")
     print("|---|---|---:|---:|---:|---:|")
@@ -163,6 +163,10 @@ def cost_curve(work: Path, model: str, settings: dict[str, str]) -> None:
               f"{sum(r['epoch_s']) / len(r['epoch_s']):.1f} | {r['wall_s']:.0f} | {r['peak_rss_mb']:,.0f} |")
     print(f"\nsamples/s, ml-25m tables / small tables: **{big['samples_per_s'] / small['samples_per_s']:.2f}** "
           f"(target >= 0.70); whole job: **{big['wall_s'] / small['wall_s']:.2f}x** (target <= 3x)")
+
+
+def _described(model: str, settings: dict[str, str]) -> str:
+    return " ".join([model] + [f"{k}={v}" for k, v in settings.items()])
 
 
 def brief(result: dict) -> str:

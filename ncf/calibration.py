@@ -9,9 +9,9 @@ with, when both are equally likely a priori (`REFERENCE`: the balanced set `accu
 
 - `fit` (Platt scaling) estimates `scale` and `bias` on validation candidates: each validation positive
   weighs 1 and each of its n sampled negatives (`validation_negatives`, 99) `1 / n`, so both classes weigh
-  the same. Validation only:
-  test data never shapes it. When `refit` retrains on training + validation, the refit model reuses the
-  selected model's fit (same hyperparameters and epochs; its validation items are no longer held out).
+  the same. Validation only: test data never shapes it. When `refit` retrains on training + validation, the
+  refit model reuses the selected model's fit (same hyperparameters and epochs; its validation items are no
+  longer held out).
 - `prior` is the correction for the sampling ratio alone (King & Zeng 2001): `logit + log(negatives)`, used
   when there is no validation data to fit on.
 The map is increasing (`scale > 0`, enforced), so rankings never change.

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .arrays import BLOCK_SCORES, top_k_rows, unique
+from .calibration import reliability
 from .dataset import Pairs
 from .metrics import hit_rate, ndcg, positive_ranks, top_k_metrics
 from .sampling import NegativeSampler
@@ -114,8 +115,6 @@ def balanced_metrics(probabilities: np.ndarray, threshold: float = 0.5) -> dict[
 
 def balanced_reliability(probabilities: np.ndarray) -> tuple[float, list[dict]]:
     """`calibration.reliability` of the balanced set of candidate probabilities `[rows, 1 + n_neg]`."""
-    from .calibration import reliability
-
     labels = np.concatenate([np.ones(len(probabilities)), np.zeros(len(probabilities))])
     return reliability(np.concatenate([probabilities[:, 0], probabilities[:, 1]]), labels)
 

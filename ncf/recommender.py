@@ -73,7 +73,8 @@ class Recommender:
 
     def score_indices(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """`[n]` probabilities for pairs of user and item indices (known ids, from `users.lookup`)."""
-        return self.calibration.probability(self.scorer.pairs(np.asarray(users, np.int64), np.asarray(items, np.int64)))
+        logits = self.scorer.pairs(np.asarray(users, np.int64), np.asarray(items, np.int64))
+        return self.calibration.probability(logits)
 
     def recommend(self, user, k: int = 10, *, exclude_seen: bool = True, exclude: Iterable = ()) -> Recommendations:
         """Top-`k` items for `user`; for a user the model does not know, the most popular items (`fallback`)."""

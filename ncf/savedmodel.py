@@ -3,8 +3,8 @@
 So TF Serving (or any TensorFlow program) can host the same model the numpy Recommender serves. The
 signature `serving_default(user: string [n], item: string [n])` returns `probability [n]` (calibrated as the
 numpy Recommender's, `calibration`) and `known [n]` (false where either id is not in the vocabulary; its
-probability is then meaningless). Integer ids are
-passed as their decimal text, exactly as `str(id)` writes them.
+probability is then meaningless). Integer ids are passed as their decimal text, exactly as `str(id)` writes
+them.
 """
 
 from __future__ import annotations

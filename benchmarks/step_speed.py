@@ -1,0 +1,94 @@
+"""Training-step speed alone: samples/s of `ncf.training`'s compiled step for named configurations on the
+tables of a ratings file, alternated in one run (the machine is shared; ratios are what to read).
+
+    .venv/bin/python benchmarks/step_speed.py --ratings /tmp/ncf-scale/synthetic-1000000-161916x59000.csv \
+        --config default --config mf128:model=mf,factors=128 --rounds 2
+
+No sampling, evaluation or export: 2M examples drawn from the file's positives (a user and an item as the
+data has them; 89% of items replaced by uniform ones, as negatives would be) go through `_epoch_trainer`
+twice per round, the faster pass counted. What a job adds on top shows in `benchmarks/scale.py`; this is the
+part that depends on the model's widths and the tables' sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from benchmarks.ab import parse_config  # noqa: E402
+from benchmarks.scale import stamp  # noqa: E402
+from ncf.data import read_interactions  # noqa: E402
+from ncf.vocab import Vocabulary  # noqa: E402
+
+EXAMPLES = 1 << 21
+
+
+def examples(ratings: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    data = read_interactions(ratings)
+    users, items = Vocabulary.fit(data.users), Vocabulary.fit(data.items)
+    u, i = users.encode(data.users), items.encode(data.items)
+    pick = rng.integers(0, len(u), EXAMPLES)
+    negative = rng.random(EXAMPLES) >= 1 / 9
+    item = np.where(negative, rng.integers(0, len(items), EXAMPLES), i[pick])
+    return (u[pick].astype(np.int32), item.astype(np.int32), (~negative).astype(np.float32), len(users),
+            len(items))
+
+
+def samples_per_s(config, n_users: int, n_items: int, users, items, labels) -> float:
+    import tensorflow as tf
+
+    from ncf.training import _build, _epoch_trainer, _optimizer
+
+    class Tables:
+        pass
+
+    Tables.n_users, Tables.n_items = n_users, n_items
+    strategy = tf.distribute.get_strategy()
+    model = _build(Tables, config, strategy)
+    train = _epoch_trainer(model, _optimizer(model, config, strategy), strategy, config.batch_size)
+    train(users[:1 << 18], items[:1 << 18], labels[:1 << 18], None)  # compile
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        train(users, items, labels, None)
+        best = max(best, len(labels) / (time.perf_counter() - t0))
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ratings", type=Path, required=True)
+    p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...")
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    from ncf.training import TrainConfig
+
+    configs = dict(parse_config(text) for text in args.config)
+    users, items, labels, n_users, n_items = examples(args.ratings, np.random.default_rng(0))
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(args.rounds):
+        for name, overrides in configs.items():
+            rates[name].append(samples_per_s(replace(TrainConfig(), **overrides), n_users, n_items, users, items,
+                                             labels))
+            print(f"  {name}: {rates[name][-1]:,.0f}", file=sys.stderr, flush=True)
+    first = next(iter(configs))
+    print(f"\n#### Training step alone, {n_users:,} x {n_items:,} tables ({stamp()})\n")
+    print(f"| config | samples/s per round | best | vs {first} |")
+    print("|---|---|---:|---:|")
+    for name, values in rates.items():
+        print(f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {max(values):,.0f} | "
+              f"{max(values) / max(rates[first]):.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import os
 import sys
 import time
@@ -44,25 +45,13 @@ def parse_config(text: str) -> tuple[str, dict]:
     from container.hyperparameters import Hyperparameters
 
     name, _, settings = text.partition(":")
-    raw = dict(pair.split("=", 1) for pair in _split(settings)) if settings else {}
+    pairs = re.split(r",(?![^\[]*\])", settings) if settings else []  # commas outside [...]
+    raw = dict(pair.split("=", 1) for pair in pairs)
     parsed = Hyperparameters.parse(raw)
     training = parsed.train.to_dict()
     if set(raw) - set(training):
         raise ConfigError(f"--config {name}: {sorted(set(raw) - set(training))} are not training hyperparameters")
     return name, {key: getattr(parsed.train, key) for key in raw}
-
-
-def _split(settings: str) -> list[str]:
-    """Commas between settings, not inside a bracketed list."""
-    out, depth, current = [], 0, ""
-    for char in settings:
-        depth += {"[": 1, "]": -1}.get(char, 0)
-        if char == "," and depth == 0:
-            out.append(current)
-            current = ""
-        else:
-            current += char
-    return out + [current]
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ _STEPS = 50
 _RIDGE = 1.0
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free and as accurate as 1 / (1 + exp(-z))
+
+
 @dataclass(frozen=True)
 class Calibration:
     scale: float = 1.0
@@ -44,8 +48,7 @@ class Calibration:
 
     def probability(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of `logits` (float64, overflow-free)."""
-        z = self.scale * np.asarray(logits, dtype=np.float64) + self.bias
-        return 0.5 * (1.0 + np.tanh(0.5 * z))
+        return _sigmoid(self.scale * np.asarray(logits, dtype=np.float64) + self.bias)
 
     def to_dict(self) -> dict:
         return {"scale": self.scale, "bias": self.bias, "method": self.method, "reference": REFERENCE}
@@ -99,7 +102,7 @@ def fit(positive_logits: np.ndarray, negative_logits: np.ndarray, negatives: int
 
     current = loss(theta)
     for _ in range(_STEPS):
-        p = 0.5 * (1.0 + np.tanh(0.5 * (x @ theta)))
+        p = _sigmoid(x @ theta)
         gradient = x.T @ (w * (p - y)) + _RIDGE * (theta - center)
         hessian = (x * (w * p * (1.0 - p))[:, None]).T @ x + _RIDGE * np.eye(2)
         step = np.linalg.solve(hessian, gradient)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ncf.errors import ConfigError
-from ncf.models import GMF, MLPTower, MatrixFactorization, build_model, neumf_from_pretrained
+from ncf.models import MLPTower, MatrixFactorization, SideTables, build_model, export_weights, neumf_from_pretrained
 
 USERS, ITEMS = np.array([0, 1, 2, 3], np.int32), np.array([3, 2, 1, 0], np.int32)
 
@@ -26,31 +26,52 @@ def test_a_saved_model_loads_back_with_the_same_outputs(tmp_path, kind):
     np.testing.assert_allclose(logits(again), logits(model), atol=1e-6)
 
 
-@pytest.mark.parametrize("layer", [GMF, MatrixFactorization])
-def test_layer_config_round_trips(layer):
-    original = layer(5, 6, 3, l2=0.01)
-    clone = layer.from_config(original.get_config())
-    assert (clone.n_users, clone.n_items, clone.factors, clone.l2) == (5, 6, 3, 0.01)
-
-
-def test_mlp_config_round_trips():
-    clone = MLPTower.from_config(MLPTower(5, 6, (8, 4, 2), dropout=0.1).get_config())
-    assert clone.layer_sizes == (8, 4, 2) and clone.dropout == 0.1
+def test_layer_configs_round_trip():
+    mf = MatrixFactorization.from_config(MatrixFactorization(5, 6, 3, l2=0.01).get_config())
+    assert (mf.n_users, mf.n_items, mf.factors, mf.l2) == (5, 6, 3, 0.01)
+    tables = SideTables.from_config(SideTables(5, 6, [("gmf", 3), ("mlp", 2)], l2=0.01).get_config())
+    assert (tables.n_users, tables.n_items, tables.parts, tables.l2) == (5, 6, [("gmf", 3), ("mlp", 2)], 0.01)
+    mlp = MLPTower.from_config(MLPTower((8, 4, 2), dropout=0.1).get_config())
+    assert mlp.layer_sizes == (8, 4, 2) and mlp.dropout == 0.1
 
 
 @pytest.mark.parametrize("bad", [(8,), (7, 4), (8, 0)])
 def test_bad_mlp_layer_sizes_are_refused(bad):
     with pytest.raises(ConfigError, match="MLP layers"):
-        MLPTower(5, 6, bad)
+        MLPTower(bad)
 
 
 def test_bad_sizes_and_kinds_are_refused():
     with pytest.raises(ConfigError, match="positive sizes"):
-        GMF(0, 6, 4)
+        build_model("gmf", 0, 6, factors=4)
+    with pytest.raises(ConfigError, match="positive sizes"):
+        build_model("neumf", 5, 6, factors=0)
+    with pytest.raises(ConfigError, match="positive sizes"):
+        build_model("mf", 5, 0)
     with pytest.raises(ConfigError, match="dropout"):
-        MLPTower(5, 6, (8, 4), dropout=1.0)
+        MLPTower((8, 4), dropout=1.0)
     with pytest.raises(ConfigError, match="model must be one of"):
         build_model("transformer", 5, 6)
+
+
+def test_neumf_keeps_both_towers_in_one_table_per_side_and_exports_each_towers_columns():
+    model = build_model("neumf", 5, 6, factors=3, mlp_layers=(4, 2))
+    tables = model.get_layer("embeddings")
+    user = keras.ops.convert_to_numpy(tables.user_embedding.embeddings)
+    item = keras.ops.convert_to_numpy(tables.item_embedding.embeddings)
+    assert user.shape == (5, 5) and item.shape == (6, 5)
+    weights = export_weights(model)
+    np.testing.assert_array_equal(weights["gmf/user"], user[:, :3])
+    np.testing.assert_array_equal(weights["mlp/user"], user[:, 3:])
+    np.testing.assert_array_equal(weights["gmf/item"], item[:, :3])
+    np.testing.assert_array_equal(weights["mlp/item"], item[:, 3:])
+    # The logit is the head over [gmf product, MLP of the concatenated halves], as He et al. define it.
+    relu = lambda x: np.maximum(x, 0)  # noqa: E731
+    x = np.concatenate([weights["gmf/user"][USERS] * weights["gmf/item"][ITEMS],
+                        relu(np.concatenate([weights["mlp/user"][USERS], weights["mlp/item"][ITEMS]], axis=1)
+                             @ weights["mlp/dense_0/kernel"] + weights["mlp/dense_0/bias"])], axis=1)
+    expected = x @ weights["head/kernel"][:, 0] + weights["head/bias"][0]
+    np.testing.assert_allclose(logits(model), expected, atol=1e-6)
 
 
 def test_neumf_from_pretrained_outputs_the_alpha_weighted_sum_of_its_towers():

@@ -24,6 +24,7 @@ from ncf.errors import ArtifactError, ClusterError, ConfigError, DataError, Inte
 
 from .train_config import TrainJob
 from .paths import SageMakerPaths
+from .quiet import import_tensorflow
 
 log = logging.getLogger("container.train")
 
@@ -291,6 +292,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import_tensorflow(environ)
     stop = StopFlag()
     stop.install()
     failure_file = None if argv else SageMakerPaths.from_env(environ).failure

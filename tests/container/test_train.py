@@ -41,6 +41,9 @@ def test_a_job_completes_with_model_outputs_and_metric_lines(tmp_path, ratings):
     out = run_train(root)
     assert out.returncode == 0, out.stdout + out.stderr
     assert not (root / "output" / "failure").exists()
+    # The log starts with the job: TensorFlow's start-up chatter is dropped (container/quiet.py).
+    for chatter in ("oneDNN", "absl::InitializeLog", "Assets written"):
+        assert chatter not in out.stdout + out.stderr
     data = root / "output" / "data"
     metrics = json.loads((data / "metrics.json").read_text())
     assert set(metrics["test"]) >= {"hr@10", "ndcg@10", "accuracy", "full_recall@10"}

@@ -2,26 +2,37 @@
 # (`docker run IMAGE serve`). Builds with the classic builder as well as BuildKit.
 #   docker build -t ncf-sagemaker .                                  CPU TensorFlow (default, smaller)
 #   docker build -t ncf-sagemaker:gpu --build-arg VARIANT=gpu .      TensorFlow with CUDA wheels
-#   --build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:...      pin the base by digest, or use a mirror
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# The base is the exact Python release the lock files are resolved for (scripts/lock.sh reads it from the line
+# below). Pin it by digest too, once you have pulled it where a registry is reachable:
+#   docker pull python:3.11.14-slim-bookworm && docker inspect --format '{{index .RepoDigests 0}}' python:3.11.14-slim-bookworm
+#   --build-arg BASE_IMAGE=python:3.11.14-slim-bookworm@sha256:...  (scripts/build_image.sh passes $BASE_IMAGE)
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 FROM ${BASE_IMAGE}
 
 ARG VARIANT=cpu
+# scripts/build_image.sh passes the lock file's SHA-256 (the build checks it) and, at the end, the git revision.
+ARG LOCK_SHA256=unknown
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       org.opencontainers.image.title="ncf-sagemaker" \
-      org.opencontainers.image.description="NeuMF recommender: SageMaker train and serve"
+      org.opencontainers.image.description="NeuMF recommender: SageMaker train and serve" \
+      ncf.lock="requirements/image-${VARIANT}.lock" \
+      ncf.lock.sha256="${LOCK_SHA256}" \
+      ncf.sbom="/opt/program/sbom.cdx.json"
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    NCF_LOCK_FILE=/opt/program/requirements/image-${VARIANT}.lock
 
 WORKDIR /opt/program
 
 # The locked, hash-checked runtime first: this layer is reused until a lock file changes.
 COPY requirements/image-${VARIANT}.lock requirements/
-RUN python3 -m pip install --require-hashes --no-deps -r requirements/image-${VARIANT}.lock
+RUN if [ "$LOCK_SHA256" != unknown ]; then \
+      echo "$LOCK_SHA256  requirements/image-${VARIANT}.lock" | sha256sum -c - ; fi \
+ && python3 -m pip install --require-hashes --no-deps -r requirements/image-${VARIANT}.lock
 
 # Then the project itself (no dependency resolution: everything came from the lock).
 COPY pyproject.toml README.md ./
@@ -29,11 +40,26 @@ COPY ncf/ ncf/
 COPY container/ container/
 RUN python3 -m pip install --no-deps --no-build-isolation . \
  && rm -rf build *.egg-info \
- && command -v train && command -v serve
+ && command -v train && command -v serve && ncf-version
+
+# A CycloneDX SBOM of the runtime environment, for ECR/Inspector or any scanner: written by cyclonedx-bom from
+# a throwaway virtual environment (its own lock), which is removed, so the SBOM describes what runs.
+COPY requirements/sbom.lock requirements/
+RUN python3 -m venv --without-pip /tmp/sbom \
+ && python3 -m pip --python /tmp/sbom/bin/python install --quiet --require-hashes --no-deps \
+      -r requirements/sbom.lock \
+ && /tmp/sbom/bin/python -m cyclonedx_py environment --output-reproducible --of JSON \
+      --output-file /opt/program/sbom.cdx.json "$(command -v python3)" \
+ && rm -rf /tmp/sbom requirements/sbom.lock
 
 # serve's workers drop to this user (container/gunicorn.conf.py). train stays root: SageMaker mounts
 # /opt/ml owned by root, and the job must write model/, output/ and checkpoints/ there.
 RUN useradd --system --no-create-home --shell /usr/sbin/nologin ncf
+
+# Last, so a new revision rebuilds nothing above. `docker run IMAGE ncf-version` prints all of it as JSON.
+ARG REVISION=unknown
+LABEL org.opencontainers.image.revision="${REVISION}"
+ENV NCF_REVISION=${REVISION}
 
 EXPOSE 8080
 # SageMaker passes `train` or `serve`; local mode of the SageMaker SDK runs the default, so it must be train.

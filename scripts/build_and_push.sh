@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Builds the image and pushes it to Amazon ECR, creating the repository when it is missing.
 #
-#   scripts/build_and_push.sh [--dry-run] [--repository NAME] [--moving-tag TAG] [--variant cpu|gpu]
+#   scripts/build_and_push.sh [--dry-run] [--repository NAME] [--variant cpu|gpu]
 #
 # Account and region come from the standard AWS configuration (environment, ~/.aws, SSO, instance role).
-# The image is tagged with the git revision (suffixed -dirty when the tree has changes) and with a moving tag
-# (default: latest); the last line printed is the revision's image URI, for sagemaker_workflow.py --image.
+# A new repository is created with scan on push and immutable tags. The image is tagged with the git revision
+# (with -dirty-TIME when the tree has changes: an immutable tag is pushed once); its CycloneDX SBOM is copied
+# out of the image to sbom/REPOSITORY-TAG.cdx.json; the last line printed is the image by digest
+# (REPOSITORY@sha256:...), what sagemaker_workflow.py --image should be given: it names these bytes forever.
 # --dry-run asks AWS who and where you are and whether the repository exists, then prints every command
-# that would change something (create-repository, docker login, build, tag, push) instead of running it.
+# that would change something (create-repository, docker login, build, push) instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 repository=ncf-sagemaker
-moving=latest
 variant=cpu
 dry_run=0
 
@@ -25,9 +26,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) dry_run=1 ;;
     --repository) repository=${2:?--repository needs a name}; shift ;;
-    --moving-tag) moving=${2:?--moving-tag needs a tag}; shift ;;
+    --moving-tag)
+      echo "build_and_push.sh: --moving-tag is gone: tags are immutable; use the digest this script prints last" >&2
+      exit 2 ;;
     --variant) variant=${2:?--variant needs cpu or gpu}; shift ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build_and_push.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -61,16 +64,29 @@ account=$(aws sts get-caller-identity --region "$region" --query Account --outpu
 
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unversioned)
 if [ "$revision" != unversioned ] && ! git diff --quiet HEAD 2>/dev/null; then
-  revision="$revision-dirty"
+  revision="$revision-dirty-$(date -u +%Y%m%dT%H%M%S)"
 fi
 registry="$account.dkr.ecr.$region.amazonaws.com"
 image="$registry/$repository"
 
-if aws ecr describe-repositories --repository-names "$repository" --region "$region" >/dev/null 2>"$errors"; then
+if settings=$(aws ecr describe-repositories --repository-names "$repository" --region "$region" --output text \
+    --query 'repositories[0].[imageTagMutability,imageScanningConfiguration.scanOnPush]' 2>"$errors"); then
   echo "ECR repository $repository exists in $region" >&2
+  # An existing repository is the user's: say what differs, change nothing.
+  case "$settings" in
+    IMMUTABLE*) ;;
+    *) echo "note: its tags are mutable; to make them immutable: aws ecr put-image-tag-mutability" \
+         "--repository-name $repository --image-tag-mutability IMMUTABLE --region $region" >&2 ;;
+  esac
+  case "$settings" in
+    *True) ;;
+    *) echo "note: it does not scan on push; to turn scanning on: aws ecr put-image-scanning-configuration" \
+         "--repository-name $repository --image-scanning-configuration scanOnPush=true --region $region" >&2 ;;
+  esac
 elif grep -q RepositoryNotFoundException "$errors"; then
   run aws ecr create-repository --repository-name "$repository" --region "$region" \
-    --image-scanning-configuration scanOnPush=true --output text --query repository.repositoryUri
+    --image-tag-mutability IMMUTABLE --image-scanning-configuration scanOnPush=true \
+    --output text --query repository.repositoryUri
 else
   fail "cannot look up ECR repository $repository: $(tr '\n' ' ' <"$errors")"
 fi
@@ -83,7 +99,22 @@ else
     fail "docker login to $registry failed"
 fi
 run scripts/build_image.sh "$image:$revision" --build-arg "VARIANT=$variant"
-run docker tag "$image:$revision" "$image:$moving"
+sbom="sbom/$repository-$revision.cdx.json"
+if [ "$dry_run" = 1 ]; then
+  echo "+ docker run --rm $image:$revision cat /opt/program/sbom.cdx.json > $sbom"
+else
+  mkdir -p sbom
+  docker run --rm "$image:$revision" cat /opt/program/sbom.cdx.json >"$sbom" ||
+    fail "cannot copy the SBOM out of $image:$revision"
+  echo "SBOM of $image:$revision: $sbom" >&2
+fi
 run docker push "$image:$revision"
-run docker push "$image:$moving"
-echo "$image:$revision"
+if [ "$dry_run" = 1 ]; then
+  echo "$image:$revision"
+  echo "(a dry run: the digest, $image@sha256:..., is known once the push has happened)" >&2
+else
+  digest=$(docker image inspect "$image:$revision" --format '{{range .RepoDigests}}{{println .}}{{end}}' |
+    grep -m1 "^$image@sha256:") || fail "the push left no digest for $image:$revision"
+  echo "pushed $image:$revision; refer to it by digest:" >&2
+  echo "$digest"
+fi

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 import uuid
@@ -201,18 +202,26 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def wait_for(describe, status_key: str, done: set[str], failed: set[str], timeout: float, what: str) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = describe()
-        status = state[status_key]
-        if status in done:
-            return state
-        if status in failed:
-            raise WorkflowError(f"{what} ended {status}: {state.get('FailureReason', 'no reason given')}")
-        if time.monotonic() > deadline:
-            raise WorkflowError(f"{what} still {status} after {timeout:.0f} s")
-        time.sleep(2 if status != "Creating" else 10)
+def wait_until(sm, waiter: str, describe, status_key: str, timeout: float, what: str,
+               poll_s: float | None = None, **name) -> dict:
+    """Waits with boto3's own waiter (`endpoint_in_service`, `transform_job_completed_or_stopped`: their delays,
+    their failure states) for at most `timeout` seconds, and returns the final description. A failure says the
+    resource's FailureReason; running out of time says the status it was left in. Local mode's client has no
+    waiters: its calls return once the container answers, so one description tells."""
+    from botocore.exceptions import WaiterError
+
+    if hasattr(sm, "get_waiter"):
+        w = sm.get_waiter(waiter)
+        delay = w.config.delay if poll_s is None else poll_s
+        try:
+            w.wait(**name, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, math.ceil(timeout / max(delay, 1)))})
+        except WaiterError as e:
+            state = e.last_response or {}
+            status = state.get(status_key, "unknown")
+            if "Max attempts exceeded" in str(e):
+                raise WorkflowError(f"{what} still {status} after {timeout:.0f} s") from None
+            raise WorkflowError(f"{what} ended {status}: {state.get('FailureReason', 'no reason given')}") from None
+    return describe()
 
 
 def invoke(runtime, endpoint: str, body: dict) -> Any:
@@ -247,8 +256,11 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
     sm.create_endpoint(**endpoint_request(name, name))
     answers = {}
     try:
-        wait_for(lambda: sm.describe_endpoint(EndpointName=name), "EndpointStatus", {"InService"}, {"Failed"},
-                 timeout, f"endpoint {name}")
+        state = wait_until(sm, "endpoint_in_service", lambda: sm.describe_endpoint(EndpointName=name),
+                           "EndpointStatus", timeout, f"endpoint {name}", EndpointName=name)
+        if state["EndpointStatus"] != "InService":
+            raise WorkflowError(f"endpoint {name} is {state['EndpointStatus']}: "
+                                f"{state.get('FailureReason', 'no reason given')}")
         for kind, body in demo_requests(user, items).items():
             answers[kind] = invoke(runtime, name, body)
             print(f"{kind}: {json.dumps(body)}\n  -> {json.dumps(answers[kind])[:400]}", flush=True)
@@ -275,8 +287,12 @@ def transform(sm, s3, image: str, role: str, model_data: str, users_file: Path, 
     sm.create_model(**model_request(name, image, model_data, role))
     try:
         sm.create_transform_job(**{**job, "TransformJobName": name, "ModelName": name})
-        wait_for(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus", {"Completed"},
-                 {"Failed", "Stopped"}, timeout, f"transform job {name}")
+        state = wait_until(sm, "transform_job_completed_or_stopped",
+                           lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus", timeout,
+                           f"transform job {name}", TransformJobName=name)
+        if state["TransformJobStatus"] != "Completed":  # the waiter's success includes Stopped
+            raise WorkflowError(f"transform job {name} ended {state['TransformJobStatus']}: "
+                                f"{state.get('FailureReason', 'no reason given')}")
     finally:
         sm.delete_model(ModelName=name)
     out_bucket, out_key = split_s3(output_s3.rstrip("/") + "/" + users_file.name + ".out")
@@ -324,7 +340,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--ratings", type=Path, help="a local ratings file instead")
 
     def image_role(q):
-        q.add_argument("--image", required=True, help="the image URI (scripts/build_and_push.sh prints it)")
+        q.add_argument("--image", required=True,
+                       help="the image, by digest: REPOSITORY@sha256:... (the last line scripts/build_and_push.sh "
+                            "prints); a tag works too, but names whatever was pushed under it last")
         q.add_argument("--role", required=True, help="the SageMaker execution role ARN")
         q.add_argument("--local", action="store_true", help="run on the local docker engine (SDK local mode)")
 
@@ -383,6 +401,9 @@ def _run(args) -> int:
 
         print(upload_data(boto3.client("s3"), args.bucket, args.prefix, ratings_file(args.movielens, args.ratings)))
         return 0
+    if not args.local and "@sha256:" not in args.image:
+        print(f"note: --image {args.image} is a tag, not a digest: the job runs whatever the tag names when it "
+              "starts (scripts/build_and_push.sh prints the digest)", file=sys.stderr)
     session, sm, runtime, s3 = sessions(args.local)
     if args.command == "train":
         channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}

@@ -4,8 +4,10 @@ Needs a Docker engine. Without one these tests skip, saying why; with NCF_REQUIR
 engine or image is a failure instead. NCF_IMAGE names a prebuilt image; otherwise the fixture builds one.
 """
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -48,6 +50,25 @@ def test_the_image_declares_what_sagemaker_reads(image):
                      "find / -xdev \\( -name 'ratings.csv' -o -name 'u.data' -o -name 'tests' -path '*program*' \\) "
                      "2>/dev/null; ls /opt/program", check=True).stdout
     assert "ratings.csv" not in listing and "u.data" not in listing and "tests" not in listing.split()
+
+
+def test_the_image_proves_what_it_contains_by_label_sbom_and_ncf_version(image):
+    from pathlib import Path
+
+    lock = Path(__file__).resolve().parents[2] / "requirements" / "image-cpu.lock"
+    lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()
+    pinned = dict(re.findall(r"^([a-z0-9_.-]+)==(\S+)", lock.read_text(), re.M))
+    labels = json.loads(docker("image", "inspect", image, "--format", "{{json .Config.Labels}}", check=True).stdout)
+    assert labels["ncf.lock.sha256"] == lock_sha and labels["org.opencontainers.image.revision"]
+    versions = json.loads(docker("run", "--rm", image, "ncf-version", check=True).stdout)
+    assert versions["lock"]["sha256"] == lock_sha and versions["revision"] == labels["org.opencontainers.image.revision"]
+    assert versions["packages"]["tensorflow-cpu"] == pinned["tensorflow-cpu"]
+    sbom = json.loads(docker("run", "--rm", image, "cat", "/opt/program/sbom.cdx.json", check=True).stdout)
+    assert sbom["bomFormat"] == "CycloneDX"
+    components = {re.sub(r"[-_.]+", "-", c["name"].lower()): c["version"] for c in sbom["components"]}
+    for name in ("tensorflow-cpu", "numpy", "flask", "gunicorn"):
+        assert components[name] == pinned[name], name
+    assert "cyclonedx-bom" not in components  # the tool's throwaway environment is not what runs
 
 
 def test_train_in_the_container_writes_the_model_onto_the_volume(image, tmp_path, ratings):

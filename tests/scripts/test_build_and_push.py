@@ -1,6 +1,7 @@
 """scripts/build_and_push.sh: shellcheck clean, its dry run's printed commands, its refusals, and (with
 Docker) a real run against moto's ECR up to the registry login, which only real ECR can answer."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,11 @@ REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 
 
 def revision():
+    """The tag a run pushes: the commit, or a pattern of it with the time when the tree has changes."""
     rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
-    return rev + ("-dirty" if dirty else "")
+    return re.escape(rev) + (r"-dirty-\d{8}T\d{6}" if dirty else "")
 
 
 def push(env, *args, timeout=120):
@@ -34,7 +36,7 @@ def path_without(tmp_path, *missing):
     """A PATH holding the tools the script uses, less `missing`."""
     folder = tmp_path / "bin"
     folder.mkdir()
-    tools = ["bash", "dirname", "git", "sed", "mktemp", "rm", "tr", "grep", "cat", "docker", "aws"]
+    tools = ["bash", "dirname", "git", "sed", "mktemp", "rm", "tr", "grep", "cat", "date", "mkdir", "docker", "aws"]
     for tool in tools:
         if tool in missing:
             continue
@@ -52,32 +54,48 @@ def test_every_shell_script_is_shellcheck_clean():
     assert out.returncode == 0, out.stdout
 
 
-def test_a_dry_run_prints_every_command_that_would_create_build_tag_and_push(aws):
+def test_a_dry_run_prints_every_command_that_would_create_build_and_push(aws):
     out = push(aws.env(), "--dry-run")
     assert out.returncode == 0, out.stderr
-    image = f"{REGISTRY}/ncf-sagemaker"
+    image = re.escape(f"{REGISTRY}/ncf-sagemaker")
     rev = revision()
-    assert out.stdout.splitlines() == [
-        f"+ aws ecr create-repository --repository-name ncf-sagemaker --region {REGION} "
-        "--image-scanning-configuration scanOnPush=true --output text --query repository.repositoryUri",
-        f"+ aws ecr get-login-password --region {REGION} | docker login --username AWS --password-stdin {REGISTRY}",
-        f"+ scripts/build_image.sh {image}:{rev} --build-arg VARIANT=cpu",
-        f"+ docker tag {image}:{rev} {image}:latest",
-        f"+ docker push {image}:{rev}",
-        f"+ docker push {image}:latest",
-        f"{image}:{rev}",
+    expected = [
+        re.escape(f"+ aws ecr create-repository --repository-name ncf-sagemaker --region {REGION} "
+                  "--image-tag-mutability IMMUTABLE --image-scanning-configuration scanOnPush=true "
+                  "--output text --query repository.repositoryUri"),
+        re.escape(f"+ aws ecr get-login-password --region {REGION} | docker login --username AWS "
+                  f"--password-stdin {REGISTRY}"),
+        rf"\+ scripts/build_image.sh {image}:{rev} --build-arg VARIANT=cpu",
+        rf"\+ docker run --rm {image}:{rev} cat /opt/program/sbom.cdx.json > sbom/ncf-sagemaker-{rev}\.cdx\.json",
+        rf"\+ docker push {image}:{rev}",
+        rf"{image}:{rev}",
     ]
-    assert repositories(aws) == []  # a dry run changes nothing
+    lines = out.stdout.splitlines()
+    assert len(lines) == len(expected) and all(re.fullmatch(e, line) for e, line in zip(expected, lines)), lines
+    assert "digest" in out.stderr and repositories(aws) == []  # a dry run changes nothing
 
 
-def test_a_dry_run_against_an_existing_repository_does_not_create_it(aws):
+def test_an_existing_repository_is_not_created_and_its_mutable_unscanned_settings_are_named(aws):
     aws.aws("ecr", "create-repository", "--repository-name", "recs")
-    out = push(aws.env(), "--dry-run", "--repository", "recs", "--moving-tag", "prod", "--variant", "gpu")
+    out = push(aws.env(), "--dry-run", "--repository", "recs", "--variant", "gpu")
     assert out.returncode == 0, out.stderr
     assert "ECR repository recs exists" in out.stderr
+    assert "put-image-tag-mutability --repository-name recs --image-tag-mutability IMMUTABLE" in out.stderr
+    assert "put-image-scanning-configuration --repository-name recs" in out.stderr
     assert not any("create-repository" in line for line in out.stdout.splitlines())
-    assert f"+ docker tag {REGISTRY}/recs:{revision()} {REGISTRY}/recs:prod" in out.stdout.splitlines()
     assert "--build-arg VARIANT=gpu" in out.stdout
+
+
+def test_an_immutable_scanned_repository_gets_no_notes(aws):
+    aws.aws("ecr", "create-repository", "--repository-name", "locked", "--image-tag-mutability", "IMMUTABLE",
+            "--image-scanning-configuration", "scanOnPush=true")
+    out = push(aws.env(), "--dry-run", "--repository", "locked")
+    assert out.returncode == 0 and "note:" not in out.stderr, out.stderr
+
+
+def test_a_moving_tag_is_refused_with_why():
+    out = subprocess.run([str(SCRIPT), "--moving-tag", "latest"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 2 and "tags are immutable" in out.stderr
 
 
 @pytest.mark.parametrize("missing, message", [

@@ -8,7 +8,8 @@ import pytest
 from container.metric_definitions import METRIC_DEFINITIONS
 from tests.scripts.aws import ROLE, body, workflow
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ncf-sagemaker:0123abcd"
+# By digest, as scripts/build_and_push.sh prints it.
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ncf-sagemaker@sha256:" + "ab" * 32
 BUCKET = "ncf-test"
 
 
@@ -73,6 +74,13 @@ def test_bad_training_arguments_fail_before_any_request(aws, args, message):
     out = workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/x/", *args)
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert aws.calls("CreateTrainingJob") == []
+    assert "note:" not in out.stderr  # a digest needs no note
+
+
+def test_an_image_given_by_tag_works_with_a_note_that_a_digest_pins_it(aws):
+    tag = IMAGE.split("@")[0] + ":0123abcd"
+    out = workflow(aws, "train", "--image", tag, "--role", ROLE, "--train", f"s3://{BUCKET}/x/", "--max-wait", "1")
+    assert f"note: --image {tag} is a tag, not a digest" in out.stderr, out.stderr
 
 
 def test_deploy_creates_invokes_each_kind_of_request_and_deletes_the_endpoint(aws):
@@ -153,3 +161,46 @@ def test_bad_transform_arguments_fail_before_any_upload(aws, tmp_path, args, mes
     assert out.returncode == 2 and message in out.stderr, out.stderr
     assert aws.calls("CreateTransformJob") == [] and aws.calls("CreateModel") == []
     assert "Contents" not in aws.aws("s3api", "list-objects-v2", "--bucket", BUCKET)
+
+
+WAIT = """
+import sys
+sys.path.insert(0, "scripts")
+import boto3
+from botocore.stub import Stubber
+from sagemaker_workflow import WorkflowError, wait_until
+
+sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+stub = Stubber(sm)
+job = {"TransformJobName": "j", "TransformJobArn": "arn:aws:sagemaker:us-east-1:1:transform-job/j",
+       "ModelName": "m", "CreationTime": 0, "TransformInput": {"DataSource": {"S3DataSource": {
+           "S3DataType": "S3Prefix", "S3Uri": "s3://b/in"}}},
+       "TransformResources": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}
+for status in sys.argv[1:]:
+    stub.add_response("describe_transform_job", {**job, "TransformJobStatus": status,
+                                                 **({"FailureReason": "ClientError: 413 from the container"}
+                                                    if status == "Failed" else {})})
+stub.activate()
+try:
+    state = wait_until(sm, "transform_job_completed_or_stopped", lambda: sm.describe_transform_job(
+        TransformJobName="j"), "TransformJobStatus", 2, "transform job j", poll_s=0, TransformJobName="j")
+    print("returned", state["TransformJobStatus"])
+except WorkflowError as e:
+    print("error", e)
+"""
+
+
+@pytest.mark.parametrize("statuses, printed", [
+    (["InProgress", "Completed", "Completed"], "returned Completed"),
+    (["InProgress", "Failed"], "error transform job j ended Failed: ClientError: 413 from the container"),
+    (["InProgress", "InProgress"], "error transform job j still InProgress after 2 s"),
+])
+def test_waiting_uses_boto3s_waiter_and_says_how_a_job_ended(statuses, printed):
+    import subprocess
+
+    from tests.scripts.aws import AWS_VENV, ROOT
+
+    out = subprocess.run([str(AWS_VENV / "bin" / "python"), "-c", WAIT, *statuses], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == printed

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
 from benchmarks.scale import stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
@@ -35,8 +36,8 @@ from ncf.errors import ConfigError  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, score_candidates  # noqa: E402
 
-DATA = {"ml-latest-small": ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv",
-        "ml-100k": ROOT.parent / "shared" / "data" / "ml-100k" / "u.data"}
+#: The MovieLens sets compared by default (`--movielens` picks others; see `benchmarks/datasets.py`).
+DATA = ("ml-latest-small", "ml-100k")
 
 
 def parse_config(text: str) -> tuple[str, dict]:
@@ -59,7 +60,8 @@ def main() -> None:
     p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...",
                    help="a configuration; the first is the reference (at least two)")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--data", default=",".join(DATA))
+    p.add_argument("--movielens", default=",".join(DATA), help="comma-separated MovieLens sets")
+    add_cache_argument(p)
     args = p.parse_args()
     if len(args.config) < 2:
         p.error("give at least two --config")
@@ -76,8 +78,8 @@ def main() -> None:
     reference = next(iter(configs))
     seeds = [int(s) for s in args.seeds.split(",")]
     rows, verdicts = [], []
-    for data_name in args.data.split(","):
-        data = prepare(read_interactions(DATA[data_name]), test_k=1, validation_k=1)
+    for data_name in args.movielens.split(","):
+        data = prepare(read_interactions(movielens(data_name, args)), test_k=1, validation_k=1)
         candidates = draw_candidates(data.test, data.seen, 99, seed=0)
         per_user = {name: ([], []) for name in configs}
         for seed in seeds:

@@ -1,6 +1,6 @@
 """Training speed of the AWS blog sample's recipe beside ours, measured in one run on the same data.
 
-    .venv/bin/python benchmarks/aws_reference.py --ratings ../shared/data/ml-latest-small/ratings.csv \
+    .venv/bin/python benchmarks/aws_reference.py --movielens ml-latest-small \
         --plot quality_vs_time.png
 
 The reference is written here from the blog's description (none of its code is used): raw ids as one-hot
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from benchmarks.scale import stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
@@ -161,14 +162,14 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", required=True)
+    add_arguments(p)
     p.add_argument("--reference-epochs", type=int, default=10)
     p.add_argument("--plot", type=Path, help="write the quality-against-time PNG here")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     from ncf.training import TrainConfig
 
-    data = prepare(read_interactions(args.ratings), test_k=1, validation_k=1)
+    data = prepare(read_interactions(ratings_path(args)), test_k=1, validation_k=1)
     validation = draw_candidates(data.validation, data.seen, 99, seed=0)  # what fit() ranks every epoch
     test = draw_candidates(data.test, data.seen, 99, seed=0)
     results = {}
@@ -202,7 +203,7 @@ def main() -> None:
     reference_name = next(iter(curves))
     reference = curves[reference_name]
     ref_rate, ref_final = later_rate(reference), reference[-1]
-    print(f"\nTraining speed on {Path(args.ratings).parent.name} ({len(data.train):,} training positives); "
+    print(f"\nTraining speed on {label(args)} ({len(data.train):,} training positives); "
           f"validation HR@10 after each epoch ({stamp()})\n")
     print("| run | samples/s (epochs 2+) | vs reference | best val HR@10 | seconds to the reference's final HR@10 "
           "| test acc@0.5 (balanced) |")

@@ -1,6 +1,6 @@
 """Training samples/s of one `train` host against two on loopback, same data and hyperparameters, in one run.
 
-    .venv/bin/python benchmarks/multi_host.py --ratings ../shared/data/ml-latest-small/ratings.csv
+    .venv/bin/python benchmarks/multi_host.py --movielens ml-latest-small
 
 Each host is a real `train` process with its own /opt/ml tree and a resourceconfig.json naming algo-1 and
 algo-2, joined through NCF_HOST_ADDRESSES exactly as tests/container/test_multi_host.py does. On one 2-core
@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
+
 EPOCH = re.compile(r"epoch=(\d+)/\d+ .*samples_per_s=(\d+) seconds=([0-9.]+)")
 TEST = re.compile(r"test:hr@10=([0-9.]+) test:ndcg@10=([0-9.]+)")
 
@@ -73,7 +77,7 @@ def run_job(workdir: Path, ratings: Path, hyperparameters: dict, n_hosts: int) -
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", type=Path, required=True)
+    add_arguments(p)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--model", default="neumf")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -82,8 +86,8 @@ def main() -> None:
     hyperparameters = {"model": args.model, "epochs": args.epochs, "patience": 0, "batch_size": args.batch_size,
                        "refit": False}  # steps per second is the question here, not the shipped model
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_job(Path(tmp), args.ratings.resolve(), hyperparameters, n) for n in (1, 2)]
-    print(f"\n{platform.node()}: {os.cpu_count()} cores; {args.ratings.parent.name}; {hyperparameters}\n")
+        rows = [run_job(Path(tmp), ratings_path(args).resolve(), hyperparameters, n) for n in (1, 2)]
+    print(f"\n{platform.node()}: {os.cpu_count()} cores; {label(args)}; {hyperparameters}\n")
     print("| hosts | samples/s (epochs 2+) | vs one host | wall s | test HR@10 | test NDCG@10 |")
     print("|---|---|---|---|---|---|")
     for row in rows:

@@ -1,12 +1,12 @@
 """Quality and training speed of each model kind on one ratings file, in one run, as a Markdown table.
 
-    .venv/bin/python benchmarks/quality.py --ratings ../shared/data/ml-latest-small/ratings.csv
+    .venv/bin/python benchmarks/quality.py --movielens ml-latest-small
 
 Every model uses the library's default hyperparameters (the container's defaults) with only the kind changed,
 early-stops on the validation split (each user's latest training interaction) and is ranked on the same
 seeded test candidates as the popularity baseline. acc@0.5 and ECE read the calibrated probability that
 `serve` answers (`ncf/calibration.py`); "plain" columns the uncalibrated sigmoid, for comparison.
-Protocols: ../shared/reference/evaluation.md.
+Protocols: `ncf/evaluation.py` (LOO-99, the blog's 10 latest, full ranking) and docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.calibration import Calibration  # noqa: E402
@@ -43,7 +44,7 @@ RUNS = {
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", required=True, help="ratings file (read by ncf.data.read_interactions)")
+    add_arguments(p)
     p.add_argument("--protocol", choices=["loo", "seed"], default="loo",
                    help="loo: LOO-99 (test_k=1); seed: the AWS blog's split (test_k=10)")
     p.add_argument("--runs", default=",".join(RUNS), help=f"comma-separated subset of {list(RUNS)}")
@@ -58,7 +59,7 @@ def main() -> None:
     from ncf.training import TrainConfig, fit, keras_logits
 
     started = time.perf_counter()
-    data = prepare(read_interactions(args.ratings), test_k=1 if args.protocol == "loo" else 10, validation_k=1)
+    data = prepare(read_interactions(ratings_path(args)), test_k=1 if args.protocol == "loo" else 10, validation_k=1)
     prep_seconds = time.perf_counter() - started
     candidates = draw_candidates(data.test, data.seen, 99, seed=0)
     known = data.seen_before_test()  # what full ranking excludes: the items trained on or selected on
@@ -88,12 +89,12 @@ def main() -> None:
                      "train_seconds": seconds, "samples_per_s": result.throughput()})
         print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
 
-    print(f"\n{args.protocol} on {Path(args.ratings).name}: {json.dumps(data.statistics())}; "
+    print(f"\n{args.protocol} on {label(args)}: {json.dumps(data.statistics())}; "
           f"read+split {prep_seconds:.2f} s; defaults {json.dumps(base.to_dict())}\n")
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps({
-            "ratings": str(args.ratings), "protocol": args.protocol, "data": data.statistics(),
+            "ratings": label(args), "protocol": args.protocol, "data": data.statistics(),
             "config": base.to_dict(), "rows": rows, "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
         }, indent=2))
 

@@ -5,8 +5,8 @@
 
 Every job is the real `train` (one process, as SageMaker runs it) on synthetic data from `ncf.synthetic`
 with ml-25m's shape scaled down (`shape`: users in proportion, items with the square root), so 23M
-interactions are ml-25m's 161,916 users x 59,000 items (ml-latest-small, read from ../shared/data when present, is a row of
-its own). Jobs run one epoch without refit (`epochs=1 refit=false patience=0`); a default job's time is that
+interactions are ml-25m's 161,916 users x 59,000 items (a MovieLens set, `--movielens`, ml-latest-small by default,
+is a row of its own; `benchmarks/datasets.py` says where it is read from). Jobs run one epoch without refit (`epochs=1 refit=false patience=0`); a default job's time is that
 epoch times the epochs early stopping picks, plus the refit.
 
 Sections:
@@ -47,11 +47,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.serve_bench import Server  # noqa: E402
 
 ML25M = {"interactions": 23_000_000, "users": 161_916, "items": 59_000}
 SIZES = {"100k": 100_000, "1m": 1_000_000, "5m": 5_000_000, "25m": ML25M["interactions"]}
-SMALL = ROOT.parent / "shared" / "data" / "ml-latest-small" / "ratings.csv"
 ONE_EPOCH = {"epochs": "1", "refit": "false", "patience": "0"}
 
 
@@ -116,9 +116,10 @@ def stamp() -> str:
             f"({cpu}), {memory:.0f} GiB, Python {platform.python_version()}")
 
 
-def size_table(work: Path, sizes: list[str], model: str, settings: dict[str, str]) -> list[dict]:
+def size_table(work: Path, sizes: list[str], model: str, settings: dict[str, str],
+               real: tuple[str, Path] | None) -> list[dict]:
     rows = []
-    sources = ([("ml-latest-small", SMALL)] if SMALL.exists() else []) + [
+    sources = ([real] if real is not None else []) + [
         (f"synthetic {name}", None) for name in sizes]
     for label, path in sources:
         if path is None:
@@ -311,6 +312,9 @@ def main() -> None:
     p.add_argument("--model", default="neumf")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="another hyperparameter of the section 1-2 jobs, as train --set takes it")
+    p.add_argument("--movielens", default="ml-latest-small",
+                   help="a MovieLens set for a row of its own in section 1 ('' for none)")
+    add_cache_argument(p)
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="data, jobs and models (large)")
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-serve", action="store_true")
@@ -325,7 +329,8 @@ def main() -> None:
     settings = dict(pair.split("=", 1) for pair in args.set)
     sizes = [s for s in args.sizes.split(",") if s]
     if sizes:
-        size_table(args.work, sizes, args.model, settings)
+        real = (args.movielens, movielens(args.movielens, args)) if args.movielens else None
+        size_table(args.work, sizes, args.model, settings, real)
     if not args.skip_curve:
         cost_curve(args.work, args.model, settings)
     biggest = args.work / "jobs" / "synthetic-25m" / "model"  # section 1's, from this run or an earlier one

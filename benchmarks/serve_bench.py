@@ -1,6 +1,6 @@
 """Serving speed of the real `serve` against two references, in one run, as a Markdown table.
 
-    .venv/bin/python benchmarks/serve_bench.py --ratings ../shared/data/ml-latest-small/ratings.csv
+    .venv/bin/python benchmarks/serve_bench.py --movielens ml-latest-small
 
 Trains a model on the ratings (default hyperparameters, few epochs: speed does not depend on quality), then
 for each server — ours (`serve`), a no-op Flask route and the naive Keras `model.predict` server of AWS's
@@ -29,6 +29,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.datasets import add_arguments, ratings_path  # noqa: E402
 
 CONFIG = str(ROOT / "container" / "gunicorn.conf.py")
 
@@ -101,7 +103,7 @@ def wrk(port: int, bodies: list[str], content_type: str, connections: int, secon
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", required=True)
+    add_arguments(p)
     p.add_argument("--seconds", type=int, default=8, help="per measurement")
     p.add_argument("--model", default="mf", help="model kind to serve (mf, neumf, gmf, mlp)")
     p.add_argument("--json", type=Path)
@@ -115,7 +117,7 @@ def main() -> None:
     from ncf.training import TrainConfig, fit, to_artifact
 
     base = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    data = prepare(read_interactions(args.ratings))
+    data = prepare(read_interactions(ratings_path(args)))
     result = fit(data, TrainConfig(model=args.model, epochs=3), on_epoch=lambda e: None)
     artifacts.save(base / "model", to_artifact(result, data))
     result.model.save(base / "model" / "model.keras")

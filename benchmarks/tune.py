@@ -1,14 +1,13 @@
 """Tunes our models' hyperparameters on the validation split, one axis at a time, and reports the test metrics.
 
-    .venv/bin/python benchmarks/tune.py --ratings ../shared/data/ml-latest-small/ratings.csv --model mf
+    .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model mf
 
 Coordinate search: starting from the library defaults, each axis in turn (learning rate, factors, layers,
 negatives, L2, dropout, batch size) is swept with the others held, and the value with the best validation
 HR@10 (NDCG@10 breaking ties), averaged over `--seeds` seeds, is kept before the next axis. A larger batch
 takes a proportionally larger learning rate. Early stopping on validation chooses the epochs; test metrics
 (of the refit model, the library's default) are printed for every setting but never used to choose.
-Validation is each user's latest training interaction, ranked against 99 sampled negatives (LOO-99,
-../shared/reference/evaluation.md).
+Validation is each user's latest training interaction, ranked against 99 sampled negatives (LOO-99).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, evaluate_candidates  # noqa: E402
@@ -44,7 +44,7 @@ SKIP = {"mf": {"mlp_layers", "dropout"}, "gmf": {"mlp_layers", "dropout"}, "mlp"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ratings", required=True)
+    add_arguments(p)
     p.add_argument("--model", default="mf")
     p.add_argument("--seeds", type=int, default=1, help="seeds per setting; validation and test are their means")
     p.add_argument("--axes", default=",".join(AXES), help=f"comma-separated subset of {list(AXES)}")
@@ -54,7 +54,7 @@ def main() -> None:
 
     from ncf.training import TrainConfig, fit, keras_scorer
 
-    data = prepare(read_interactions(args.ratings), test_k=1, validation_k=1)
+    data = prepare(read_interactions(ratings_path(args)), test_k=1, validation_k=1)
     test = draw_candidates(data.test, data.seen, 99, seed=0)
     best = TrainConfig(model=args.model)
     tried: dict[str, dict] = {}
@@ -88,7 +88,7 @@ def main() -> None:
         print(f"{axis}: {chosen}", file=sys.stderr, flush=True)
 
     final = run(best)
-    print(f"\n{args.model} on {Path(args.ratings).parent.name}, chosen on validation: {json.dumps(best.to_dict())}\n")
+    print(f"\n{args.model} on {label(args)}, chosen on validation: {json.dumps(best.to_dict())}\n")
     print(f"mean of {args.seeds} seed(s) per row\n")
     print("| setting | val HR@10 | val NDCG@10 | test HR@10 | test NDCG@10 | best epoch | s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Mapping
 
 DEFAULT_ROOT = "/opt/ml"
+#: The environment variable that moves the root (AWS's toolkit reads the same one).
+ROOT_VARIABLE = "SAGEMAKER_BASE_DIR"
 
 
 @dataclass(frozen=True)
@@ -19,7 +21,7 @@ class SageMakerPaths:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "SageMakerPaths":
-        return cls(Path(environ.get("SAGEMAKER_BASE_DIR") or DEFAULT_ROOT))
+        return cls(Path(environ.get(ROOT_VARIABLE) or DEFAULT_ROOT))
 
     @property
     def config_dir(self) -> Path:

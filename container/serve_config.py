@@ -22,7 +22,7 @@ from typing import Mapping
 
 from ncf.errors import ConfigError
 
-from .paths import SageMakerPaths
+from .paths import DEFAULT_ROOT, ROOT_VARIABLE, SageMakerPaths
 
 
 #: Seconds a real-time endpoint's container has to answer (InvokeEndpoint), and its default worker timeout.
@@ -37,6 +37,50 @@ REALTIME_RESPONSE_BYTES = 6 * 1024 * 1024
 #: Share of the timeout one request's estimated work may take; the rest absorbs the estimate's error (a
 #: calibration of a few users, other workers sharing memory bandwidth). Above it a request is refused (413).
 WORK_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable `serve` reads: the names it answers to (first wins), its default and effect as
+    docs/serving.md shows them (generated from `ENVIRONMENT` by docs/tables.py, checked by a test)."""
+
+    names: tuple[str, ...]
+    default: str
+    effect: str
+
+
+_SHARE = "half" if WORK_SHARE == 0.5 else f"{WORK_SHARE:.0%}"
+PORT = Setting(("SAGEMAKER_BIND_TO_PORT",), "8080", "port (inference pipelines set it)")
+WORKERS = Setting(("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS"), "CPU count", "gunicorn workers")
+BATCH = Setting(
+    ("SAGEMAKER_BATCH",), "false",
+    f"`true` (batch transform sets it): timeout {BATCH_TIMEOUT} s by default (what SageMaker waits unless the job "
+    f"says more), no {REALTIME_RESPONSE_BYTES >> 20} MB answer limit, `/execution-parameters` advertises a payload "
+    "derived from the model")
+TIMEOUT = Setting(
+    ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"),
+    f"{REALTIME_TIMEOUT}; batch: {BATCH_TIMEOUT} (at most {BATCH_TIMEOUT_MAX})",
+    "seconds a worker may spend on one request before gunicorn replaces it; a request estimated to need more "
+    f"than {_SHARE} of it (real time: {_SHARE} of SageMaker's {REALTIME_TIMEOUT} s, whatever this says) is refused "
+    "with 413")
+MAX_PAYLOAD = Setting(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), "6",
+                      "request body limit (413 above it, checked before reading); `/execution-parameters` never "
+                      "advertises more")
+MAX_CONCURRENT = Setting(("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), "workers (at most 100)",
+                         "reported by `/execution-parameters`")
+BASE_DIR = Setting((ROOT_VARIABLE,), f"`{DEFAULT_ROOT}`", "root of the model folder")
+#: Every variable `serve` reads, in the order docs/serving.md lists them.
+ENVIRONMENT = (PORT, WORKERS, BATCH, TIMEOUT, MAX_PAYLOAD, MAX_CONCURRENT, BASE_DIR)
+
+
+def markdown_table() -> str:
+    """docs/serving.md's environment table."""
+    rows = ["| environment variable | default | effect |", "|---|---|---|"]
+    for setting in ENVIRONMENT:
+        first, *others = setting.names
+        name = f"`{first}`" + (f" (or {', '.join(f'`{o}`' for o in others)})" if others else "")
+        rows.append(f"| {name} | {setting.default} | {setting.effect} |")
+    return "\n".join(rows)
 
 
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -100,18 +144,18 @@ class ServeConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "ServeConfig":
         cpus = os.cpu_count() or 1
-        workers = _int(environ, ("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS"), cpus, 1, 256)
-        batch = _bool(environ, "SAGEMAKER_BATCH", False)
+        workers = _int(environ, WORKERS.names, cpus, 1, 256)
+        batch = _bool(environ, BATCH.names[0], False)
         return cls(
             model_dir=SageMakerPaths.from_env(environ).model,
-            port=_int(environ, ("SAGEMAKER_BIND_TO_PORT",), 8080, 1, 65535),
+            port=_int(environ, PORT.names, 8080, 1, 65535),
             workers=workers,
-            timeout=_int(environ, ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"),
+            timeout=_int(environ, TIMEOUT.names,
                          BATCH_TIMEOUT if batch else REALTIME_TIMEOUT, 1, BATCH_TIMEOUT_MAX),
             # Batch transform allows up to 100 MB per request; real-time endpoints 6 MB.
-            max_payload_mb=_int(environ, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), 6, 1, 100),
+            max_payload_mb=_int(environ, MAX_PAYLOAD.names, 6, 1, 100),
             # MaxConcurrentTransforms x MaxPayloadInMB <= 100, and the payload is at least 1 MB.
-            max_concurrent_transforms=_int(environ, ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), min(workers, 100),
+            max_concurrent_transforms=_int(environ, MAX_CONCURRENT.names, min(workers, 100),
                                            1, 100),
             batch=batch,
         )

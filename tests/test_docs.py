@@ -1,0 +1,55 @@
+"""The docs cannot drift from the code: generated tables match it, links land on real headings, and the
+README stays a five-minute read with no path into anyone's checkout."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\((?!https?://|mailto:)([^)\s]+)\)")
+
+
+def test_every_generated_table_is_what_the_code_generates_today():
+    out = subprocess.run([sys.executable, str(ROOT / "docs" / "tables.py"), "--check"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_each_generated_table_appears_exactly_once():
+    sys.path.insert(0, str(ROOT / "docs"))
+    from tables import blocks, generators
+
+    found = [name for page in PAGES for name in blocks(page.read_text())]
+    assert sorted(found) == sorted(generators())
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    return {slug(m) for m in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_every_relative_link_lands_on_a_file_and_a_heading_that_exist():
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+        for target in LINK.findall(text):
+            path, _, anchor = target.partition("#")
+            file = (page.parent / path).resolve() if path else page
+            if not file.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_the_readme_is_short_and_no_page_points_into_a_local_checkout():
+    assert len((ROOT / "README.md").read_bytes()) <= 10_500
+    for page in PAGES:
+        assert "../shared" not in page.read_text(), page.name

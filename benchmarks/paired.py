@@ -24,7 +24,21 @@ def bootstrap(ours: tuple, peer: tuple, ours_name: str, peer_name: str, resample
     for key, a, b in (("hr", ours[0], peer[0]), ("ndcg", ours[1], peer[1])):
         diffs = (a - b)[picks].mean(axis=1)
         result[key] = (float((a - b).mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
-    wins = [result[k][1] > 0 for k in ("hr", "ndcg")]
-    losses = [result[k][2] < 0 for k in ("hr", "ndcg")]
-    result["verdict"] = "win" if all(wins) else "loss" if any(losses) else "within noise"
+    result["verdict"] = verdict(result["hr"], result["ndcg"])
     return result
+
+
+def verdict(hr: tuple[float, float, float], ndcg: tuple[float, float, float]) -> str:
+    """`win` or `loss` when both metrics' 95% intervals exclude zero on the same side, `within noise` when
+    neither does, and otherwise what each metric says ("NDCG@10 better, HR@10 within noise"): a single word
+    would call a one-metric difference noise, or a loss, which it is not."""
+    said = {name: "better" if lo > 0 else "worse" if hi < 0 else "within noise"
+            for name, (_, lo, hi) in (("HR@10", hr), ("NDCG@10", ndcg))}
+    if set(said.values()) == {"better"}:
+        return "win"
+    if set(said.values()) == {"worse"}:
+        return "loss"
+    if set(said.values()) == {"within noise"}:
+        return "within noise"
+    significant = sorted(said, key=lambda name: said[name] == "within noise")
+    return ", ".join(f"{name} {said[name]}" for name in significant)

@@ -6,6 +6,9 @@ Requests are recognised by their fields:
 - `{"user": u, "k": 10, "exclude_seen": true, "exclude": [...]}` -> `{"itemList": [{"itemId", "score"}], ...}`,
   shaped like Amazon Personalize's GetRecommendations; an unknown user gets popular items, `"fallback": true`
 - `{"item": i, "k": 10}` -> `{"itemList": [...]}`: nearest items by learned embedding
+- `{"items": [i, ...], "k": 10}`, optionally with `"user": u` -> `{"itemList": [...], "ignored": [...], ...}`:
+  recommendations from the items someone just interacted with, folded in (`ncf.foldin`); a known user starts
+  from their trained vectors
 
 Every request is validated into a typed one first, so a bad field is a 400 naming it. Records are answered
 in chunks, in order (at most a block of users, at most `CHUNK_ENTRIES` answer entries), so that an answer can
@@ -29,6 +32,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from ncf.errors import UnknownIdError
+from ncf.foldin import FoldInConfig
 from ncf.recommender import Recommendations, Recommender
 from ncf.vocab import MAX_ID_CHARS, integer_text
 
@@ -40,6 +44,8 @@ log = logging.getLogger("container.invocations")
 
 MAX_K = 1000
 MAX_EXCLUDE = 10_000
+#: The most items a fold-in request may give (`ncf.foldin.FoldInConfig.max_items`).
+MAX_FOLD_IN = FoldInConfig.max_items
 #: Answer entries (items of item lists, scored pairs) per chunk: ~65k entries are ~3 MB of JSON and ~15 MB
 #: of response objects, however large the request.
 CHUNK_ENTRIES = 1 << 16
@@ -127,10 +133,14 @@ class ScorePairs:
 
 @dataclass(frozen=True)
 class Recommend:
+    """`items` None: the user's trained recommendations; a tuple: folded in from those items, for `user`
+    (None when anonymous)."""
+
     user: Any
     k: int
     exclude_seen: bool
     exclude: tuple
+    items: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -164,22 +174,27 @@ def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar:
             raise BadRequest(f"'inputs.user' and 'inputs.item' must be non-empty lists of the same length")
         return ScorePairs([_id(u, f"inputs.user[{n}]") for n, u in enumerate(users)],
                           [_id(i, f"inputs.item[{n}]") for n, i in enumerate(items)], threshold, columnar=True)
-    if "user" in record and "item" not in record:
-        _check_fields(record, {"user", "k", "exclude_seen", "exclude"}, "recommend")
+    if ("user" in record or "items" in record) and "item" not in record:
+        _check_fields(record, {"user", "items", "k", "exclude_seen", "exclude"}, "recommend")
         exclude = record.get("exclude", [])
         if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE:
             raise BadRequest(f"'exclude' must be a list of at most {MAX_EXCLUDE} item ids")
+        given = record.get("items")
+        if "items" in record and (not isinstance(given, list) or len(given) > MAX_FOLD_IN):
+            raise BadRequest(f"'items' must be a list of at most {MAX_FOLD_IN} item ids (what the user interacted "
+                             f"with, most recent last), got {len(given) if isinstance(given, list) else given!r}")
         return Recommend(
-            user=_id(record["user"], "user"),
+            user=_id(record["user"], "user") if "user" in record else None,
             k=_option("k", record.get("k", options.k), "k"),
             exclude_seen=_option("exclude_seen", record.get("exclude_seen", options.exclude_seen), "exclude_seen"),
             exclude=tuple(_id(i, f"exclude[{n}]") for n, i in enumerate(exclude)),
+            items=None if given is None else tuple(_id(i, f"items[{n}]") for n, i in enumerate(given)),
         )
-    if "item" in record and "user" not in record:
+    if "item" in record and "user" not in record and "items" not in record:
         _check_fields(record, {"item", "k"}, "similar-items")
         return Similar(item=_id(record["item"], "item"), k=_option("k", record.get("k", options.k), "k"))
-    raise BadRequest("a request needs 'instances' or 'inputs' (score pairs), 'user' (recommend) or 'item' "
-                     "(similar items), and not both 'user' and 'item'")
+    raise BadRequest("a request needs 'instances' or 'inputs' (score pairs), 'user' or 'items' (recommend) or "
+                     "'item' (similar items), and not 'item' with 'user' or 'items'")
 
 
 def _item_list(r: Recommendations) -> list[dict]:
@@ -237,7 +252,7 @@ def _answer_parsed(recommender: Recommender, parsed: list) -> list[dict]:
 
     groups: dict[tuple, list[int]] = {}
     for n, request in enumerate(parsed):
-        if isinstance(request, Recommend):
+        if isinstance(request, Recommend) and request.items is None:
             groups.setdefault((request.k, request.exclude_seen, request.exclude), []).append(n)
     for (k, exclude_seen, exclude), rows in groups.items():
         users = [parsed[n].user for n in rows]
@@ -264,6 +279,11 @@ def _answer_one(recommender: Recommender, request) -> dict:
         return _score_pairs(recommender, request)
     if isinstance(request, Similar):
         return {"item": request.item, "itemList": _item_list(recommender.similar_items(request.item, request.k))}
+    if isinstance(request, Recommend):
+        r = recommender.recommend_from_items(list(request.items), request.k, user=request.user,
+                                             exclude_seen=request.exclude_seen, exclude=request.exclude)
+        return {**({"user": request.user} if request.user is not None else {}), "itemList": _item_list(r),
+                "fallback": r.fallback, "ignored": list(r.ignored)}
     raise AssertionError(type(request))
 
 
@@ -335,7 +355,8 @@ class Costs:
 
     A request's estimated seconds are, per record, `line_s` (parsing it: once to check, once to answer) plus
     `user_s + entry_s * min(k, n_items)` for a recommend record (score every item, mask, top-k, then build and
-    encode `k` entries), `similar_s + entry_s * k` for a similar-items record, `pair_s` per scored pair.
+    encode `k` entries), plus `fold_in_s` per given item when it folds items in, `similar_s + entry_s * k` for
+    a similar-items record, `pair_s` per scored pair.
     Every recommend record is costed as a known user (an unknown one gets the cheaper popular items): the
     estimate errs high. Bytes: `record_bytes` per response (its frame, the longest user id) plus
     `entry_bytes` per entry (the longest item id, the longest float).
@@ -353,6 +374,7 @@ class Costs:
     n_items: int
     record_bytes: int
     entry_bytes: int
+    fold_in_s: float = 0.0
 
     @classmethod
     def measure(cls, recommender: Recommender, sample: int = 16) -> "Costs":
@@ -389,6 +411,10 @@ class Costs:
             if items:
                 seconds, made = timed([{"item": i} for i in items], Options(k=1))
                 similar_s = max(seconds - entry_s * made, 0.0) / len(items)
+            given = np.arange(min(32, n_items))
+            start = time.perf_counter()
+            recommender.fold_in.solve(given)
+            fold_in_s = (time.perf_counter() - start) / max(len(given), 1)
             pair_s = 0.0
             if n_users and n_items:  # as CSV sends them: ids as text, the slower lookup
                 csv = "".join(f"{u},{i}\n" for u, i in zip(users * 64, items * 1024)).encode()
@@ -396,14 +422,16 @@ class Costs:
                 _, made = timed(codecs.decode_csv(csv), Options())
                 pair_s = (time.perf_counter() - start) / max(made, 1)
         return cls(line_s=line_s, user_s=user_s, similar_s=similar_s, entry_s=entry_s, pair_s=pair_s,
-                   n_items=n_items, record_bytes=len('{"user": , "itemList": [], "fallback": false}\n')
+                   n_items=n_items, fold_in_s=fold_in_s,
+                   record_bytes=len('{"user": , "itemList": [], "fallback": false}\n')
                    + _longest_json(recommender.users),
                    entry_bytes=max(len('{"itemId": , "score": }, ') + _longest_json(recommender.items),
                                    len('{"score": , "like": false}, ')) + 24)
 
     def seconds(self, request) -> float:
         if isinstance(request, Recommend):
-            return self.line_s + self.user_s + self.entry_s * min(request.k, self.n_items)
+            folded = self.fold_in_s * len(request.items) if request.items is not None else 0.0
+            return self.line_s + self.user_s + folded + self.entry_s * min(request.k, self.n_items)
         if isinstance(request, Similar):
             return self.line_s + self.similar_s + self.entry_s * min(request.k, self.n_items)
         if isinstance(request, ScorePairs):
@@ -413,7 +441,8 @@ class Costs:
     def answer_bytes(self, request) -> int:
         if isinstance(request, BadRequest):
             return self.record_bytes + len(request.message)
-        return self.record_bytes + self.entry_bytes * entries(request, self.n_items)
+        ignored = self.entry_bytes * len(request.items) if isinstance(request, Recommend) and request.items else 0
+        return self.record_bytes + ignored + self.entry_bytes * entries(request, self.n_items)
 
     @property
     def worst_record_s(self) -> float:

@@ -2,7 +2,9 @@
 
 Three questions, as Amazon Personalize users know them: how likely is this user to like these items
 (score pairs), what should this user see next (top-k, seen items excluded, popular items for a user the model
-has never met, flagged as a fallback), and what is like this item (nearest items by learned embedding).
+has never met, flagged as a fallback), and what is like this item (nearest items by learned embedding). And
+what should someone who just interacted with these items see (`recommend_from_items`: a fold-in, `foldin`),
+for a new user or a known one whose actions since training should count.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from . import artifacts
 from .arrays import BLOCK_SCORES, top_k_rows
 from .errors import ConfigError, UnknownIdError
 from .calibration import Calibration
+from .foldin import FoldIn, FoldInConfig
 from .inference import NumpyScorer
 
 
@@ -27,6 +30,8 @@ class Recommendations:
     items: list
     scores: list[float]
     fallback: bool = False
+    #: Given items the model does not know (`recommend_from_items`): left out of the fold-in.
+    ignored: tuple = ()
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:
@@ -45,6 +50,10 @@ class Recommender:
         #: What a probability means (`calibration.REFERENCE`); the plain sigmoid for folders without one.
         self.calibration = Calibration.from_dict(artifact.metadata.get("calibration"))
         self._item_vectors = self.scorer.item_vectors()
+        negatives = artifact.metadata.get("hyperparameters", {}).get("negatives")
+        #: Fold-in (`recommend_from_items`) samples as the model's training did, 8 per item when unknown.
+        self.fold_in = FoldIn(self.scorer, artifact.weights, FoldInConfig(
+            negatives=negatives if isinstance(negatives, int) and 1 <= negatives <= 100 else FoldInConfig.negatives))
         popularity = artifact.popularity.astype(np.float64)
         self._popularity_share = popularity / max(popularity.max(), 1.0)
 
@@ -116,6 +125,35 @@ class Recommender:
             fallback = Recommendations(self.items.decode(top), popular[top].tolist(), fallback=True)
             results = [r if r is not None else fallback for r in results]
         return results  # type: ignore[return-value]
+
+    def recommend_from_items(self, items: Sequence, k: int = 10, *, user=None, exclude_seen: bool = True,
+                             exclude: Iterable = ()) -> Recommendations:
+        """Top-`k` items for someone who interacted with `items` (raw ids, most recent last), the given items
+        excluded: a known `user` starts from their trained vectors (their seen items excluded too unless
+        `exclude_seen` is false), anyone else from the mean user's. Unknown items are left out and listed in
+        `ignored`; with no known item and no known user, the popular items (`fallback`)."""
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        given = self.items.lookup(list(items))
+        ignored = tuple(items[n] for n in np.flatnonzero(given < 0))
+        given = given[given >= 0]
+        user_index = int(self.users.lookup([user])[0]) if user is not None else -1
+        excluded = self.items.lookup(list(exclude))
+        excluded = np.concatenate([excluded[excluded >= 0], given])
+        if user_index < 0 and len(given) == 0:
+            popular = self._popularity_share.copy()
+            popular[excluded] = -np.inf
+            top = _top(popular, k)
+            return Recommendations(self.items.decode(top), popular[top].tolist(), fallback=True, ignored=ignored)
+        seen = self.artifact.seen.row(user_index).astype(np.int64) if user_index >= 0 else np.zeros(0, np.int64)
+        side = self.fold_in.solve(given, None if user_index < 0 else user_index, excluded=seen)
+        logits = self.scorer.all_items_of(side)[0]
+        logits[excluded] = -np.inf
+        if exclude_seen and len(seen):
+            logits[seen] = -np.inf
+        top = _top(logits, k)
+        scores = self.calibration.probability(logits[top]).tolist()
+        return Recommendations(self.items.decode(top), scores, ignored=ignored)
 
     def similar_items(self, item, k: int = 10) -> Recommendations:
         """The `k` items whose learned embeddings are closest (cosine) to `item`'s, itself excluded."""

@@ -166,7 +166,7 @@ def test_a_body_over_the_limit_is_413_before_parsing(client):
     ({"user": [1]}, "user must be a string or an integer"),
     ({"user": True}, "user must be a string or an integer"),
     ({"user": 1, "kk": 3}, r"unknown field\(s\) \['kk'\]"),
-    ({"user": 1, "item": 2}, "not both 'user' and 'item'"),
+    ({"user": 1, "item": 2}, "not 'item' with 'user' or 'items'"),
     ({}, "a request needs"),
     ({"instances": []}, "non-empty list"),
     ({"instances": [{"user": 1}]}, r"instances\[0\] must be an object with exactly 'user' and 'item'"),
@@ -450,3 +450,24 @@ def test_accept_is_negotiated_by_quality_as_http_defines_it(client, ids, accept,
 def test_an_accept_that_refuses_every_supported_type_is_406(client, ids, accept):
     response = post(client, {"user": ids[0][0]}, accept=accept)
     assert response.status_code == 406 and "names no supported type" in response.json["error"]
+
+
+def test_a_fold_in_answers_like_the_library_and_says_which_items_it_ignored(client, ids, recommender):
+    users, items = ids
+    response = post(client, {"user": users[0], "items": [items[3], items[5], "unknown"], "k": 5})
+    expected = recommender.recommend_from_items([items[3], items[5], "unknown"], 5, user=users[0])
+    assert response.status_code == 200
+    assert [e["itemId"] for e in response.json["itemList"]] == expected.items
+    assert response.json["ignored"] == ["unknown"] and response.json["user"] == users[0]
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"items": "31"}, "'items' must be a list of at most 1000 item ids"),
+    ({"items": ["1"] * 1001}, "'items' must be a list of at most 1000 item ids"),
+    ({"items": [["1"]]}, "items[0] must be a string or an integer"),
+    ({"items": ["1"], "item": "2"}, "not 'item' with 'user' or 'items'"),
+    ({"items": ["1"], "since": 3}, "unknown field(s) ['since']"),
+])
+def test_a_bad_fold_in_request_is_a_400_that_names_the_field(client, body, message):
+    response = post(client, body)
+    assert response.status_code == 400 and message in response.json["error"]

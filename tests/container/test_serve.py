@@ -98,6 +98,19 @@ def test_serve_answers_ping_and_every_kind_of_request(server, recommender):
     assert status == 200 and len(body.decode().splitlines()) == 2
     status, kind, body = request(server.port, "POST", "/invocations", f"{user},{item}\n", {"Content-Type": "text/csv"})
     assert status == 200 and kind.startswith("text/csv") and 0 <= float(body) <= 1
+    # Fold-in: from the items someone just interacted with, anonymous in JSON, a known user in JSON Lines.
+    given = list(recommender.items.decode([0, 1, 2]))
+    status, kind, body = request(server.port, "POST", "/invocations",
+                                 json.dumps({"items": given + ["no such item"], "k": 4}),
+                                 {"Content-Type": "application/json"})
+    answer = json.loads(body)
+    assert status == 200 and len(answer["itemList"]) == 4 and answer["ignored"] == ["no such item"]
+    assert not {entry["itemId"] for entry in answer["itemList"]} & set(given) and answer["fallback"] is False
+    lines = json.dumps({"user": user, "items": given, "k": 2}) + "\n" + json.dumps({"items": ["x"]}) + "\n"
+    status, kind, body = request(server.port, "POST", "/invocations", lines, {"Content-Type": "application/jsonlines"})
+    known, stranger = [json.loads(line) for line in body.decode().splitlines()]
+    assert status == 200 and known["user"] == user and len(known["itemList"]) == 2
+    assert stranger["fallback"] is True and stranger["ignored"] == ["x"]
 
 
 def test_the_environment_sets_workers_and_payload_limit(opt_ml):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from ncf.data import Columns
@@ -159,6 +159,8 @@ class Hyperparameters:
     """Everything a training job can be told, typed and validated."""
 
     train: TrainConfig = TrainConfig()
+    #: The names the job set (the rest are defaults): a warm start inherits the shapes a job did not set.
+    given: frozenset = field(default=frozenset(), compare=False)
     test_k: int = 1
     validation_k: int = 1
     min_rating: float | None = None
@@ -195,7 +197,7 @@ class Hyperparameters:
             raise ConfigError(f"hyperparameter {e}") from None
         column = {role: values.get(f"{role}_column") for role in ("user", "item", "rating", "timestamp")}
         rest = {k: v for k, v in values.items() if k not in train_fields and not k.endswith("_column")}
-        return cls(train=train, columns=Columns(**column), **rest)
+        return cls(train=train, columns=Columns(**column), given=frozenset(values), **rest)
 
     def to_dict(self) -> dict:
         """The values actually used, as written to output/data/hyperparameters.json."""

@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -85,15 +86,30 @@ def run(job: TrainJob, should_stop=None) -> dict:
     # Several hosts stop together inside training (the request goes through the all-reduce); one that left
     # between phases alone would leave the others waiting in a collective.
     stop_point = _stop_point(should_stop if cluster.size == 1 else None)
+    previous = load_previous(job.warm_start) if job.warm_start is not None else None
+    if previous is not None:
+        from ncf.warmstart import inherited
+
+        hp = replace(hp, train=inherited(hp.train, previous, hp.given))
+        job = replace(job, hyperparameters=hp)  # what the outputs and the model's metadata say was used
     parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
     clock.lap("read")
     stop_point("after reading the channels")
     dataset = prepare(parts["train"], test_k=hp.test_k, validation_k=hp.validation_k, min_rating=hp.min_rating,
-                      validation=parts.get("validation"), test=parts.get("test"))
+                      validation=parts.get("validation"), test=parts.get("test"),
+                      known_users=None if previous is None else previous.users,
+                      known_items=None if previous is None else previous.items)
     del parts  # the raw ids and timestamps: as large as the indexed data, and no longer needed
     clock.lap("prepare")
     stop_point("after preparing the data")
     log.info("data: %s", json.dumps(dataset.statistics()))
+    initial = None
+    if previous is not None:
+        from ncf.warmstart import initialiser, rows_kept
+
+        initial = initialiser(previous, dataset.users, dataset.items)
+        log.info("warm start from %s (%s): rows kept %s", job.warm_start, previous.kind,
+                 json.dumps(rows_kept(dataset.users, dataset.items, previous)))
 
     listeners = [lambda e: log.info("%s", e.line())]
     if job.tensorboard_dir is not None and cluster.is_chief:
@@ -103,7 +119,7 @@ def run(job: TrainJob, should_stop=None) -> dict:
         if cluster.size > 1:
             _check_same_data(strategy, cluster, dataset)
         result = fit(dataset, hp.train, lambda e: [listen(e) for listen in listeners],
-                     checkpoint=checkpoint, should_stop=should_stop, strategy=strategy)
+                     checkpoint=checkpoint, should_stop=should_stop, strategy=strategy, initial=initial)
         clock.lap("train")
         stop_point("after training, before evaluation (the last checkpoint is kept)")
         metrics = _evaluate_and_save(job, dataset, result, clock, stop_point) if cluster.is_chief else {}
@@ -251,6 +267,50 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     return metrics
 
 
+def load_previous(source: Path):
+    """The model a warm start continues: `source` is a model folder (metadata.json in it), or a folder holding
+    one `*.tar.gz` of one, as SageMaker's `model` channel delivers the previous job's model.tar.gz. The archive
+    may hold regular files and folders alone, inside it (no absolute paths, `..`, links or devices), checked
+    before anything is unpacked, and tarfile's `data` filter applies where Python has it."""
+    import tempfile
+
+    from ncf import artifacts
+
+    if (source / "metadata.json").is_file():
+        return artifacts.load(source)
+    archives = sorted(source.glob("*.tar.gz")) if source.is_dir() else [source] if source.is_file() else []
+    if len(archives) != 1:
+        raise ConfigError(f"warm start: {source} holds neither a model folder (metadata.json) nor one model.tar.gz "
+                          f"(found {[a.name for a in archives]})")
+    with tempfile.TemporaryDirectory(prefix="ncf-warm-start-") as unpacked:
+        return _unpacked_model(archives[0], Path(unpacked))
+
+
+def _unpacked_model(archive_path: Path, target: Path):
+    """The model folder inside `archive_path`, unpacked into `target` and loaded (arrays read into memory)."""
+    import tarfile
+
+    from ncf import artifacts
+
+    try:
+        with tarfile.open(archive_path, "r:gz") as archive:
+            members = archive.getmembers()
+            unsafe = [m.name for m in members if not (m.isfile() or m.isdir()) or m.name.startswith("/")
+                      or ".." in Path(m.name).parts]
+            if unsafe:
+                raise ConfigError(f"warm start: {archive_path.name} holds entries a model folder never has "
+                                  f"(links, devices, or paths out of it): {unsafe[:5]}")
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            archive.extractall(target, members=members, **extra)
+    except (tarfile.TarError, OSError) as e:
+        raise ConfigError(f"warm start: cannot unpack {archive_path}: {e}") from e
+    folders = [target] + [d for d in target.iterdir() if d.is_dir()]
+    found = [d for d in folders if (d / "metadata.json").is_file()]
+    if not found:
+        raise ConfigError(f"warm start: {archive_path.name} holds no model folder (no metadata.json)")
+    return artifacts.load(found[0])
+
+
 def _local_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train", description="Train locally exactly as a SageMaker training job does. "
@@ -264,6 +324,8 @@ def _local_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--output-dir", type=Path, help="metrics, curve, hyperparameters (default: MODEL_DIR/../output)")
     p.add_argument("--checkpoint-dir", type=Path, help="save every epoch here and resume from it")
+    p.add_argument("--warm-start", type=Path, help="a previous model folder (or a folder holding its model.tar.gz) "
+                   "to start from: incremental training, as SageMaker's 'model' channel gives it")
     p.add_argument("--hyperparameters", type=Path, help="a hyperparameters.json to start from")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyperparameter, written as in hyperparameters.json (repeatable)")
@@ -284,7 +346,7 @@ def _local_job(argv: Sequence[str]) -> TrainJob:
 
         ratings = movielens.download(args.movielens, **({"base_url": args.movielens_url} if args.movielens_url else {}))
     return TrainJob.local(ratings, args.model_dir, raw, output_dir=args.output_dir, checkpoint_dir=args.checkpoint_dir,
-                          validation=args.validation, test=args.test)
+                          validation=args.validation, test=args.test, warm_start=args.warm_start)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -19,7 +19,8 @@ from .hyperparameters import Hyperparameters
 from .paths import SageMakerPaths
 
 INPUT_MODES = ("File", "FastFile", "Pipe")
-CHANNELS = ("train", "validation", "test")
+#: Data channels, and `model`: SageMaker's channel for incremental training (a previous job's model.tar.gz).
+CHANNELS = ("train", "validation", "test", "model")
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,16 @@ class TrainJob:
     checkpoint_dir: Path | None = None
     tensorboard_dir: Path | None = None
     cluster: Cluster = field(default_factory=Cluster)
+    #: A previous model to start from (`ncf.warmstart`): a model folder, or a folder holding model.tar.gz.
+    warm_start: Path | None = None
 
     @classmethod
     def from_paths(cls, paths: SageMakerPaths, environ: Mapping[str, str] | None = None) -> "TrainJob":
         hyperparameters = Hyperparameters.parse(_json(paths.hyperparameters, default={}))
         channels = _channels(paths, _json(paths.input_data_config, default=None))
+        model = channels.pop("model", None)
+        if model is not None and model.is_pipe:
+            raise ConfigError("channel 'model': Pipe mode streams records, a model is files; use File mode")
         cluster = Cluster.parse(_json(paths.resource_config, default={}), str(paths.resource_config), environ or {})
         return cls(
             hyperparameters=hyperparameters,
@@ -64,12 +70,14 @@ class TrainJob:
             checkpoint_dir=paths.checkpoints if paths.checkpoints.is_dir() else None,
             tensorboard_dir=paths.tensorboard if paths.tensorboard.is_dir() else None,
             cluster=cluster,
+            warm_start=model.source if model is not None else None,
         )
 
     @classmethod
     def local(cls, ratings: Path, model_dir: Path, raw_hyperparameters: dict[str, Any],
               output_dir: Path | None = None, checkpoint_dir: Path | None = None,
-              validation: Path | None = None, test: Path | None = None) -> "TrainJob":
+              validation: Path | None = None, test: Path | None = None,
+              warm_start: Path | None = None) -> "TrainJob":
         sources = {"train": ratings, "validation": validation, "test": test}
         channels = {name: Channel(name, Path(path)) for name, path in sources.items() if path is not None}
         return cls(
@@ -78,6 +86,7 @@ class TrainJob:
             model_dir=Path(model_dir),
             output_data_dir=Path(output_dir) if output_dir else Path(model_dir).parent / "output",
             checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+            warm_start=Path(warm_start) if warm_start else None,
         )
 
 

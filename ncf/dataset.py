@@ -130,6 +130,7 @@ class Dataset:
 def prepare(
     interactions: Interactions, *, test_k: int = 1, validation_k: int = 1, min_rating: float | None = None,
     validation: Interactions | None = None, test: Interactions | None = None,
+    known_users: Vocabulary | None = None, known_items: Vocabulary | None = None,
 ) -> Dataset:
     """Index, deduplicate and split.
 
@@ -140,11 +141,15 @@ def prepare(
         validation, test: held-out interactions given separately (SageMaker's optional channels), used as
             they are instead of being carved from `interactions`. Their rows whose user or item never occurs
             in `interactions` are dropped (logged): the model has learned nothing about them.
+        known_users, known_items: vocabularies of a model this data continues (a warm start): the new ones
+            hold their ids too, so every id the model knew keeps its row (`ncf.warmstart`), and grow with the
+            data's new ids. Vocabularies stay sorted, so an id's index may change; its row goes with it.
     """
     interactions = interactions.with_min_rating(min_rating)
     if len(interactions) == 0:
         raise DataError("no interactions")
-    users, items = Vocabulary.fit(interactions.users), Vocabulary.fit(interactions.items)
+    users = _grown(known_users, interactions.users, "user")
+    items = _grown(known_items, interactions.items, "item")
     if len(items) < 2:
         raise DataError(f"need at least 2 distinct items to learn a ranking, found {len(items)}")
     # Arrays of the data's length are dropped as soon as they are used: at 23M interactions each int64 one
@@ -195,6 +200,17 @@ def prepare(
         train_seen=SeenItems.from_pairs(train.user, train.item, n_users, n_items),
         popularity=np.bincount(train.item, minlength=n_items).astype(np.int64),
     )
+
+
+def _grown(known: Vocabulary | None, raw: np.ndarray, what: str) -> Vocabulary:
+    """The data's distinct ids, and `known`'s too when given (of the same kind: integers or text)."""
+    if known is None:
+        return Vocabulary.fit(raw)
+    if (known.ids.dtype.kind == "i") != (raw.dtype.kind == "i"):
+        kinds = {True: "integers", False: "text"}
+        raise DataError(f"the warm-start model's {what} ids are {kinds[known.ids.dtype.kind == 'i']}, this data's "
+                        f"are {kinds[raw.dtype.kind == 'i']}: they cannot name the same {what}s")
+    return Vocabulary.fit(np.concatenate([known.ids, raw]))
 
 
 def _latest_of_each_pair(key: np.ndarray) -> np.ndarray:

@@ -272,4 +272,52 @@ def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
         out["mf/user"], out["mf/item"] = mf.user_embedding.embeddings, mf.item_embedding.embeddings
         out["mf/user_bias"], out["mf/item_bias"] = mf.user_bias.embeddings[:, 0], mf.item_bias.embeddings[:, 0]
         out["mf/bias"] = mf.bias
-    return {name: np.ascontiguousarray(keras.ops.convert_to_numpy(v), dtype=np.float32) for name, v in out.items()}
+    return {name: np.array(keras.ops.convert_to_numpy(v), dtype=np.float32, order="C") for name, v in out.items()}
+
+
+def import_weights(model: keras.Model, weights: dict[str, np.ndarray], user_rows: np.ndarray,
+                   item_rows: np.ndarray) -> None:
+    """The inverse of `export_weights` for a model whose tables may have grown: row `r` of a user table takes
+    row `user_rows[r]` of the exported one (a fresh model's row where it is -1), items alike; dense weights
+    are taken whole. Shapes that do not fit raise `ConfigError` naming the array."""
+    def rows(table, parts: list[tuple[str, slice]], mapping: np.ndarray) -> None:
+        value = np.array(keras.ops.convert_to_numpy(table), dtype=np.float32)
+        keep = np.flatnonzero(mapping >= 0)
+        for name, columns in parts:
+            old, width = weights.get(name), value[:, columns].shape[1]
+            if old is None or old.ndim != 2 or old.shape[1] != width:
+                raise ConfigError(f"warm-start array {name!r} has shape {None if old is None else old.shape}; "
+                                  f"this model's has {width} columns")
+            value[keep, columns] = old[mapping[keep]]
+        table.assign(value)
+
+    def whole(variable, name: str) -> None:
+        old = weights.get(name)
+        if old is None or old.shape != tuple(variable.shape):
+            raise ConfigError(f"warm-start array {name!r} has shape {None if old is None else old.shape}, this "
+                              f"model's {tuple(variable.shape)}")
+        variable.assign(old)
+
+    weights = {name: value[:, None] if name in ("mf/user_bias", "mf/item_bias") and value.ndim == 1 else value
+               for name, value in weights.items()}
+    names = {layer.name for layer in model.layers}
+    if "embeddings" in names:
+        tables = model.get_layer("embeddings")
+        for side, mapping in (("user", user_rows), ("item", item_rows)):
+            rows(getattr(tables, f"{side}_embedding").embeddings,
+                 [(f"{name}/{side}", tables.columns(name)) for name, _ in tables.parts], mapping)
+    if "mlp" in names:
+        for n, dense in enumerate(model.get_layer("mlp").hidden):
+            whole(dense.kernel, f"mlp/dense_{n}/kernel")
+            whole(dense.bias, f"mlp/dense_{n}/bias")
+    if "head" in names:
+        head = model.get_layer("head")
+        whole(head.kernel, "head/kernel")
+        whole(head.bias, "head/bias")
+    if "mf" in names:
+        mf = model.get_layer("mf")
+        rows(mf.user_embedding.embeddings, [("mf/user", slice(None))], user_rows)
+        rows(mf.item_embedding.embeddings, [("mf/item", slice(None))], item_rows)
+        for side, mapping in (("user", user_rows), ("item", item_rows)):  # exported as [n], kept as [n, 1]
+            rows(getattr(mf, f"{side}_bias").embeddings, [(f"mf/{side}_bias", slice(None))], mapping)
+        whole(mf.bias, "mf/bias")

@@ -204,7 +204,7 @@ def keras_scorer(model, calibration: Calibration | None = None) -> Callable[[np.
 
 def fit(
     dataset: Dataset, config: TrainConfig, on_epoch: Callable[[EpochLog], None] | None = None, *,
-    checkpoint=None, should_stop: Callable[[], bool] | None = None, strategy=None,
+    checkpoint=None, should_stop: Callable[[], bool] | None = None, strategy=None, initial=None,
 ) -> TrainResult:
     """Train `config.model` on `dataset.train`, early-stopping on `dataset.validation` when present.
 
@@ -220,10 +220,14 @@ def fit(
             the previous epoch) is what a later run resumes from.
         strategy: a `tf.distribute.Strategy` to train under (`ncf.distribute`); by default, this process alone.
             `config.batch_size` is the global batch, split across all replicas.
+        initial: `initial(model)` sets a freshly built model's starting weights (a warm start,
+            `warmstart.initialiser`), for the search and for the refit alike; a resumed checkpoint wins.
     """
     import keras
     import tensorflow as tf
 
+    if config.pretrain and initial is not None:
+        raise ConfigError("pretrain would replace the weights a warm start gives; use one or the other")
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     validation, searched = None, dataset
@@ -245,7 +249,8 @@ def fit(
                  strategy.num_replicas_in_sync)
         config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
     resume = _resumable(checkpoint, config.model, config, searched)
-    run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy)
+    run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy,
+               initial=initial)
 
     if config.pretrain and resume is None:
         parts = {}
@@ -469,11 +474,14 @@ def _replicated_trainer(replica_step, strategy, batch_size: int):
 
 def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler, validation: Candidates | None,
              report: Callable[[EpochLog], None], strategy, should_stop: Callable[[], bool] | None = None,
-             model=None, checkpoint=None, resume=None, stage: str | None = None) -> TrainResult:
+             model=None, checkpoint=None, resume=None, stage: str | None = None, initial=None) -> TrainResult:
     stage = stage or config.model  # what epoch lines and checkpoints call this run: the kind, or "refit"
 
     with strategy.scope():
-        model = model if model is not None else _build(dataset, config, strategy)
+        if model is None:
+            model = _build(dataset, config, strategy)
+            if initial is not None and resume is None:
+                initial(model)
         optimizer = _optimizer(model, config, strategy)
     train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
     result = TrainResult(model=model, config=config)

@@ -139,13 +139,34 @@ def model_trainer(spec: TrainSpec, session):
     return trainer
 
 
+def previous_model(sm, source: str) -> str:
+    """Where the `model` channel reads a warm start from: `source` itself when it is a URI, else the
+    model.tar.gz of the training job it names (which must have completed)."""
+    if source.startswith(("s3://", "file://")):
+        return source
+    from botocore.exceptions import ClientError
+
+    try:
+        job = sm.describe_training_job(TrainingJobName=source)
+    except ClientError as e:
+        raise WorkflowError(f"--warm-start-from {source}: no such training job "
+                            f"({e.response.get('Error', {}).get('Message', e)})") from None
+    artifacts = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if job.get("TrainingJobStatus") != "Completed" or not artifacts:
+        raise WorkflowError(f"--warm-start-from {source}: the job is {job.get('TrainingJobStatus')} and has no "
+                            "model to start from")
+    return artifacts
+
+
 def train(spec: TrainSpec, session, wait: bool = True) -> str:
     """Starts the job, streams its logs until it ends, and returns where the model landed."""
     from sagemaker.core.training.configs import InputData
 
     trainer = model_trainer(spec, session)
-    trainer.train(input_data_config=[InputData(channel_name=name, data_source=source, content_type="text/csv")
-                                     for name, source in spec.channels.items()], wait=wait, logs=wait)
+    trainer.train(input_data_config=[
+        InputData(channel_name=name, data_source=source,
+                  content_type="application/x-sagemaker-model" if name == "model" else "text/csv")
+        for name, source in spec.channels.items()], wait=wait, logs=wait)
     if spec.local:
         return str(Path(trainer.local_container_root) / "compressed_artifacts" / "model.tar.gz")
     job = trainer._latest_training_job  # the SDK keeps the job it created here; no public accessor in 3.27
@@ -360,6 +381,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-run", type=int, default=24 * 3600, help="seconds")
     tr.add_argument("--max-wait", type=int, help="seconds, spot only: run time plus waiting for capacity")
     tr.add_argument("--no-wait", action="store_true", help="start the job and return")
+    tr.add_argument("--warm-start-from", metavar="JOB_NAME_OR_MODEL",
+                    help="incremental training: start from a previous training job's model.tar.gz (its name), or "
+                         "from a model.tar.gz at s3:// (file:// with --local); passed as the 'model' channel")
     tr.add_argument("--local-root", type=Path, default=Path("local-sagemaker"),
                     help="--local: the folder local mode works in; the model lands in its compressed_artifacts/")
 
@@ -407,6 +431,8 @@ def _run(args) -> int:
     session, sm, runtime, s3 = sessions(args.local)
     if args.command == "train":
         channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}
+        if args.warm_start_from:
+            channels["model"] = previous_model(sm, args.warm_start_from)
         spec = TrainSpec(image=args.image, role=args.role, channels=channels, instance_type=args.instance_type,
                          instance_count=args.instance_count, hyperparameters=parse_hyperparameters(args.set),
                          output_path=args.output_path, checkpoint_s3=args.checkpoint_s3, spot=args.spot,

@@ -212,3 +212,58 @@ def test_sigterm_stops_within_the_grace_period_and_the_next_run_resumes(tmp_path
     after = int(re.search(r"resuming mf from checkpoint after epoch (\d+)", resumed.stdout).group(1))
     epochs = [int(n) for n in re.findall(r"stage=mf epoch=(\d+)/8", resumed.stdout)]
     assert after >= 2 and epochs == list(range(after + 1, 9))
+
+
+def tar_gz(folder) -> bytes:
+    """A model folder as SageMaker uploads it: model.tar.gz of the folder's contents."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def test_the_model_channel_warm_starts_a_job_that_inherits_the_previous_shapes(tmp_path, ratings):
+    first = lay_out(tmp_path / "first", {"train": {"ratings.csv": csv_bytes(ratings.iloc[: len(ratings) * 8 // 10])}},
+                    {"factors": "6"})
+    assert train_in_process(first) == 0, failure(first)
+    second = lay_out(tmp_path / "second", {"train": {"ratings.csv": csv_bytes(ratings)},
+                                           "model": {"model.tar.gz": tar_gz(first / "model")}})
+    hyperparameters = json.loads((second / "input" / "config" / "hyperparameters.json").read_text())
+    hyperparameters.pop("factors")  # not set: the warm start gives the previous model's
+    (second / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    out = run_train(second)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"warm start from .*model \(neumf\): rows kept", out.stdout)
+    used = json.loads((second / "output" / "data" / "hyperparameters.json").read_text())
+    assert used["factors"] == 6
+    old, new = Recommender.load(first / "model"), Recommender.load(second / "model")
+    assert len(new.users) >= len(old.users) and set(old.items.ids) <= set(new.items.ids)
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("factors", "warm start: factors=16 but the model it starts from has factors=4"),
+    ("evil", "holds entries a model folder never has"),
+    ("empty", "holds neither a model folder (metadata.json) nor one model.tar.gz"),
+])
+def test_a_warm_start_that_cannot_be_is_exit_2_naming_why(tmp_path, ratings, setup, message):
+    import tarfile
+
+    first = lay_out(tmp_path / "first", {"train": {"ratings.csv": csv_bytes(ratings)}})
+    assert train_in_process(first) == 0, failure(first)
+    archive = tar_gz(first / "model")
+    if setup == "evil":
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as bad:
+            info = tarfile.TarInfo("../outside.txt")
+            info.size = 1
+            bad.addfile(info, io.BytesIO(b"x"))
+        archive = buffer.getvalue()
+    files = {} if setup == "empty" else {"model.tar.gz": archive}
+    second = lay_out(tmp_path / "second", {"train": {"ratings.csv": csv_bytes(ratings)}, "model": files},
+                     {"factors": "16"} if setup == "factors" else {})
+    assert train_in_process(second) == 2
+    assert message in failure(second)
+    assert not (tmp_path / "second" / "input" / "data" / "outside.txt").exists()

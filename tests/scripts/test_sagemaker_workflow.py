@@ -204,3 +204,23 @@ def test_waiting_uses_boto3s_waiter_and_says_how_a_job_ended(statuses, printed):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == printed
+
+
+def test_a_warm_start_passes_the_previous_jobs_model_as_the_model_channel(aws):
+    train = ["train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/ncf/data/train/",
+             "--output-path", f"s3://{BUCKET}/ncf/output"]
+    first = ok(workflow(aws, *train)).strip().splitlines()[-1].removeprefix("model: ")
+    [previous] = aws.calls("CreateTrainingJob")
+    ok(workflow(aws, *train, "--warm-start-from", previous["TrainingJobName"]))
+    request = aws.calls("CreateTrainingJob")[-1]
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert set(channels) == {"train", "model"}
+    assert channels["model"]["DataSource"]["S3DataSource"]["S3Uri"] == first
+    assert channels["model"]["ContentType"] == "application/x-sagemaker-model"
+
+
+def test_a_warm_start_from_a_job_that_does_not_exist_fails_before_any_request(aws):
+    out = workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/x/",
+                   "--warm-start-from", "no-such-job")
+    assert out.returncode == 2 and "--warm-start-from no-such-job: no such training job" in out.stderr, out.stderr
+    assert aws.calls("CreateTrainingJob") == []

@@ -1,0 +1,67 @@
+"""Incremental training: a job that starts from a previous model's weights instead of a fresh initialisation.
+
+SageMaker's convention for it is a `model` channel holding the previous job's `model.tar.gz`; locally it is a
+model folder. The new job's vocabularies hold the old ids and the new data's (`dataset.prepare`'s
+`known_users`, `known_items`): every id the old model knew keeps its trained row, new ids start as a fresh
+model's rows do, and the dense weights (MLP, head, MF's global bias) start as trained. The optimiser starts
+afresh (Adam's moments are not part of a model folder).
+
+The model's kind and the hyperparameters that shape its weights (`SHAPES`) come from the old model: a job
+that does not set them inherits them, one that sets them otherwise is refused, naming the mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Iterable
+
+from .artifacts import ModelArtifact
+from .errors import ConfigError
+from .vocab import Vocabulary
+
+#: The hyperparameters that decide the shapes of the weights, per model kind.
+SHAPES = {"neumf": ("factors", "mlp_layers"), "gmf": ("factors",), "mlp": ("mlp_layers",), "mf": ("factors",)}
+
+
+def inherited(config, artifact: ModelArtifact, given: Iterable[str]):
+    """`config` (a `TrainConfig`) with the old model's kind and shapes where the job did not set them; a set
+    one that differs raises `ConfigError`."""
+    old = artifact.metadata.get("hyperparameters", {})
+    kind = artifact.kind
+    given = set(given)
+    if "model" in given and config.model != kind:
+        raise ConfigError(f"warm start: model={config.model} but the model it starts from is {kind}; leave "
+                          "'model' out, or train afresh")
+    if config.pretrain:
+        raise ConfigError("warm start: pretrain=true would replace the weights it starts from; leave it out")
+    shapes = {"model": kind}
+    for key in SHAPES[kind]:
+        if key not in old:
+            raise ConfigError(f"warm start: the model's metadata.json does not say its {key!r}")
+        value = tuple(old[key]) if isinstance(old[key], list) else old[key]
+        if key in given and getattr(config, key) != value:
+            raise ConfigError(f"warm start: {key}={getattr(config, key)} but the model it starts from has "
+                              f"{key}={value}; a warm start keeps the model's shapes: leave {key!r} out, or "
+                              "train afresh")
+        shapes[key] = value
+    return replace(config, **shapes)
+
+
+def initialiser(artifact: ModelArtifact, users: Vocabulary, items: Vocabulary) -> Callable:
+    """`initialise(model)`: the old weights into a freshly built model over `users` x `items`."""
+    from .models import import_weights
+
+    user_rows = artifact.users.lookup_array(users.ids)
+    item_rows = artifact.items.lookup_array(items.ids)
+
+    def initialise(model) -> None:
+        import_weights(model, artifact.weights, user_rows, item_rows)
+
+    return initialise
+
+
+def rows_kept(users: Vocabulary, items: Vocabulary, artifact: ModelArtifact) -> dict:
+    """How many of the new vocabularies' ids the old model knew: for the log and metrics.json."""
+    return {"users": int((artifact.users.lookup_array(users.ids) >= 0).sum()), "of_users": len(users),
+            "items": int((artifact.items.lookup_array(items.ids) >= 0).sum()), "of_items": len(items)}
+

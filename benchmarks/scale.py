@@ -220,7 +220,10 @@ def models_25m(work: Path, trained_model: Path | None) -> dict[str, Path]:
     fake = work / "serve-neumf" / "model"
     if not (fake / "metadata.json").exists():
         fake_model(fake, "neumf", **ML25M)
-    trained = {"mf (trained, 23M)": trained_model} if trained_model is not None else {}
+    trained = {}
+    if trained_model is not None:
+        metadata = json.loads((trained_model / "metadata.json").read_text())
+        trained = {f"{metadata['kind']} (trained, {metadata['data']['interactions'] / 1e6:.0f}M)": trained_model}
     return {**trained, "neumf (random weights, same shape)": fake}
 
 
@@ -318,6 +321,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-scale"), help="data, jobs and models (large)")
     p.add_argument("--skip-curve", action="store_true")
     p.add_argument("--skip-serve", action="store_true")
+    p.add_argument("--serve-model", type=Path, help="the trained model folder sections 3-4 serve (default: section "
+                                                     "1's 25M job's, e.g. --serve-model WORK/jobs/default-25m/model)")
     p.add_argument("--batch", action="store_true", help="also section 4 (~20 min for NeuMF here)")
     p.add_argument("--default-job", metavar="SIZE", help=f"only section 5: a job with every default on SIZE, of "
                                                          f"{list(SIZES)}")
@@ -333,7 +338,7 @@ def main() -> None:
         size_table(args.work, sizes, args.model, settings, real)
     if not args.skip_curve:
         cost_curve(args.work, args.model, settings)
-    biggest = args.work / "jobs" / "synthetic-25m" / "model"  # section 1's, from this run or an earlier one
+    biggest = args.serve_model or args.work / "jobs" / "synthetic-25m" / "model"  # section 1's, or as told
     trained = biggest if (biggest / "metadata.json").exists() else None
     if not args.skip_serve:
         serve_table(args.work, trained)

@@ -14,7 +14,7 @@ negatives, drawn from a generator seeded by the given items: the same input give
 
 The order of the items is not used: NCF scores a user and an item, not a sequence.
 Costs: `steps x (1 + negatives) x len(items)` rows through the model's item side and its MLP, forward and
-back (30 items, NeuMF 64-32-16: ~1 ms), then one user against every item, as a trained user.
+back, then one user against every item, as a trained user (latency: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ class FoldInConfig:
     """
 
     negatives: int = 8
-    steps: int = 40
+    # Chosen on ml-latest-small's held-out users among 4 settings (benchmarks/foldin.py, docs/benchmarks.md),
+    # then run unchanged on ml-100k.
+    steps: int = 100
     learning_rate: float = 0.05
-    l2: float = 0.01
+    l2: float = 0.001
     max_items: int = 1000
 
     def __post_init__(self):
@@ -69,7 +71,7 @@ class FoldIn:
     def start(self, user: int | None) -> dict[str, np.ndarray]:
         """The parameters to start from: the known user's trained rows, else the mean user's."""
         source = self.mean if user is None else {name: rows[user] for name, rows in self.rows.items()}
-        return {name: np.array(value, dtype=np.float64) for name, value in source.items()}
+        return {name: np.array(value, dtype=np.float32) for name, value in source.items()}
 
     def negatives(self, items: np.ndarray, excluded: np.ndarray) -> np.ndarray:
         """`negatives` items per given item, uniform over the items not in `excluded`, seeded by `items`."""
@@ -109,52 +111,63 @@ class FoldIn:
             raise ConfigError(f"at most {self.config.max_items} items can be folded in, got {len(items)}")
         avoid = items if excluded is None else np.concatenate([items, np.asarray(excluded, np.int64)])
         examples = np.concatenate([items, self.negatives(items, avoid)])
-        labels = np.zeros(len(examples))
+        labels = np.zeros(len(examples), np.float32)
         labels[:len(items)] = 1.0
         start = self.start(user)
         theta = {name: value.copy() for name, value in start.items()}
         if len(items) == 0:
             return self.side(theta)
-        cfg = self.config
+        cfg, rows = self.config, self._item_rows(examples)
         m = {name: np.zeros_like(v) for name, v in theta.items()}
         v2 = {name: np.zeros_like(v) for name, v in theta.items()}
         for step in range(1, cfg.steps + 1):
-            grads = self._gradients(theta, examples, labels)
-            for name in theta:
-                g = grads[name] + 2.0 * cfg.l2 * (theta[name] - start[name])
-                m[name] = 0.9 * m[name] + 0.1 * g
-                v2[name] = 0.999 * v2[name] + 0.001 * g * g
-                m_hat, v_hat = m[name] / (1 - 0.9 ** step), v2[name] / (1 - 0.999 ** step)
-                theta[name] = theta[name] - cfg.learning_rate * m_hat / (np.sqrt(v_hat) + 1e-7)
+            grads = self._gradients(theta, rows, labels)
+            correction = np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
+            for name, g in grads.items():
+                g += 2.0 * cfg.l2 * (theta[name] - start[name])
+                m[name] *= 0.9
+                m[name] += 0.1 * g
+                v2[name] *= 0.999
+                v2[name] += 0.001 * g * g
+                theta[name] -= cfg.learning_rate * correction * m[name] / (np.sqrt(v2[name]) + 1e-7)
         return self.side(theta)
 
-    def _gradients(self, theta: dict[str, np.ndarray], items: np.ndarray, labels: np.ndarray) -> dict:
-        """Gradients of the mean binary cross-entropy over `items` with `labels`, per parameter block."""
+    def _item_rows(self, items: np.ndarray) -> dict:
+        """The item side of `items`, gathered once for every step: what `_gradients` reads."""
+        s = self.scorer
+        return {"items": items,
+                "dot": None if s.item_dot is None else s.item_dot[items],
+                "bias": None if s.item_bias is None else s.item_bias[items],
+                "hidden": None if s.item_hidden is None else s.item_hidden[items]}
+
+    def _gradients(self, theta: dict[str, np.ndarray], rows: dict, labels: np.ndarray) -> dict:
+        """Gradients of the mean binary cross-entropy over the gathered item `rows` with `labels`, per
+        parameter block (float32 throughout: `[examples, width]` products, a few per step)."""
         s = self.scorer
         side = self.side(theta)
-        logits = np.full(len(items), float(s.bias))
+        logits = np.full(len(labels), s.bias, np.float32)
         if side.dot is not None:
-            logits += s.item_dot[items] @ side.dot[0]
+            logits += rows["dot"] @ side.dot[0]
         if side.bias is not None:
-            logits += side.bias[0] + s.item_bias[items]
-        activations = []
-        if side.hidden is not None:  # the MLP forward, keeping what the backward pass needs
-            x = side.hidden[0][None, :] + s.item_hidden[items]
+            logits += side.bias[0] + rows["bias"]
+        active = []
+        if side.hidden is not None:  # the MLP forward, keeping which units were active for the backward pass
+            x = rows["hidden"] + side.hidden[0]
             for kernel, bias in s.layers:
-                activations.append(x > 0)
+                active.append(x > 0)
                 x = np.maximum(x, 0.0) @ kernel + bias
-            activations.append(x > 0)
+            active.append(x > 0)
             logits += np.maximum(x, 0.0) @ s.mlp_out
-        g = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(items)  # d mean BCE / d logit
+        g = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(labels)  # d mean BCE / d logit
         out: dict[str, np.ndarray] = {}
         if side.dot is not None:
-            d_dot = g @ s.item_dot[items]
+            d_dot = g @ rows["dot"]
             out["mf/user" if s.kind == "mf" else "gmf/user"] = d_dot if s.kind == "mf" else d_dot * s.gmf_head
         if side.bias is not None:
-            out["mf/user_bias"] = np.asarray(g.sum())
+            out["mf/user_bias"] = np.asarray(g.sum(), np.float32)
         if side.hidden is not None:
-            delta = g[:, None] * s.mlp_out[None, :] * activations[-1]
-            for (kernel, _), active in zip(reversed(s.layers), reversed(activations[:-1])):
-                delta = (delta @ kernel.T) * active
+            delta = np.outer(g, s.mlp_out) * active[-1]
+            for (kernel, _), on in zip(reversed(s.layers), reversed(active[:-1])):
+                delta = (delta @ kernel.T) * on
             out["mlp/user"] = delta.sum(axis=0) @ s.user_kernel.T
         return out

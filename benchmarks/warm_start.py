@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,11 +39,14 @@ def main() -> None:
     add_cache_argument(p)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--model", default="neumf")
+    p.add_argument("--warm-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a TrainConfig field for the warm job alone, e.g. learning_rate=0.0005")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     from ncf.training import TrainConfig, fit, keras_logits, to_artifact
     from ncf.warmstart import initialiser
 
+    warm = {key: type(getattr(TrainConfig(), key))(value) for key, value in (pair.split("=", 1) for pair in args.warm_set)}
     rows, verdicts = [], []
     for name in args.movielens.split(","):
         raw = read_interactions(movielens(name, args))
@@ -59,7 +63,8 @@ def main() -> None:
             for how in ("fresh", "warm"):
                 t0 = time.perf_counter()
                 initial = initialiser(first, everything.users, everything.items) if how == "warm" else None
-                result = fit(everything, config, on_epoch=lambda e: None, initial=initial)
+                result = fit(everything, replace(config, **warm) if how == "warm" else config,
+                             on_epoch=lambda e: None, initial=initial)
                 seconds = time.perf_counter() - t0
                 hits, gains = rank_metrics(score_candidates(keras_logits(result.model), candidates))
                 per[how][0].append(hits)
@@ -71,7 +76,8 @@ def main() -> None:
         pooled = {how: (np.concatenate(h), np.concatenate(g)) for how, (h, g) in per.items()}
         verdicts.append((name, bootstrap(pooled["warm"], pooled["fresh"], "warm", "fresh")))
 
-    print(f"\n#### Warm start against a fresh job ({stamp()}; {args.model}, default hyperparameters)\n")
+    print(f"\n#### Warm start against a fresh job ({stamp()}; {args.model}, default hyperparameters"
+          f"{'; the warm job with ' + str(warm) if warm else ''})\n")
     print("| data | seed | job | HR@10 | NDCG@10 | epochs before the refit (best) | job s | model 0 s (80%) |")
     print("|---|---:|---|---:|---:|---|---:|---:|")
     for name, seed, how, hr, ndcg, epochs, best, seconds, first_s in rows:

@@ -51,6 +51,8 @@ MAX_FOLD_IN = FoldInConfig.max_items
 CHUNK_ENTRIES = 1 << 16
 #: The smallest record that costs a whole top-k: the worst case per byte of a batch payload.
 SMALLEST_RECORD = b'{"user":1}\n'
+#: The smallest fold-in record: one item, and the fold-in's fixed cost (its steps) whatever the count.
+SMALLEST_FOLD_IN = b'{"items":[1]}\n'
 MB = 1024 * 1024
 
 
@@ -355,8 +357,9 @@ class Costs:
 
     A request's estimated seconds are, per record, `line_s` (parsing it: once to check, once to answer) plus
     `user_s + entry_s * min(k, n_items)` for a recommend record (score every item, mask, top-k, then build and
-    encode `k` entries), plus `fold_in_s` per given item when it folds items in, `similar_s + entry_s * k` for
-    a similar-items record, `pair_s` per scored pair.
+    encode `k` entries), plus `fold_in_s + fold_in_item_s * items` when it folds items in (the steps cost the
+    same whatever the count; each item adds its sampled rows), `similar_s + entry_s * k` for a similar-items
+    record, `pair_s` per scored pair.
     Every recommend record is costed as a known user (an unknown one gets the cheaper popular items): the
     estimate errs high. Bytes: `record_bytes` per response (its frame, the longest user id) plus
     `entry_bytes` per entry (the longest item id, the longest float).
@@ -375,6 +378,7 @@ class Costs:
     record_bytes: int
     entry_bytes: int
     fold_in_s: float = 0.0
+    fold_in_item_s: float = 0.0
 
     @classmethod
     def measure(cls, recommender: Recommender, sample: int = 16) -> "Costs":
@@ -413,8 +417,11 @@ class Costs:
                 similar_s = max(seconds - entry_s * made, 0.0) / len(items)
             given = np.arange(min(32, n_items))
             start = time.perf_counter()
+            recommender.fold_in.solve(given[:1])
+            fold_in_s = time.perf_counter() - start
+            start = time.perf_counter()
             recommender.fold_in.solve(given)
-            fold_in_s = (time.perf_counter() - start) / max(len(given), 1)
+            fold_in_item_s = max(time.perf_counter() - start - fold_in_s, 0.0) / max(len(given) - 1, 1)
             pair_s = 0.0
             if n_users and n_items:  # as CSV sends them: ids as text, the slower lookup
                 csv = "".join(f"{u},{i}\n" for u, i in zip(users * 64, items * 1024)).encode()
@@ -422,7 +429,7 @@ class Costs:
                 _, made = timed(codecs.decode_csv(csv), Options())
                 pair_s = (time.perf_counter() - start) / max(made, 1)
         return cls(line_s=line_s, user_s=user_s, similar_s=similar_s, entry_s=entry_s, pair_s=pair_s,
-                   n_items=n_items, fold_in_s=fold_in_s,
+                   n_items=n_items, fold_in_s=fold_in_s, fold_in_item_s=fold_in_item_s,
                    record_bytes=len('{"user": , "itemList": [], "fallback": false}\n')
                    + _longest_json(recommender.users),
                    entry_bytes=max(len('{"itemId": , "score": }, ') + _longest_json(recommender.items),
@@ -430,7 +437,7 @@ class Costs:
 
     def seconds(self, request) -> float:
         if isinstance(request, Recommend):
-            folded = self.fold_in_s * len(request.items) if request.items is not None else 0.0
+            folded = self.fold_in_s + self.fold_in_item_s * len(request.items) if request.items is not None else 0.0
             return self.line_s + self.user_s + folded + self.entry_s * min(request.k, self.n_items)
         if isinstance(request, Similar):
             return self.line_s + self.similar_s + self.entry_s * min(request.k, self.n_items)
@@ -445,8 +452,16 @@ class Costs:
         return self.record_bytes + ignored + self.entry_bytes * entries(request, self.n_items)
 
     @property
+    def worst_per_byte(self) -> tuple[float, bytes]:
+        """The most work per byte of payload and the record that does it: `SMALLEST_RECORD` asking for `MAX_K`
+        items, or `SMALLEST_FOLD_IN` (a fold-in of one item) asking for as many."""
+        fold_in = self.worst_record_s + self.fold_in_s + self.fold_in_item_s
+        return max((self.worst_record_s / len(SMALLEST_RECORD), SMALLEST_RECORD),
+                   (fold_in / len(SMALLEST_FOLD_IN), SMALLEST_FOLD_IN))
+
+    @property
     def worst_record_s(self) -> float:
-        """A record of `SMALLEST_RECORD`'s size asking for `MAX_K` items: the most work per byte."""
+        """A record of `SMALLEST_RECORD`'s size asking for `MAX_K` items."""
         return self.line_s + self.user_s + self.entry_s * min(MAX_K, self.n_items)
 
 
@@ -458,7 +473,8 @@ class Limits:
         budget_s: the most estimated work a request may take (`ServeConfig.work_budget_s`), a share of
             `deadline_s`, the seconds a request may last.
         answer_bytes: the largest answer (real time: 6 MB), or None (batch: answers stream to S3).
-        payload_mb: the `MaxPayloadInMB` to advertise. Batch mode: the most MB of `SMALLEST_RECORD` lines at
+        payload_mb: the `MaxPayloadInMB` to advertise. Batch mode: the most MB of the costliest lines per byte
+            (`Costs.worst_per_byte`: `SMALLEST_RECORD` or `SMALLEST_FOLD_IN`) at
             `MAX_K` that fit the budget, at least 1 (the API's smallest), at most the body limit and 100 /
             MaxConcurrentTransforms (the API's rule for their product). Real time: the body limit (only a
             batch transform reads it).
@@ -474,7 +490,7 @@ class Limits:
 
     @classmethod
     def derive(cls, costs: Costs, config: ServeConfig) -> "Limits":
-        per_mb = MB // len(SMALLEST_RECORD) * costs.worst_record_s
+        per_mb = MB * costs.worst_per_byte[0]
         fit = int(config.work_budget_s // per_mb) if per_mb > 0 else config.max_payload_mb
         payload = max(1, min(fit, config.max_payload_mb, 100 // config.max_concurrent_transforms))
         return cls(costs=costs, budget_s=config.work_budget_s, deadline_s=config.deadline_s,
@@ -489,9 +505,10 @@ class Limits:
                 f"per item returned")
         if self.answer_bytes is not None:
             return f"{text}; answers up to {self.answer_bytes / MB:g} MB"
-        worst = MB // len(SMALLEST_RECORD) * self.payload_mb
-        return (f"{text}; MaxPayloadInMB {self.payload_mb}: {worst:,} records of {SMALLEST_RECORD!r} at "
-                f"k={MAX_K} would take about {worst * self.costs.worst_record_s:.0f} s")
+        per_byte, record = self.costs.worst_per_byte
+        worst = MB // len(record) * self.payload_mb
+        return (f"{text}; MaxPayloadInMB {self.payload_mb}: {worst:,} records of {record!r} at "
+                f"k={MAX_K} would take about {worst * len(record) * per_byte:.0f} s")
 
     def check(self, records, options: Options) -> None:
         """Raises `TooLarge` if answering `records` would take more than `budget_s` or make an answer larger

@@ -60,6 +60,9 @@ class TrainJob:
         model = channels.pop("model", None)
         if model is not None and model.is_pipe:
             raise ConfigError("channel 'model': Pipe mode streams records, a model is files; use File mode")
+        if model is not None and model.distribution == "ShardedByS3Key":
+            raise ConfigError("channel 'model': S3DistributionType=ShardedByS3Key would give the model.tar.gz to one "
+                              "host alone; use FullyReplicated")
         cluster = Cluster.parse(_json(paths.resource_config, default={}), str(paths.resource_config), environ or {})
         return cls(
             hyperparameters=hyperparameters,

@@ -81,7 +81,7 @@ class FoldIn:
         allowed[excluded] = False
         if want == 0 or not allowed.any():
             return np.zeros(0, np.int64)
-        seed = int.from_bytes(hashlib.sha256(np.asarray(items, np.int64).tobytes()).digest()[:8], "little")
+        seed = int.from_bytes(hashlib.sha256(np.sort(np.asarray(items, np.int64)).tobytes()).digest()[:8], "little")
         rng = np.random.default_rng(seed)
         # Rejection in rounds: a few redraws when the excluded items are few, the allowed list when many.
         if allowed.mean() > 0.5:
@@ -106,7 +106,7 @@ class FoldIn:
     def solve(self, items: np.ndarray, user: int | None = None, excluded: np.ndarray | None = None) -> UserSide:
         """The `UserSide` of a user who interacted with `items` (indices), starting from `user`'s trained rows
         (or the mean user's); negatives avoid `items` and `excluded` (the known user's seen items)."""
-        items = np.asarray(items, np.int64)
+        items = np.unique(np.asarray(items, np.int64))  # a set: order and repeats do not change the answer
         if len(items) > self.config.max_items:
             raise ConfigError(f"at most {self.config.max_items} items can be folded in, got {len(items)}")
         avoid = items if excluded is None else np.concatenate([items, np.asarray(excluded, np.int64)])
@@ -122,7 +122,7 @@ class FoldIn:
         v2 = {name: np.zeros_like(v) for name, v in theta.items()}
         for step in range(1, cfg.steps + 1):
             grads = self._gradients(theta, rows, labels)
-            correction = np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
+            correction = float(np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step))
             for name, g in grads.items():
                 g += 2.0 * cfg.l2 * (theta[name] - start[name])
                 m[name] *= 0.9
@@ -158,7 +158,7 @@ class FoldIn:
                 x = np.maximum(x, 0.0) @ kernel + bias
             active.append(x > 0)
             logits += np.maximum(x, 0.0) @ s.mlp_out
-        g = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(labels)  # d mean BCE / d logit
+        g = (0.5 + 0.5 * np.tanh(0.5 * logits) - labels) / len(labels)  # d mean BCE / d logit (no overflow)
         out: dict[str, np.ndarray] = {}
         if side.dot is not None:
             d_dot = g @ rows["dot"]

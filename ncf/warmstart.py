@@ -61,7 +61,7 @@ def initialiser(artifact: ModelArtifact, users: Vocabulary, items: Vocabulary) -
 
 
 def rows_kept(users: Vocabulary, items: Vocabulary, artifact: ModelArtifact) -> dict:
-    """How many of the new vocabularies' ids the old model knew: for the log and metrics.json."""
+    """How many of the new vocabularies' ids the old model knew: for the job's log."""
     return {"users": int((artifact.users.lookup_array(users.ids) >= 0).sum()), "of_users": len(users),
             "items": int((artifact.items.lookup_array(items.ids) >= 0).sum()), "of_items": len(items)}
 

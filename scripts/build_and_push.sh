@@ -4,9 +4,10 @@
 #   scripts/build_and_push.sh [--dry-run] [--repository NAME] [--variant cpu|gpu]
 #
 # Account and region come from the standard AWS configuration (environment, ~/.aws, SSO, instance role).
-# A new repository is created with scan on push and immutable tags. The image is tagged with the git revision
-# (with -dirty-TIME when the tree has changes: an immutable tag is pushed once); its CycloneDX SBOM is copied
-# out of the image to sbom/REPOSITORY-TAG.cdx.json; the last line printed is the image by digest
+# A new repository is created with scan on push and immutable tags. The image is tagged REVISION-VARIANT (the
+# git revision, with -dirty-TIME when the tree has changes: an immutable tag is pushed once; a tag already in
+# the repository is not built again, its digest is printed); its CycloneDX SBOM is copied out of the image to
+# sbom/REPOSITORY-TAG.cdx.json; the last line printed is the image by digest
 # (REPOSITORY@sha256:...), what sagemaker_workflow.py --image should be given: it names these bytes forever.
 # --dry-run asks AWS who and where you are and whether the repository exists, then prints every command
 # that would change something (create-repository, docker login, build, push) instead of running it.
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
       echo "build_and_push.sh: --moving-tag is gone: tags are immutable; use the digest this script prints last" >&2
       exit 2 ;;
     --variant) variant=${2:?--variant needs cpu or gpu}; shift ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build_and_push.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -68,6 +69,7 @@ if [ "$revision" != unversioned ] && ! git diff --quiet HEAD 2>/dev/null; then
 fi
 registry="$account.dkr.ecr.$region.amazonaws.com"
 image="$registry/$repository"
+tag="$revision-$variant"
 
 if settings=$(aws ecr describe-repositories --repository-names "$repository" --region "$region" --output text \
     --query 'repositories[0].[imageTagMutability,imageScanningConfiguration.scanOnPush]' 2>"$errors"); then
@@ -91,6 +93,14 @@ else
   fail "cannot look up ECR repository $repository: $(tr '\n' ' ' <"$errors")"
 fi
 
+# Tags are immutable: a tag already pushed names its image for good, so there is nothing to build.
+if pushed=$(aws ecr describe-images --repository-name "$repository" --region "$region" --image-ids "imageTag=$tag" \
+    --query 'imageDetails[0].imageDigest' --output text 2>/dev/null) && [ -n "$pushed" ] && [ "$pushed" != None ]; then
+  echo "$image:$tag is already in the repository (tags are immutable); refer to it by digest:" >&2
+  echo "$image@$pushed"
+  exit 0
+fi
+
 # Log in before the long build, so that a registry problem shows at once.
 if [ "$dry_run" = 1 ]; then
   echo "+ aws ecr get-login-password --region $region | docker login --username AWS --password-stdin $registry"
@@ -98,23 +108,23 @@ else
   aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry" ||
     fail "docker login to $registry failed"
 fi
-run scripts/build_image.sh "$image:$revision" --build-arg "VARIANT=$variant"
-sbom="sbom/$repository-$revision.cdx.json"
+run scripts/build_image.sh "$image:$tag" --build-arg "VARIANT=$variant"
+sbom="sbom/${repository//\//-}-$tag.cdx.json"
 if [ "$dry_run" = 1 ]; then
-  echo "+ docker run --rm $image:$revision cat /opt/program/sbom.cdx.json > $sbom"
+  echo "+ docker run --rm $image:$tag cat /opt/program/sbom.cdx.json > $sbom"
 else
   mkdir -p sbom
-  docker run --rm "$image:$revision" cat /opt/program/sbom.cdx.json >"$sbom" ||
-    fail "cannot copy the SBOM out of $image:$revision"
-  echo "SBOM of $image:$revision: $sbom" >&2
+  docker run --rm "$image:$tag" cat /opt/program/sbom.cdx.json >"$sbom" ||
+    fail "cannot copy the SBOM out of $image:$tag"
+  echo "SBOM of $image:$tag: $sbom" >&2
 fi
-run docker push "$image:$revision"
+run docker push "$image:$tag"
 if [ "$dry_run" = 1 ]; then
-  echo "$image:$revision"
+  echo "$image:$tag"
   echo "(a dry run: the digest, $image@sha256:..., is known once the push has happened)" >&2
 else
-  digest=$(docker image inspect "$image:$revision" --format '{{range .RepoDigests}}{{println .}}{{end}}' |
-    grep -m1 "^$image@sha256:") || fail "the push left no digest for $image:$revision"
-  echo "pushed $image:$revision; refer to it by digest:" >&2
+  digest=$(docker image inspect "$image:$tag" --format '{{range .RepoDigests}}{{println .}}{{end}}' |
+    grep -m1 "^$image@sha256:") || fail "the push left no digest for $image:$tag"
+  echo "pushed $image:$tag; refer to it by digest:" >&2
   echo "$digest"
 fi

@@ -11,7 +11,7 @@ tag=${1:-ncf-sagemaker:latest}
 shift || true
 variant=cpu
 for arg in "$@"; do
-  case "$arg" in VARIANT=*) variant=${arg#VARIANT=} ;; esac
+  case "$arg" in VARIANT=* | --build-arg=VARIANT=*) variant=${arg##*VARIANT=} ;; esac
 done
 lock=requirements/image-$variant.lock
 [ -f "$lock" ] || { echo "build_image.sh: no $lock (VARIANT is cpu or gpu)" >&2; exit 1; }
@@ -21,7 +21,7 @@ if [ "$revision" != unknown ] && ! git diff --quiet HEAD 2>/dev/null; then
 fi
 base=()
 [ -z "${BASE_IMAGE:-}" ] || base=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
-DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build -t "$tag" "${base[@]}" --build-arg "REVISION=$revision" \
+DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build -t "$tag" ${base[@]+"${base[@]}"} --build-arg "REVISION=$revision" \
   --build-arg "LOCK_SHA256=$(sha256sum "$lock" | cut -d' ' -f1)" "$@" .
 bytes=$(docker image inspect "$tag" --format '{{.Size}}')
 echo "image $tag: $((bytes / 1000000)) MB"

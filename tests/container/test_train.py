@@ -267,3 +267,15 @@ def test_a_warm_start_that_cannot_be_is_exit_2_naming_why(tmp_path, ratings, set
     assert train_in_process(second) == 2
     assert message in failure(second)
     assert not (tmp_path / "second" / "input" / "data" / "outside.txt").exists()
+
+
+def test_a_sharded_model_channel_is_refused_because_one_host_alone_would_get_the_model(tmp_path, ratings):
+    import json as _json
+
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}, "model": {"model.tar.gz": b"x"}})
+    config = root / "input" / "config" / "inputdataconfig.json"
+    channels = _json.loads(config.read_text())
+    channels["model"]["S3DistributionType"] = "ShardedByS3Key"
+    config.write_text(_json.dumps(channels))
+    assert train_in_process(root) == 2
+    assert "channel 'model': S3DistributionType=ShardedByS3Key" in failure(root)

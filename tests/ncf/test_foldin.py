@@ -85,11 +85,13 @@ def test_unknown_items_are_ignored_and_listed_and_none_known_is_the_popular_fall
     assert none.items == rec.recommend("someone new", k=5).items
 
 
-def test_more_items_than_the_stated_maximum_is_refused(recommenders, dataset):
+def test_more_distinct_items_than_the_stated_maximum_is_refused_and_repeats_count_once(recommenders, dataset):
     rec = recommenders["mf"]
-    too_many = list(dataset.items.decode(np.arange(dataset.n_items))) * 10
     with pytest.raises(ConfigError, match="at most 1000 items"):
-        rec.recommend_from_items(too_many[:FoldInConfig().max_items + 1], k=5)
+        rec.fold_in.solve(np.arange(FoldInConfig().max_items + 1))
+    given = list(dataset.items.decode(np.array([3, 1, 2])))
+    again = rec.recommend_from_items(given[::-1] + given, k=10)  # another order, every item twice: the same set
+    assert again == rec.recommend_from_items(given, k=10)
 
 
 def test_negatives_avoid_the_given_and_excluded_items_and_are_seeded_by_the_input(trained):

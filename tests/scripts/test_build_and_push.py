@@ -21,7 +21,7 @@ def revision():
     rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
-    return re.escape(rev) + (r"-dirty-\d{8}T\d{6}" if dirty else "")
+    return re.escape(rev) + (r"-dirty-\d{8}T\d{6}" if dirty else "") + "-cpu"
 
 
 def push(env, *args, timeout=120):
@@ -91,6 +91,33 @@ def test_an_immutable_scanned_repository_gets_no_notes(aws):
             "--image-scanning-configuration", "scanOnPush=true")
     out = push(aws.env(), "--dry-run", "--repository", "locked")
     assert out.returncode == 0 and "note:" not in out.stderr, out.stderr
+
+
+def test_a_tag_already_pushed_is_not_built_again_and_its_digest_is_the_answer(aws, tmp_path):
+    """Tags are immutable: what a tag names was pushed once; a rerun at the same commit answers its digest."""
+    import json
+    import shutil
+
+    # The script in a committed tree of its own, so that its tag is the commit, whatever state this one is in.
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(SCRIPT, tmp_path / "scripts" / SCRIPT.name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(tmp_path), "commit", "-qm", "x"], check=True)
+    tag = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                         text=True, check=True).stdout.strip() + "-cpu"
+    aws.aws("ecr", "create-repository", "--repository-name", "team/recs", "--image-tag-mutability", "IMMUTABLE")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                                      "digest": "sha256:" + "0" * 64}, "layers": []})
+    pushed = aws.aws("ecr", "put-image", "--repository-name", "team/recs", "--image-tag", tag,
+                     "--image-manifest", manifest)["image"]["imageId"]["imageDigest"]
+    out = subprocess.run([str(tmp_path / "scripts" / SCRIPT.name), "--dry-run", "--repository", "team/recs"],
+                         cwd=tmp_path, env=aws.env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [f"{REGISTRY}/team/recs@{pushed}"]
+    assert "already in the repository" in out.stderr
 
 
 def test_a_moving_tag_is_refused_with_why():

@@ -9,7 +9,7 @@ for a new user or a known one whose actions since training should count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -119,12 +119,16 @@ class Recommender:
             for r, row in enumerate(rows):
                 results[row] = Recommendations(items[r][:counts[r]], scores[r][:counts[r]])
         if len(known) < len(users):
-            popular = self._popularity_share.copy()
-            popular[excluded] = -np.inf
-            top = _top(popular, k)
-            fallback = Recommendations(self.items.decode(top), popular[top].tolist(), fallback=True)
+            fallback = self._popular(k, excluded)
             results = [r if r is not None else fallback for r in results]
         return results  # type: ignore[return-value]
+
+    def _popular(self, k: int, excluded: np.ndarray) -> Recommendations:
+        """The cold-start answer: the `k` most popular items not in `excluded`, scored by popularity share."""
+        popular = self._popularity_share.copy()
+        popular[excluded] = -np.inf
+        top = _top(popular, k)
+        return Recommendations(self.items.decode(top), popular[top].tolist(), fallback=True)
 
     def recommend_from_items(self, items: Sequence, k: int = 10, *, user=None, exclude_seen: bool = True,
                              exclude: Iterable = ()) -> Recommendations:
@@ -141,10 +145,7 @@ class Recommender:
         excluded = self.items.lookup(list(exclude))
         excluded = np.concatenate([excluded[excluded >= 0], given])
         if user_index < 0 and len(given) == 0:
-            popular = self._popularity_share.copy()
-            popular[excluded] = -np.inf
-            top = _top(popular, k)
-            return Recommendations(self.items.decode(top), popular[top].tolist(), fallback=True, ignored=ignored)
+            return replace(self._popular(k, excluded), ignored=ignored)
         seen = self.artifact.seen.row(user_index).astype(np.int64) if user_index >= 0 else np.zeros(0, np.int64)
         side = self.fold_in.solve(given, None if user_index < 0 else user_index, excluded=seen)
         logits = self.scorer.all_items_of(side)[0]

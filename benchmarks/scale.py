@@ -25,6 +25,9 @@ Sections:
 5. A default job (`--default-job SIZE`, alone): `train` with no hyperparameters at all (early stopping in
    validation rounds, `refit=auto`), as a user would start it: epochs and rounds run, the best epoch, each
    phase's seconds, the whole job's minutes (target on 23M: <= 45), peak RSS and test HR@10.
+6. Reading a channel (`--read SIZE`, alone): the same CSV read as `train` reads a File-mode channel and as it
+   reads a Pipe-mode FIFO (fed by `cat`, as SageMaker's writer is another process), each in a process of its
+   own: seconds, peak RSS, and the most bytes the temporary folder held (sampled every 50 ms).
 Each table is stamped with the commit, the date and the machine.
 """
 
@@ -37,6 +40,7 @@ import os
 import platform
 import random
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -194,6 +198,60 @@ def default_job(work: Path, size: str) -> None:
     print(f"\n{stopped.group(0) if stopped else 'no early stop: ran every epoch'}; target: <= 45 min")
 
 
+_READ_CHANNEL = """
+import sys, time
+from pathlib import Path
+from container.channels import read_channel
+from container.train_config import Channel
+from ncf.data import Columns
+started = time.perf_counter()
+got = read_channel(Channel("train", Path(sys.argv[1]), input_mode=sys.argv[2]), Columns())
+print(len(got), time.perf_counter() - started)
+"""
+
+
+def read_table(work: Path, size: str) -> None:
+    """File mode against Pipe mode on the same CSV: what streaming the FIFO costs and saves."""
+    n = SIZES[size]
+    path = synthetic(work, n, *shape(n))
+    rows = []
+    for mode in ("File", "Pipe"):
+        scratch = work / "read-scratch"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+        source = path
+        feeder = None
+        if mode == "Pipe":
+            source = scratch / "train_0"
+            os.mkfifo(source)
+            feeder = subprocess.Popen(f"cat {shlex.quote(str(path))} > {shlex.quote(str(source))}", shell=True)
+        env = dict(os.environ, TMPDIR=str(scratch))
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-c", _READ_CHANNEL, str(source), mode], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, text=True)
+        most = 0
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            most = max(most, sum(f.stat().st_size for f in scratch.rglob("*") if f.is_file()))
+            time.sleep(0.05)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out = process.stdout.read().split()
+        if feeder is not None:
+            feeder.wait()
+        if process.returncode != 0:
+            raise RuntimeError(f"reading in {mode} mode failed")
+        rows.append((mode, int(out[0]), float(out[1]), wall, usage.ru_maxrss / 1024, most))
+        shutil.rmtree(scratch)
+    print(f"\n#### Reading {path.stat().st_size / 2**20:,.0f} MiB of CSV ({n:,} rows) as a channel ({stamp()})\n")
+    print("| input mode | rows | read s | process s | peak RSS MB | most temporary disk MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode, count, read_s, wall, rss, most in rows:
+        print(f"| {mode} | {count:,} | {read_s:.1f} | {wall:.1f} | {rss:,.0f} | {most / 2**20:,.0f} |")
+
+
 def top10_latency(server: Server, users: list, requests: int = 300) -> tuple[float, float]:
     """p50 and p99 milliseconds of single top-10 requests at one connection (keep-alive)."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
@@ -326,10 +384,15 @@ def main() -> None:
     p.add_argument("--batch", action="store_true", help="also section 4 (~20 min for NeuMF here)")
     p.add_argument("--default-job", metavar="SIZE", help=f"only section 5: a job with every default on SIZE, of "
                                                          f"{list(SIZES)}")
+    p.add_argument("--read", metavar="SIZE", help=f"only section 6: File against Pipe mode reading SIZE, of "
+                                                  f"{list(SIZES)}")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.default_job:
         default_job(args.work, args.default_job)
+        return
+    if args.read:
+        read_table(args.work, args.read)
         return
     settings = dict(pair.split("=", 1) for pair in args.set)
     sizes = [s for s in args.sizes.split(",") if s]

@@ -43,8 +43,8 @@ KNOWN_NAMES = {
     "timestamp": ("timestamp", "time", "ts", "event_time", "unix_timestamp"),
 }
 
-_GZIP_MAGIC = b"\x1f\x8b"
-_PARQUET_MAGIC = b"PAR1"
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
 _MAX_ERRORS_SHOWN = 3
 
 
@@ -109,7 +109,7 @@ class Interactions:
         def ids(name: str) -> np.ndarray:
             arrays = [getattr(p, name) for p in parts]
             if any(a.dtype.kind == "U" for a in arrays):  # one file with text ids makes every id text
-                arrays = [a.astype(str) for a in arrays]
+                arrays = [a if a.dtype.kind == "U" else a.astype(f"U{_digits(a)}") for a in arrays]
             return np.concatenate(arrays)
 
         def optional(name: str) -> np.ndarray | None:
@@ -122,6 +122,11 @@ class Interactions:
             return np.concatenate(arrays)
 
         return Interactions(ids("users"), ids("items"), optional("ratings"), optional("timestamps"))
+
+
+def _digits(ids: np.ndarray) -> int:
+    """Characters of the longest integer id as text: `astype(str)` alone gives every one 21 (84 bytes)."""
+    return max(len(str(ids.min())), len(str(ids.max()))) if ids.size else 1
 
 
 def read_interactions(path: str | Path, columns: Columns = Columns()) -> Interactions:
@@ -141,7 +146,7 @@ def read_interactions(path: str | Path, columns: Columns = Columns()) -> Interac
             raise DataError(f"{path}: folder holds no files")
         parts = []
         for f in files:
-            part = _read_file(f, columns, allow_empty=True)
+            part = read_file(f, columns, allow_empty=True)
             if part is None:
                 log.info("skipping %s: no rows", f)
             else:
@@ -151,12 +156,13 @@ def read_interactions(path: str | Path, columns: Columns = Columns()) -> Interac
         return Interactions.concat(parts)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
-    result = _read_file(path, columns, allow_empty=False)
+    result = read_file(path, columns, allow_empty=False)
     assert result is not None
     return result
 
 
-def _read_file(path: Path, columns: Columns, *, allow_empty: bool) -> Interactions | None:
+def read_file(path: Path, columns: Columns, *, allow_empty: bool) -> Interactions | None:
+    """One file; None when it holds no rows and `allow_empty` (a folder's empty file, a stream's blank part)."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -166,14 +172,14 @@ def _read_file(path: Path, columns: Columns, *, allow_empty: bool) -> Interactio
         if allow_empty:
             return None
         raise DataError(f"{path}: file is empty")
-    if magic == _PARQUET_MAGIC:
+    if magic == PARQUET_MAGIC:
         fast = _read_parquet_fast(path, columns)
         if fast is not None:
             return fast
         frame, where = _rename_roles(_load_parquet(path), path, columns), _parquet_row
         has_header = True
     else:
-        layout = _text_layout(path, columns, "gzip" if magic[:2] == _GZIP_MAGIC else None)
+        layout = _text_layout(path, columns, "gzip" if magic[:2] == GZIP_MAGIC else None)
         fast = None if layout is None else _read_text_fast(path, columns, layout)
         if fast is not None:
             return fast
@@ -256,6 +262,13 @@ class _TextLayout:
         )
 
 
+def is_header(line: str, columns: Columns) -> bool:
+    """Whether a text file's first non-blank line names columns (a configured name or a known one)."""
+    configured = {name.lower() for name in columns.configured().values()}
+    known = {n.lower() for names in KNOWN_NAMES.values() for n in names}
+    return any(f.lower() in configured or f.lower() in known for f in _split(line, _sniff_separator(line)))
+
+
 def _text_layout(path: Path, columns: Columns, compression: str | None) -> _TextLayout | None:
     """None when the file holds no non-blank line."""
     first, number = _first_line(path, compression)
@@ -263,9 +276,7 @@ def _text_layout(path: Path, columns: Columns, compression: str | None) -> _Text
         return None
     sep = _sniff_separator(first)
     fields = _split(first, sep)
-    configured = {name.lower() for name in columns.configured().values()}
-    known = {n.lower() for names in KNOWN_NAMES.values() for n in names}
-    has_header = any(f.lower() in configured or f.lower() in known for f in fields)
+    has_header = is_header(first, columns)
     if not has_header and columns.configured():
         raise DataError(
             f"{path}: line 1 is not a header with the configured columns "
@@ -395,7 +406,7 @@ def _parquet_row(path: Path, row: int) -> str:
 def _line_of_row(path: Path, row: int, has_header: bool) -> int:
     """1-based line number of data row `row`, skipping blank lines as pandas does. Only runs on errors."""
     with open(path, "rb") as f:
-        compression = "gzip" if f.read(2) == _GZIP_MAGIC else None
+        compression = "gzip" if f.read(2) == GZIP_MAGIC else None
     target = row + (1 if has_header else 0)
     seen = -1
     with _open_text(path, compression) as f:

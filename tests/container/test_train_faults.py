@@ -123,7 +123,7 @@ def test_an_interrupted_and_resumed_job_writes_the_same_model_as_an_uninterrupte
         np.testing.assert_allclose(a[name], b[name], atol=1e-5, err_msg=name)
 
 
-def test_a_pipe_channel_that_does_not_fit_on_disk_is_a_data_error_saying_so(tmp_path):
+def test_a_pipe_channel_whose_part_does_not_fit_on_disk_is_a_data_error_saying_so(tmp_path):
     import resource
 
     from container.channels import read_channel
@@ -146,7 +146,8 @@ def test_a_pipe_channel_that_does_not_fit_on_disk_is_a_data_error_saying_so(tmp_
     previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # then a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard))  # a volume with 1 MiB free, as far as writes go
     try:
-        with pytest.raises(DataError, match=r"could not be staged .* after 1 MiB .*use FastFile mode"):
+        with pytest.raises(DataError, match=r"channel 'train': .*train_0: a 4 MiB part could not be written .*"
+                                            r"that much free disk is needed"):
             read_channel(Channel("train", fifo, input_mode="Pipe"), Columns())
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))

@@ -4,7 +4,8 @@
 
 Trains a model on the ratings (default hyperparameters, few epochs: speed does not depend on quality), then
 for each server — ours (`serve`), a no-op Flask route and the naive Keras `model.predict` server of AWS's
-examples, all under the same gunicorn settings (container/gunicorn.conf.py, 2 sync workers) — drives
+examples, all under the same gunicorn settings (container/gunicorn.conf.py, 2 gevent workers; ours and the no-op
+also with sync workers, the naive server only with them) — drives
 requests with wrk (Debian package `wrk`) on loopback and reports requests/s and p50/p99 latency. Also the
 time from start to the first 200 /ping, and memory (PSS, shared pages counted once) with 1 and 2 workers.
 """
@@ -42,11 +43,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base: Path, app: str | None, workers: int, extra_env: dict | None = None):
+    def __init__(self, base: Path, app: str | None, workers: int, extra_env: dict | None = None,
+                 worker_class: str | None = None):
         self.port = free_port()
         env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(self.port),
                "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "PYTHONPATH": str(ROOT), **(extra_env or {})}
-        command = [sys.executable, "-m", "gunicorn", "-c", CONFIG] + ([app] if app else [])
+        command = [sys.executable, "-m", "gunicorn", "-c", CONFIG] + (
+            ["--worker-class", worker_class] if worker_class else []) + ([app] if app else [])
         self.started = time.monotonic()
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
@@ -157,8 +160,18 @@ def main() -> None:
     noop = Server(base, "benchmarks.reference_apps:noop_app()", 2)
     measure("no-op Flask", noop, "one pair", one_pair, "application/json")
     noop.stop()
+    # The same servers with gunicorn's sync workers (what serve ran before gevent): what gevent costs.
+    ours_sync = Server(base, None, 2, worker_class="sync")
+    for name in ("one pair", "top-10 recommend"):
+        measure("serve, sync workers", ours_sync, name, *scenarios[name])
+    ours_sync.stop()
+    noop_sync = Server(base, "benchmarks.reference_apps:noop_app()", 2, worker_class="sync")
+    measure("no-op Flask, sync workers", noop_sync, "one pair", one_pair, "application/json")
+    noop_sync.stop()
 
-    naive = Server(base, "benchmarks.reference_apps:keras_app()", 2, {"NAIVE_MODEL_DIR": str(base / "model")})
+    # AWS's examples run sync workers (behind nginx); TensorFlow is not run under gevent's patched threads.
+    naive = Server(base, "benchmarks.reference_apps:keras_app()", 2, {"NAIVE_MODEL_DIR": str(base / "model")},
+                   worker_class="sync")
     for name in ("one pair", "top-10 recommend"):
         bodies, kind = scenarios[name]
         for _ in range(10):  # load the model in both workers, and trace predict, before measuring
@@ -183,6 +196,11 @@ def main() -> None:
         "top-10 / no-op (c=4)": find("serve", "top-10 recommend", 4)["rps"] / floor,
         "p50 one pair - no-op p50 (c=1), ms": find("serve", "one pair", 1)["p50_ms"]
         - find("no-op Flask", "one pair", 1)["p50_ms"],
+        "one pair, gevent / sync workers (c=4)": find("serve", "one pair", 4)["rps"]
+        / find("serve, sync workers", "one pair", 4)["rps"],
+        "top-10, gevent / sync workers (c=4)": find("serve", "top-10 recommend", 4)["rps"]
+        / find("serve, sync workers", "top-10 recommend", 4)["rps"],
+        "no-op, gevent / sync workers (c=4)": floor / find("no-op Flask, sync workers", "one pair", 4)["rps"],
         "one pair / naive (c=4)": find("serve", "one pair", 4)["rps"] / find("naive Keras predict", "one pair", 4)["rps"],
         "top-10 / naive (c=4)": find("serve", "top-10 recommend", 4)["rps"]
         / find("naive Keras predict", "top-10 recommend", 4)["rps"],

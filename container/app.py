@@ -27,6 +27,7 @@ from . import codecs
 from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, as_http_error
 from .invocations import Costs, Limits, Options, answer, answer_chunks
 from .serve_config import ServeConfig
+from .turns import Turn, Turns, deadline
 
 log = logging.getLogger("container.app")
 
@@ -37,14 +38,22 @@ def _json(body: dict, status: int) -> Response:
     return Response(json.dumps(body), status=status, mimetype=codecs.JSON)
 
 
-def _streamed(pieces):
+def _streamed(pieces, seconds: float, turn: Turn):
     """The body's pieces as they are made; a fault midway is logged and cuts the response short (its status
-    is already sent), so a client sees a broken answer, never a complete-looking partial one."""
+    is already sent), so a client sees a broken answer, never a complete-looking partial one. So does a reader
+    too slow to take the whole answer within `seconds`, which would otherwise hold the worker's `turn`. The
+    turn ends with the last piece (or when the server closes a response it never sent)."""
     try:
-        yield from pieces
+        with deadline(seconds, RequestTimeout(f"the answer was not read within {seconds:g} s")):
+            yield from pieces
+    except RequestTimeout:
+        log.warning("the answer was not read within %g s; the response was cut short", seconds)
+        raise
     except Exception:
         log.exception("internal error while streaming an answer; the response was cut short")
         raise
+    finally:
+        turn.end()
 
 
 #: Seconds a request body may stall (no byte arriving) before the request is answered 408: a client that
@@ -53,13 +62,14 @@ def _streamed(pieces):
 BODY_STALL_S = 10.0
 
 
-def _body(limit: int) -> bytes:
+def _body(limit: int, write_stall_s: float) -> bytes:
     """The request body, whole, or the 4xx that says why not, read from the WSGI input directly (werkzeug's
     reader turns a stall into a generic "client disconnected" and cuts a chunked body at the limit).
 
     With a Content-Length: refused (413) above `limit` before reading, then read to that length. Chunked: read
     up to one byte past `limit` and refused there. A malformed chunk is a 400, a body that stops arriving for
-    `BODY_STALL_S` a 408, one that ends early a 400.
+    `BODY_STALL_S` a 408, one that ends early a 400. Afterwards, a write of the answer that makes no progress
+    for `write_stall_s` ends the connection: a client that never reads would otherwise hold it for good.
     """
     length = request.content_length
     over = TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
@@ -85,7 +95,7 @@ def _body(limit: int) -> bytes:
         raise BadRequest(f"the request body could not be read ({type(e).__name__}: {e})") from None
     finally:
         if sock is not None:
-            sock.settimeout(None)  # the answer may take minutes to stream to a slow reader
+            sock.settimeout(write_stall_s)
     if len(body) > limit:  # chunked (a Content-Length was checked above)
         raise over
     if length is not None and len(body) < length:
@@ -112,6 +122,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                         "refused (413); raise SAGEMAKER_MODEL_SERVER_TIMEOUT and the job's InvocationsTimeoutInSeconds "
                         "together (up to 3600 s)",
                         limits.payload_mb, limits.budget_s)
+    turns = Turns()
     ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": config.max_concurrent_transforms,
@@ -135,20 +146,36 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             raise NotReady(not_ready)
         request_type = codecs.media_type(request.headers.get("Content-Type"))
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
-        records = codecs.DECODERS[request_type](_body(config.max_payload_mb * 1024 * 1024))
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
-        # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
-        # answered: keeping the typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
-        limits.check(records, options)
-        if request_type == codecs.JSONLINES:
-            pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options), len(records)))
-            first = next(pieces, "")  # before the status is sent: a fault in the first block is still a JSON 500
-            return Response(_streamed(itertools.chain([first], pieces)), status=200, mimetype=response_type)
-        responses = answer(recommender, records, options)
-        if "error" in responses[0]:
-            raise BadRequest(responses[0]["error"])
-        body = "".join(codecs.ENCODERS[response_type]([responses], len(responses)))
-        return Response(body, status=200, mimetype=response_type)
+        seconds = config.deadline_s
+        turn = turns.take(seconds)
+        if turn is None:
+            raise NotReady(f"busy: earlier requests held this worker for {seconds} s; retry")
+        try:
+            with deadline(seconds, RequestTimeout(f"the request body did not arrive whole within {seconds} s")):
+                body = _body(config.max_payload_mb * 1024 * 1024, seconds)
+            records = codecs.DECODERS[request_type](body)
+            del body
+            # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
+            # answered: keeping the typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
+            limits.check(records, options)
+            if request_type == codecs.JSONLINES:
+                pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options),
+                                                             len(records)))
+                first = next(pieces, "")  # before the status is sent: a fault in the first block is a JSON 500
+                streamed = Response(_streamed(itertools.chain([first], pieces), seconds, turn), status=200,
+                                    mimetype=response_type)
+                streamed.call_on_close(turn.end)
+                turn = None
+                return streamed
+            responses = answer(recommender, records, options)
+            if "error" in responses[0]:
+                raise BadRequest(responses[0]["error"])
+            body = "".join(codecs.ENCODERS[response_type]([responses], len(responses)))
+            return Response(body, status=200, mimetype=response_type)
+        finally:
+            if turn is not None:
+                turn.end()
 
     @app.errorhandler(Exception)
     def render(error: Exception):

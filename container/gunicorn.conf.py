@@ -21,13 +21,25 @@ logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(l
 bind = f"0.0.0.0:{_config.port}"
 # Default: one worker per CPU; SAGEMAKER_MODEL_SERVER_WORKERS overrides.
 workers = _config.workers
-# Sync workers: one request at a time each; scoring is numpy and holds the CPU, so threads would not help.
-worker_class = "sync"
-# Seconds one request may hold a worker before gunicorn replaces it (sync workers send no heartbeat while
-# they answer, streaming included). Real time: 60, SageMaker's own limit, past which the answer is lost
-# anyway. Batch transform (SAGEMAKER_BATCH=true): 600, what SageMaker waits when the job does not set
-# ModelClientConfig.InvocationsTimeoutInSeconds. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either (up to 3600). The app refuses (413) a request whose estimated
-# work is over half of it, and advertises a MaxPayloadInMB whose worst case fits (invocations.Limits).
+# gevent workers: a worker holds many connections, so a client that trickles its headers, its body or its
+# reading of the answer costs one greenlet, not the worker, and /ping answers beside it (a sync worker was
+# held by one slow client for as long as it lasted). /invocations still takes turns, one per worker at a
+# time (container/turns.py): scoring is numpy holding the CPU. Chosen over nginx in front (AWS's examples: a
+# second server to configure, supervise and keep answering JSON) and over gthread (a slow client holds a
+# thread, and a busy request is never killed at the timeout).
+worker_class = "gevent"
+# Connections one worker holds at once; past them a connection waits in the listen backlog.
+worker_connections = 1000
+# Seconds a connection may take to deliver its request's headers; then it is closed without an answer.
+# (gunicorn bounds the header read only on its keep-alive path, so that path is on; see pre_request.)
+keepalive = 5
+# Seconds one request may hold the CPU before gunicorn replaces its worker (a request scoring yields nothing,
+# so the worker's heartbeat stops); what waits on the network instead is cut at the same deadline by the app.
+# Real time: 60, SageMaker's own limit, past which the answer is lost anyway. Batch transform
+# (SAGEMAKER_BATCH=true): 600, what SageMaker waits when the job does not set
+# ModelClientConfig.InvocationsTimeoutInSeconds. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either (up to 3600).
+# The app refuses (413) a request whose estimated work is over half of it, and advertises a MaxPayloadInMB
+# whose worst case fits (invocations.Limits).
 timeout = _config.timeout
 # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests within 25 s.
 graceful_timeout = 25
@@ -65,6 +77,13 @@ def post_fork(server, worker):
     except ImportError:
         pass
     server.log.info("worker %d ready", worker.pid)
+
+
+def pre_request(worker, req):
+    # One request per connection, as the sync workers answered (`Connection: close`). Kept-alive connections
+    # stay with the worker that accepted them, and at 4 connections on 2 workers gave p99 latencies of
+    # 70-420 ms against 2-4 ms closed (benchmarks/serve_bench.py, docs/benchmarks.md).
+    req.must_close = True
 
 
 def _write_json_error(sock, status_int, reason, mesg):

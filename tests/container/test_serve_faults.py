@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import random
+import select
 import signal
 import socket
 import threading
@@ -241,3 +242,82 @@ def test_requests_gunicorn_refuses_itself_are_answered_in_json(server, head):
     status, headers, payload = raw_exchange(server.port, head)
     assert 400 <= status < 500 and headers["content-type"] == "application/json", (status, payload[:200])
     assert json.loads(payload)["error"]
+
+
+@pytest.fixture
+def one_worker(tmp_path, model_dir):
+    """One worker with an 8 s deadline: what one slow client could hold, it holds here."""
+    import shutil
+
+    shutil.copytree(model_dir, tmp_path / "model")
+    s = Server(tmp_path, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MODEL_SERVER_TIMEOUT="8")
+    s.wait_until_ready()
+    yield s
+    s.stop()
+
+
+class Trickler(threading.Thread):
+    """A client sending `pieces` one every `interval` seconds, as slowly as a hostile one would; `cut` says
+    whether the server closed the connection before the last piece, `answer` holds what it sent back."""
+
+    def __init__(self, port, pieces, interval):
+        super().__init__(daemon=True)
+        self.conn = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.pieces, self.interval = pieces, interval
+        self.cut, self.answer = False, b""
+
+    def run(self):
+        try:
+            for piece in self.pieces:
+                self.conn.sendall(piece)
+                readable, _, _ = select.select([self.conn], [], [], self.interval)
+                if readable:
+                    break
+            else:
+                return
+            while chunk := self.conn.recv(65536):
+                self.answer += chunk
+            self.cut = True
+        except OSError:  # reset by the server while sending
+            self.cut = True
+        finally:
+            self.conn.close()
+
+
+def test_slow_clients_holding_connections_do_not_starve_ping_or_invocations(one_worker, recommender):
+    # A header line every half second for 20 s, from more clients than there are workers: one such client
+    # held a sync worker, and /ping with it, for as long as it kept sending.
+    head = [b"POST /invocations HTTP/1.1\r\n"] + [f"X-Slow-{n}: y\r\n".encode() for n in range(40)]
+    slow = [Trickler(one_worker.port, head, 0.5) for _ in range(4)]
+    for client in slow:
+        client.start()
+    wait_until(lambda: all(holder_of(one_worker, c.conn) for c in slow), 30,
+               lambda: "the worker did not accept every slow client's connection", ignoring=(OSError,))
+    for _ in range(3):
+        assert request(one_worker.port, "GET", "/ping", timeout=3)[0] == 200
+    body = json.dumps({"user": recommender.users.decode([0])[0], "k": 3})
+    status, _, answer = request(one_worker.port, "POST", "/invocations", body, {"Content-Type": "application/json"},
+                                timeout=10)
+    assert status == 200 and len(json.loads(answer)["itemList"]) == 3
+    for client in slow:
+        client.join(timeout=30)
+    # ... and each was dropped once its headers had taken longer than the keep-alive bound allows
+    assert all(c.cut for c in slow) and not any(c.answer for c in slow)
+
+
+def test_a_body_trickled_past_the_deadline_is_408_and_the_next_request_is_answered(one_worker, recommender):
+    body = json.dumps({"user": recommender.users.decode([0])[0], "k": 3}).encode()
+    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body) + 200}\r\n\r\n".encode())
+    # a byte a second never stalls for BODY_STALL_S, and would take 4 minutes to finish
+    trickler = Trickler(one_worker.port, [head] + [bytes([b]) for b in body + b" " * 200], 1.0)
+    trickler.start()
+    wait_until(lambda: trickler.cut or holder_of(one_worker, trickler.conn), 30, lambda: "never accepted")
+    time.sleep(2)  # the trickler has its turn, mid-body
+    status, _, answer = request(one_worker.port, "POST", "/invocations", body, {"Content-Type": "application/json"},
+                                timeout=30)
+    assert status == 200 and len(json.loads(answer)["itemList"]) == 3
+    trickler.join(timeout=30)
+    assert trickler.cut and trickler.answer.startswith(b"HTTP/1.1 408")
+    assert b"did not arrive whole within 8 s" in trickler.answer
+    assert len(one_worker.workers()) == 1  # answered, not killed

@@ -185,6 +185,9 @@ def main() -> None:
         return next(r for r in rows if r["server"] == server and r["request"] == request
                     and r["connections"] == connections)
 
+    from benchmarks.scale import stamp
+
+    print(f"\n#### Serving speed ({stamp()}; {args.model}, {args.seconds} s a row)")
     print("\n| server | request | connections | requests/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:

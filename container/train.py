@@ -277,7 +277,7 @@ def load_previous(source: Path):
     from ncf import artifacts
 
     if (source / "metadata.json").is_file():
-        return artifacts.load(source)
+        return artifacts.load(source, optimizer=True)
     archives = sorted(source.glob("*.tar.gz")) if source.is_dir() else [source] if source.is_file() else []
     if len(archives) != 1:
         raise ConfigError(f"warm start: {source} holds neither a model folder (metadata.json) nor one model.tar.gz "
@@ -308,7 +308,7 @@ def _unpacked_model(archive_path: Path, target: Path):
     found = [d for d in folders if (d / "metadata.json").is_file()]
     if not found:
         raise ConfigError(f"warm start: {archive_path.name} holds no model folder (no metadata.json)")
-    return artifacts.load(found[0])
+    return artifacts.load(found[0], optimizer=True)
 
 
 def _local_parser() -> argparse.ArgumentParser:

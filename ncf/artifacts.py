@@ -7,6 +7,8 @@
       weights.npz       named float32 arrays (`gmf/user`, `mlp/dense_0/kernel`, ...) for `inference.py`
       seen.npz          indptr, indices: every user's interactions, excluded from recommendations
       popularity.npy    interactions per item, for cold-start users
+      optimizer.npz     Adam's moments of every weight (`m/gmf/user`, `v/gmf/user`, ...) and its step count
+                        (`iterations`), for a warm start to continue from; serving never reads it
       saved_model/      TensorFlow SavedModel taking raw ids as strings (optional; TF Serving can host it)
 
 Arrays are read with `allow_pickle=False`, so a hostile folder cannot run code. `load` refuses a folder
@@ -40,6 +42,7 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
+OPTIMIZER = "optimizer.npz"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class ModelArtifact:
     seen: SeenItems
     popularity: np.ndarray
     metadata: dict = field(default_factory=dict)
+    #: `training.optimizer_state`, or None (not exported, or not asked for by `load`).
+    optimizer: dict[str, np.ndarray] | None = None
 
 
 def _atomic(path: Path, write) -> None:
@@ -81,6 +86,10 @@ def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
     _atomic(path / "weights.npz", lambda f: np.savez(f, **artifact.weights))
     _atomic(path / "seen.npz", lambda f: np.savez(f, indptr=artifact.seen.indptr, indices=artifact.seen.indices))
     _atomic(path / "popularity.npy", lambda f: np.save(f, artifact.popularity))
+    if artifact.optimizer is not None:
+        _atomic(path / OPTIMIZER, lambda f: np.savez(f, **artifact.optimizer))
+    elif os.path.lexists(path / OPTIMIZER):
+        os.remove(path / OPTIMIZER)  # another model's state, left by an earlier save into this folder
     if keras_model is not None:
         from .savedmodel import export_saved_model
 
@@ -161,8 +170,9 @@ def _arrays(file: Path) -> dict[str, np.ndarray]:
         raise ArtifactError(f"model file {file} is corrupt or holds objects ({e})") from e
 
 
-def load(path: str | Path) -> ModelArtifact:
-    """Read a folder written by `save`, checking its version and the consistency of its arrays."""
+def load(path: str | Path, *, optimizer: bool = False) -> ModelArtifact:
+    """Read a folder written by `save`, checking its version and the consistency of its arrays; with
+    `optimizer`, also its optimiser state when the folder has one (a warm start's source)."""
     path = Path(path)
     metadata = read_metadata(path)
     vocab = _arrays(path / "vocabulary.npz")
@@ -183,6 +193,7 @@ def load(path: str | Path) -> ModelArtifact:
     artifact = ModelArtifact(
         kind=str(metadata.get("kind")), weights=_arrays(path / "weights.npz"), users=users, items=items,
         seen=seen_items, popularity=popularity, metadata=metadata,
+        optimizer=_arrays(path / OPTIMIZER) if optimizer and os.path.lexists(path / OPTIMIZER) else None,
     )
     _check_consistent(path, artifact)
     return artifact

@@ -13,7 +13,7 @@ choice. NeuMF is the default; on our benchmarks neither ranks better by more tha
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -252,35 +252,49 @@ def _lookups(model: keras.Model) -> list[tuple]:
     return out
 
 
-def export_weights(model: keras.Model) -> dict[str, np.ndarray]:
-    """Named float32 arrays for `inference.NumpyScorer`: `gmf/user`, `mlp/dense_0/kernel`, `head/bias`, ..."""
+def export_weights(model: keras.Model, value_of: Callable | None = None) -> dict[str, np.ndarray]:
+    """Named float32 arrays for `inference.NumpyScorer`: `gmf/user`, `mlp/dense_0/kernel`, `head/bias`, ...
+
+    `value_of(variable)` exports something shaped like each variable instead of it (an optimiser's moments
+    of it, `training.optimizer_state`), under the same names."""
     out: dict[str, np.ndarray] = {}
     names = {layer.name for layer in model.layers}
+    if value_of is None:
+        def value_of(variable):
+            return variable
     if "embeddings" in names:
         tables = model.get_layer("embeddings")
-        user, item = (keras.ops.convert_to_numpy(t.embeddings) for t in (tables.user_embedding, tables.item_embedding))
+        user, item = (keras.ops.convert_to_numpy(value_of(t.embeddings))
+                      for t in (tables.user_embedding, tables.item_embedding))
         for name, _ in tables.parts:
             out[f"{name}/user"], out[f"{name}/item"] = user[:, tables.columns(name)], item[:, tables.columns(name)]
     if "mlp" in names:
         for n, dense in enumerate(model.get_layer("mlp").hidden):
-            out[f"mlp/dense_{n}/kernel"], out[f"mlp/dense_{n}/bias"] = dense.kernel, dense.bias
+            out[f"mlp/dense_{n}/kernel"], out[f"mlp/dense_{n}/bias"] = value_of(dense.kernel), value_of(dense.bias)
     if "head" in names:
         head = model.get_layer("head")
-        out["head/kernel"], out["head/bias"] = head.kernel, head.bias
+        out["head/kernel"], out["head/bias"] = value_of(head.kernel), value_of(head.bias)
     if "mf" in names:
         mf = model.get_layer("mf")
-        out["mf/user"], out["mf/item"] = mf.user_embedding.embeddings, mf.item_embedding.embeddings
-        out["mf/user_bias"], out["mf/item_bias"] = mf.user_bias.embeddings[:, 0], mf.item_bias.embeddings[:, 0]
-        out["mf/bias"] = mf.bias
+        out["mf/user"], out["mf/item"] = value_of(mf.user_embedding.embeddings), value_of(mf.item_embedding.embeddings)
+        out["mf/user_bias"] = keras.ops.convert_to_numpy(value_of(mf.user_bias.embeddings))[:, 0]
+        out["mf/item_bias"] = keras.ops.convert_to_numpy(value_of(mf.item_bias.embeddings))[:, 0]
+        out["mf/bias"] = value_of(mf.bias)
     return {name: np.array(keras.ops.convert_to_numpy(v), dtype=np.float32, order="C") for name, v in out.items()}
 
 
 def import_weights(model: keras.Model, weights: dict[str, np.ndarray], user_rows: np.ndarray,
-                   item_rows: np.ndarray) -> None:
+                   item_rows: np.ndarray, target_of: Callable | None = None) -> None:
     """The inverse of `export_weights` for a model whose tables may have grown: row `r` of a user table takes
-    row `user_rows[r]` of the exported one (a fresh model's row where it is -1), items alike; dense weights
-    are taken whole. Shapes that do not fit raise `ConfigError` naming the array."""
+    row `user_rows[r]` of the exported one (what the target held where it is -1: a fresh model's row), items
+    alike; dense weights are taken whole. `target_of(variable)` names what to write instead of each variable
+    (its optimiser moment). Shapes that do not fit raise `ConfigError` naming the array."""
+    if target_of is None:
+        def target_of(variable):
+            return variable
+
     def rows(table, parts: list[tuple[str, slice]], mapping: np.ndarray) -> None:
+        table = target_of(table)
         value = np.array(keras.ops.convert_to_numpy(table), dtype=np.float32)
         keep = np.flatnonzero(mapping >= 0)
         for name, columns in parts:
@@ -292,6 +306,7 @@ def import_weights(model: keras.Model, weights: dict[str, np.ndarray], user_rows
         table.assign(value)
 
     def whole(variable, name: str) -> None:
+        variable = target_of(variable)
         old = weights.get(name)
         if old is None or old.shape != tuple(variable.shape):
             raise ConfigError(f"warm-start array {name!r} has shape {None if old is None else old.shape}, this "

@@ -45,6 +45,7 @@ class LazyAdam:
         self._penalised = {id(v) for v in penalised}
         self.iterations = None
         self._moments: list[tuple] = []
+        self._slots: dict[int, tuple] = {}
 
     def build(self, variables) -> None:
         import tensorflow as tf
@@ -55,6 +56,11 @@ class LazyAdam:
              tf.Variable(tf.zeros_like(v), trainable=False, name=f"v_{n}"))
             for n, v in enumerate(variables)
         ]
+        self._slots = {id(v): pair for v, pair in zip(variables, self._moments)}
+
+    def moments(self, variable) -> tuple:
+        """`(m, v)`, Adam's two moment variables of one of the built `variable`s, shaped like it."""
+        return self._slots[id(variable)]
 
     @property
     def variables(self) -> list:

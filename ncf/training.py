@@ -177,6 +177,8 @@ class TrainResult:
     best_validation: dict[str, float] = field(default_factory=dict)
     #: What the served probability means (`calibration`): fitted on validation by `fit`.
     calibration: Calibration = field(default_factory=Calibration)
+    #: The optimiser that trained `model` last (its state goes into the model folder: `optimizer_state`).
+    optimizer: object = None
 
     def throughput(self) -> float:
         """Mean training samples per second of the model's own epochs (not pretraining, not the refit)."""
@@ -220,8 +222,9 @@ def fit(
             the previous epoch) is what a later run resumes from.
         strategy: a `tf.distribute.Strategy` to train under (`ncf.distribute`); by default, this process alone.
             `config.batch_size` is the global batch, split across all replicas.
-        initial: `initial(model)` sets a freshly built model's starting weights (a warm start,
-            `warmstart.initialiser`), for the search and for the refit alike; a resumed checkpoint wins.
+        initial: `initial(model, optimizer)` sets a freshly built model's starting weights and its
+            optimiser's state (a warm start, `warmstart.initialiser`), for the search and for the refit
+            alike; a resumed checkpoint wins.
     """
     import keras
     import tensorflow as tf
@@ -311,7 +314,7 @@ def _refit(dataset: Dataset, config: TrainConfig, chosen: TrainResult, checkpoin
                       **{**run, "sampler": NegativeSampler(merged.train_seen)})
     return TrainResult(model=result.model, config=config, history=chosen.history + result.history,
                        best_epoch=chosen.best_epoch, best_validation=chosen.best_validation,
-                       calibration=chosen.calibration)
+                       calibration=chosen.calibration, optimizer=result.optimizer)
 
 
 def _resumable(checkpoint, stage: str, config: TrainConfig, dataset: Dataset):
@@ -478,13 +481,14 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
     stage = stage or config.model  # what epoch lines and checkpoints call this run: the kind, or "refit"
 
     with strategy.scope():
-        if model is None:
+        built = model is None
+        if built:
             model = _build(dataset, config, strategy)
-            if initial is not None and resume is None:
-                initial(model)
         optimizer = _optimizer(model, config, strategy)
+        if built and initial is not None and resume is None:
+            initial(model, optimizer)
     train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
-    result = TrainResult(model=model, config=config)
+    result = TrainResult(model=model, config=config, optimizer=optimizer)
     search = EarlyStopping(config.patience, result, min_delta=config.min_delta)
     first = 1
     if resume is not None:
@@ -643,5 +647,21 @@ def to_artifact(result: TrainResult, dataset: Dataset, metrics: dict | None = No
         kind=result.config.model, weights=export_weights(result.model), users=dataset.users,
         items=dataset.items, seen=dataset.seen, popularity=np.bincount(
             dataset.seen.indices, minlength=dataset.n_items).astype(np.int64),
-        metadata=metadata,
+        metadata=metadata, optimizer=optimizer_state(result.model, result.optimizer),
     )
+
+
+def optimizer_state(model, optimizer) -> dict[str, np.ndarray] | None:
+    """Adam's moments of every weight, named as `export_weights` names the weight with `m/` or `v/` in front,
+    and its step count as `iterations`: what a warm start needs to continue the optimiser rather than restart
+    it. None for Keras' dense Adam (several replicas), whose state is not exported."""
+    from .models import export_weights
+    from .optimizers import LazyAdam
+
+    if not isinstance(optimizer, LazyAdam) or optimizer.iterations is None:
+        return None
+    state = {"iterations": np.array(int(optimizer.iterations.numpy()), dtype=np.int64)}
+    for n, prefix in enumerate(("m/", "v/")):
+        moments = export_weights(model, value_of=lambda variable: optimizer.moments(variable)[n])
+        state.update({prefix + name: value for name, value in moments.items()})
+    return state

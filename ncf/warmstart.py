@@ -3,8 +3,11 @@
 SageMaker's convention for it is a `model` channel holding the previous job's `model.tar.gz`; locally it is a
 model folder. The new job's vocabularies hold the old ids and the new data's (`dataset.prepare`'s
 `known_users`, `known_items`): every id the old model knew keeps its trained row, new ids start as a fresh
-model's rows do, and the dense weights (MLP, head, MF's global bias) start as trained. The optimiser starts
-afresh (Adam's moments are not part of a model folder).
+model's rows do, and the dense weights (MLP, head, MF's global bias) start as trained. The optimiser
+continues where the old job's ended when its model folder holds `optimizer.npz`: Adam's moments of every kept
+row and dense weight, zero for new rows, and its step count. Restarted instead (fresh moments), Adam's first
+steps move every weight by about the full learning rate whatever its gradient, and the warm jobs lost
+quality for it (docs/benchmarks.md, "Warm start").
 
 The model's kind and the hyperparameters that shape its weights (`SHAPES`) come from the old model: a job
 that does not set them inherits them, one that sets them otherwise is refused, naming the mismatch.
@@ -12,12 +15,15 @@ that does not set them inherits them, one that sets them otherwise is refused, n
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Callable, Iterable
 
 from .artifacts import ModelArtifact
 from .errors import ConfigError
 from .vocab import Vocabulary
+
+log = logging.getLogger(__name__)
 
 #: The hyperparameters that decide the shapes of the weights, per model kind.
 SHAPES = {"neumf": ("factors", "mlp_layers"), "gmf": ("factors",), "mlp": ("mlp_layers",), "mf": ("factors",)}
@@ -48,14 +54,25 @@ def inherited(config, artifact: ModelArtifact, given: Iterable[str]):
 
 
 def initialiser(artifact: ModelArtifact, users: Vocabulary, items: Vocabulary) -> Callable:
-    """`initialise(model)`: the old weights into a freshly built model over `users` x `items`."""
+    """`initialise(model, optimizer)`: the old weights into a freshly built model over `users` x `items`, and
+    the old optimiser state into its built optimiser where both have one (`LazyAdam`; else it starts afresh)."""
     from .models import import_weights
 
     user_rows = artifact.users.lookup_array(users.ids)
     item_rows = artifact.items.lookup_array(items.ids)
 
-    def initialise(model) -> None:
+    def initialise(model, optimizer) -> None:
         import_weights(model, artifact.weights, user_rows, item_rows)
+        state = artifact.optimizer
+        if state is None or not hasattr(optimizer, "moments"):
+            log.info("warm start: the optimiser starts afresh (%s)", "the model folder holds no optimizer.npz"
+                     if state is None else "this optimiser's state is not carried over")
+            return
+        for n, prefix in enumerate(("m/", "v/")):
+            moments = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+            import_weights(model, moments, user_rows, item_rows, target_of=lambda v: optimizer.moments(v)[n])
+        optimizer.iterations.assign(int(state["iterations"]))
+        log.info("warm start: the optimiser continues after step %d", int(state["iterations"]))
 
     return initialise
 

@@ -237,6 +237,7 @@ def test_the_model_channel_warm_starts_a_job_that_inherits_the_previous_shapes(t
     out = run_train(second)
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"warm start from .*model \(neumf\): rows kept", out.stdout)
+    assert re.search(r"warm start: the optimiser continues after step [1-9]", out.stdout + out.stderr)
     used = json.loads((second / "output" / "data" / "hyperparameters.json").read_text())
     assert used["factors"] == 6
     old, new = Recommender.load(first / "model"), Recommender.load(second / "model")

@@ -31,7 +31,7 @@ def test_every_known_id_keeps_its_row_and_new_ids_start_fresh(trained, dataset, 
     assert len(new_data.users) == len(dataset.users) + 1 and len(new_data.items) == len(dataset.items) + 1
     config = replace(TrainConfig(model=kind, **SMALL))
     model = build_model(kind, new_data.n_users, new_data.n_items, factors=8, mlp_layers=(16, 8, 4))
-    initialiser(old, new_data.users, new_data.items)(model)
+    initialiser(old, new_data.users, new_data.items)(model, None)
     new = export_weights(model)
     tower = "mf" if kind == "mf" else "gmf"
     users_old = old.users.lookup_array(new_data.users.ids)
@@ -44,6 +44,36 @@ def test_every_known_id_keeps_its_row_and_new_ids_start_fresh(trained, dataset, 
     dense = [name for name in old.weights if "/dense_" in name or name.startswith("head/") or name == "mf/bias"]
     assert dense and all(np.array_equal(new[name], old.weights[name]) for name in dense)
     assert config.model == kind
+
+
+@pytest.mark.parametrize("kind", ["neumf", "mf"])
+def test_a_warm_start_continues_the_optimiser_where_the_old_job_ended(trained, dataset, ratings, tmp_path, kind):
+    from ncf import artifacts
+    from ncf.optimizers import LazyAdam
+    from ncf.training import optimizer_state
+
+    artifacts.save(tmp_path / "old", to_artifact(trained[kind], dataset))
+    old = artifacts.load(tmp_path / "old", optimizer=True)
+    assert artifacts.load(tmp_path / "old").optimizer is None  # serving never reads it
+    steps = int(old.optimizer["iterations"])
+    assert steps > 0 and set(old.optimizer) == {"iterations"} | {p + n for p in ("m/", "v/") for n in old.weights}
+    new_data = grown(dataset, ratings)
+    model = build_model(kind, new_data.n_users, new_data.n_items, factors=8, mlp_layers=(16, 8, 4))
+    optimizer = LazyAdam(1e-3)
+    optimizer.build(model.trainable_variables)
+    initialiser(old, new_data.users, new_data.items)(model, optimizer)
+    state = optimizer_state(model, optimizer)
+    assert int(state["iterations"]) == steps
+    tower = "mf" if kind == "mf" else "gmf"
+    users_old = old.users.lookup_array(new_data.users.ids)
+    known = users_old >= 0
+    for moment in ("m/", "v/"):
+        table = state[f"{moment}{tower}/user"]
+        np.testing.assert_array_equal(table[known], old.optimizer[f"{moment}{tower}/user"][users_old[known]])
+        assert not table[~known].any()  # a new user's row starts with no history
+    assert np.abs(state[f"v/{tower}/user"][known]).max() > 0
+    dense = [n for n in old.weights if "/dense_" in n or n.startswith("head/") or n == "mf/bias"]
+    assert dense and all(np.array_equal(state["v/" + n], old.optimizer["v/" + n]) for n in dense)
 
 
 def test_shapes_are_inherited_when_not_set_and_a_different_setting_is_refused(trained, dataset):

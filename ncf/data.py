@@ -161,8 +161,11 @@ def read_interactions(path: str | Path, columns: Columns = Columns()) -> Interac
     return result
 
 
-def read_file(path: Path, columns: Columns, *, allow_empty: bool) -> Interactions | None:
-    """One file; None when it holds no rows and `allow_empty` (a folder's empty file, a stream's blank part)."""
+def read_file(path: Path, columns: Columns, *, allow_empty: bool, header: bool | None = None) -> Interactions | None:
+    """One file; None when it holds no rows and `allow_empty` (a folder's empty file, a stream's blank part).
+
+    `header` says whether a text file's first non-blank line is a header, where the caller knows (a stream's
+    later parts: `ncf.streaming`); None sniffs it."""
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -179,7 +182,7 @@ def read_file(path: Path, columns: Columns, *, allow_empty: bool) -> Interaction
         frame, where = _rename_roles(_load_parquet(path), path, columns), _parquet_row
         has_header = True
     else:
-        layout = _text_layout(path, columns, "gzip" if magic[:2] == GZIP_MAGIC else None)
+        layout = _text_layout(path, columns, "gzip" if magic[:2] == GZIP_MAGIC else None, header)
         fast = None if layout is None else _read_text_fast(path, columns, layout)
         if fast is not None:
             return fast
@@ -269,14 +272,15 @@ def is_header(line: str, columns: Columns) -> bool:
     return any(f.lower() in configured or f.lower() in known for f in _split(line, _sniff_separator(line)))
 
 
-def _text_layout(path: Path, columns: Columns, compression: str | None) -> _TextLayout | None:
+def _text_layout(path: Path, columns: Columns, compression: str | None,
+                 header: bool | None = None) -> _TextLayout | None:
     """None when the file holds no non-blank line."""
     first, number = _first_line(path, compression)
     if not first:
         return None
     sep = _sniff_separator(first)
     fields = _split(first, sep)
-    has_header = is_header(first, columns)
+    has_header = is_header(first, columns) if header is None else header
     if not has_header and columns.configured():
         raise DataError(
             f"{path}: line 1 is not a header with the configured columns "

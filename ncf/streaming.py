@@ -50,18 +50,19 @@ def read_interactions_stream(stream: BinaryIO, name: str, columns: Columns = Col
             return _named(lambda: data.read_file(part, columns, allow_empty=False), part, name, 0)
         if head[:2] == data.GZIP_MAGIC:
             source = gzip.GzipFile(fileobj=source, mode="rb")
-        return _read_text(source, part, name, columns, part_bytes)
+        return _read_text(source, part, name, columns, part_bytes, head[:2] == data.GZIP_MAGIC)
 
 
-def _read_text(source: BinaryIO, part: Path, name: str, columns: Columns, part_bytes: int) -> Interactions:
+def _read_text(source: BinaryIO, part: Path, name: str, columns: Columns, part_bytes: int,
+               gzipped: bool) -> Interactions:
     parts: list[Interactions] = []
     header: bytes | None = None  # the first non-blank line, without its "\n"; b"" when it is data
     line = 1  # the stream's line number of the next chunk's first line
-    for chunk in _chunks(source, name, part_bytes):
-        prefix = b""
+    for chunk in _chunks(source, name, part_bytes, gzipped):
+        prefix, decided = b"", header
         if header is None:
             header = _first_line(chunk)
-            if header is not None and not data.is_header(header.decode("utf-8", "replace").strip(), columns):
+            if header is not None and not data.is_header(header.decode("utf-8", "replace").strip("\r\n"), columns):
                 header = b""
             elif header:
                 start = chunk.index(header) + len(header)  # the header line itself stays where it is
@@ -71,7 +72,10 @@ def _read_text(source: BinaryIO, part: Path, name: str, columns: Columns, part_b
             chunk = _blank_repeats(chunk, header)
         _write(part, name, lambda f: (f.write(prefix), f.write(chunk)), f"a {len(chunk) / 2**20:,.0f} MiB part")
         offset = line - 1 - (1 if prefix else 0)
-        got = _named(lambda: data.read_file(part, columns, allow_empty=True), part, name, offset)
+        # Once the stream's first line has told, every later part is read as it said (a part of a headerless
+        # stream may start with an id such as "item" that would pass for a column name).
+        said = None if decided is None else bool(decided)
+        got = _named(lambda: data.read_file(part, columns, allow_empty=True, header=said), part, name, offset)
         if got is not None:
             parts.append(got)
         line += chunk.count(b"\n")
@@ -80,14 +84,14 @@ def _read_text(source: BinaryIO, part: Path, name: str, columns: Columns, part_b
     return Interactions.concat(parts)
 
 
-def _chunks(source: BinaryIO, name: str, part_bytes: int) -> Iterator[bytes]:
+def _chunks(source: BinaryIO, name: str, part_bytes: int, gzipped: bool) -> Iterator[bytes]:
     """The stream's text in pieces of about `part_bytes` that end at a line end (the last one may not)."""
     carry = b""
     while True:
         try:
             block = source.read(part_bytes)
         except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-            raise DataError(f"{name}: cannot be decompressed ({e})") from e
+            raise DataError(f"{name}: cannot be {'decompressed' if gzipped else 'read'} ({e})") from e
         if not block:
             if carry:
                 yield carry
@@ -96,8 +100,8 @@ def _chunks(source: BinaryIO, name: str, part_bytes: int) -> Iterator[bytes]:
         cut = text.rfind(b"\n") + 1
         if cut == 0:
             if len(text) > part_bytes:
-                raise DataError(f"{name}: no line end in {len(text):,} bytes: not delimited text (a "
-                                "RecordIO-wrapped channel? Pipe mode must deliver the files as they are)")
+                raise DataError(f"{name}: no line end in {len(text):,} bytes: not delimited text (Pipe mode "
+                                "must deliver the files as they are, without RecordIO wrapping)")
             carry = text
             continue
         carry = text[cut:]
@@ -117,13 +121,15 @@ def _first_line(chunk: bytes) -> bytes | None:
 
 
 def _blank_repeats(chunk: bytes, header: bytes) -> bytes:
-    """`chunk` with every line equal to `header` emptied (it starts a concatenated file), line ends kept."""
-    line = header + b"\n"
-    if chunk.startswith(line):
-        chunk = b"\n" + chunk[len(line):]
-    framed = b"\n" + line
-    while framed in chunk:  # twice for back-to-back repeats: replace() does not see overlapping matches
-        chunk = chunk.replace(framed, b"\n\n")
+    """`chunk` with every line equal to `header` emptied (it starts a concatenated file), line ends kept; the
+    header ending in CRLF or LF alike, since concatenated files need not share their line ends."""
+    bare = header.rstrip(b"\r")
+    for line in (bare + b"\n", bare + b"\r\n"):
+        if chunk.startswith(line):
+            chunk = b"\n" + chunk[len(line):]
+        framed = b"\n" + line
+        while framed in chunk:  # twice for back-to-back repeats: replace() does not see overlapping matches
+            chunk = chunk.replace(framed, b"\n\n")
     return chunk
 
 
@@ -143,7 +149,9 @@ def _named(read, part: Path, name: str, offset: int):
     except DataError as e:
         where = re.escape(str(part))
         text = re.sub(where + r": line (\d+)", lambda m: f"{name}: line {int(m.group(1)) + offset}", str(e))
-        text = re.sub(where, f"{name} (the part from line {offset + 1})" if offset else name, text)
+        # pandas' own words ("Expected 3 fields in line 17, saw 4") count the part's lines too
+        text = re.sub(r"\bin line (\d+)", lambda m: f"in line {int(m.group(1)) + offset}", text)
+        text = re.sub(where, name, text)
         raise DataError(text) from e
 
 

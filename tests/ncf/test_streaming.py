@@ -80,26 +80,41 @@ def test_files_concatenated_each_with_its_header_are_read_as_one_with_line_numbe
         stream_of(("\n".join(broken) + "\n").encode())
 
 
+def test_concatenated_files_with_crlf_and_lf_line_ends_skip_both_headers():
+    payload = b"user,item\r\n1,2\r\n3,4\r\n" + b"user,item\n5,6\n" + b"user,item\r\n7,8\r\n"
+    got = stream_of(payload, part_bytes=16)
+    assert got.users.tolist() == [1, 3, 5, 7] and got.items.tolist() == [2, 4, 6, 8]
+
+
+def test_a_headerless_stream_keeps_a_row_that_looks_like_a_header_at_a_part_start():
+    rows = [f"u{n}\ti{n}" for n in range(60)]
+    rows[40] = "user\titem"  # text ids that happen to be column names, far from the stream's first line
+    got = stream_of(("\n".join(rows) + "\n").encode(), part_bytes=64)
+    assert len(got) == 60 and "user" in got.users.tolist() and "item" in got.items.tolist()
+
+
 def test_a_parquet_stream_is_read(tmp_path, ratings):
     path = tmp_path / "r.parquet"
     ratings.to_parquet(path, index=False)
     assert_same(stream_of(path.read_bytes()), read_interactions(path))
 
 
-def test_the_disk_never_holds_more_than_one_part(tmp_path, ratings):
+def test_the_disk_never_holds_more_than_one_part(tmp_path, ratings, monkeypatch):
+    from ncf import streaming
+
     payload = ratings.to_csv(index=False).encode()
     work = tmp_path / "work"
     work.mkdir()
-    largest = []
+    held, read = [], streaming.data.read_file
 
-    class Watched(io.BytesIO):
-        def read(self, n=-1):
-            largest.append(sum(f.stat().st_size for f in work.rglob("*") if f.is_file()))
-            return super().read(n)
+    def watched(*args, **kwargs):  # as each part is read: what the temporary folder holds then
+        held.append(sum(f.stat().st_size for f in work.rglob("*") if f.is_file()))
+        return read(*args, **kwargs)
 
-    read_interactions_stream(Watched(payload), "s", part_bytes=4096, workdir=work)
+    monkeypatch.setattr(streaming.data, "read_file", watched)
+    read_interactions_stream(io.BytesIO(payload), "s", part_bytes=4096, workdir=work)
     longest_line = max(map(len, payload.splitlines())) + 1
-    assert len(payload) > 20 * 4096 and max(largest) <= 4096 + 2 * longest_line  # a part and its header
+    assert len(held) > 20 and max(held) <= 4096 + 2 * longest_line  # a part and its header
 
 
 def test_a_stream_larger_than_the_free_disk_is_read(tmp_path):

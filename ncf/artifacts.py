@@ -80,6 +80,8 @@ def save(path: str | Path, artifact: ModelArtifact, keras_model=None) -> Path:
 
 def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
     path.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(path / OPTIMIZER):  # another model's state: gone before any of this model's files land
+        os.remove(path / OPTIMIZER)
     metadata = {**artifact.metadata, "format_version": FORMAT_VERSION, "kind": artifact.kind,
                 "users": len(artifact.users), "items": len(artifact.items)}
     _atomic(path / "vocabulary.npz", lambda f: np.savez(f, users=artifact.users.ids, items=artifact.items.ids))
@@ -88,8 +90,6 @@ def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
     _atomic(path / "popularity.npy", lambda f: np.save(f, artifact.popularity))
     if artifact.optimizer is not None:
         _atomic(path / OPTIMIZER, lambda f: np.savez(f, **artifact.optimizer))
-    elif os.path.lexists(path / OPTIMIZER):
-        os.remove(path / OPTIMIZER)  # another model's state, left by an earlier save into this folder
     if keras_model is not None:
         from .savedmodel import export_saved_model
 
@@ -236,5 +236,25 @@ def _check_consistent(path: Path, a: ModelArtifact) -> None:
             problems.append(f"weights {name} are {array.dtype}, not floating point")
         elif not np.all(np.isfinite(array)):
             problems.append(f"weights {name} hold NaN or infinite values")
+    if a.optimizer is not None:
+        problems += _optimizer_problems(a.optimizer, a.weights)
     if problems:
         raise ArtifactError(f"{path} is inconsistent: " + "; ".join(problems))
+
+
+def _optimizer_problems(state: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> list[str]:
+    """What keeps `optimizer.npz` from continuing these weights: a step count that is not one count >= 0, a
+    moment of no weight or of another shape, a moment that is not finite, a second moment below zero."""
+    problems = []
+    steps = state.get("iterations")
+    if steps is None or steps.shape != () or steps.dtype.kind not in "iu" or int(steps) < 0:
+        problems.append(f"{OPTIMIZER}: 'iterations' is not one step count >= 0")
+    for name, array in state.items():
+        if name == "iterations":
+            continue
+        weight = weights.get(name[2:]) if name[:2] in ("m/", "v/") else None
+        if weight is None or array.shape != weight.shape:
+            problems.append(f"{OPTIMIZER}: {name} is no moment of a weight of its shape ({array.shape})")
+        elif array.dtype.kind != "f" or not np.all(np.isfinite(array)) or (name[0] == "v" and np.any(array < 0)):
+            problems.append(f"{OPTIMIZER}: {name} holds values no Adam moment has (NaN, infinite, or v < 0)")
+    return problems

@@ -156,6 +156,30 @@ def test_weights_and_seen_items_that_load_but_cannot_serve_are_refused_at_load(m
         Recommender.load(folder)  # what serving loads
 
 
+@pytest.mark.parametrize("change, message", [
+    (_set("iterations", lambda a: np.array([1, 2])), "'iterations' is not one step count"),
+    (_set("m/gmf/user", lambda a: a[:-1]), "m/gmf/user is no moment of a weight of its shape"),
+    (_set("v/head/kernel", lambda a: -a - 1), "v/head/kernel holds values no Adam moment has"),
+    (lambda arrays: arrays.update({"m/nothing": np.zeros(3, np.float32)}), "m/nothing is no moment"),
+])
+def test_an_optimizer_state_that_cannot_continue_the_weights_is_refused_where_it_is_read(model_dir, tmp_path,
+                                                                                        change, message):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    _rewrite(folder, "optimizer.npz", change)
+    with pytest.raises(ArtifactError, match=message):
+        artifacts.load(folder, optimizer=True)  # what a warm start reads
+    assert artifacts.load(folder).optimizer is None  # serving never reads the file
+
+
+def test_saving_into_a_folder_removes_another_models_optimizer_state(model_dir, tmp_path):
+    from dataclasses import replace
+
+    folder = copy_folder(model_dir, tmp_path / "m")
+    assert (folder / "optimizer.npz").exists()
+    artifacts.save(folder, replace(artifacts.load(folder), optimizer=None))
+    assert not (folder / "optimizer.npz").exists()
+
+
 @pytest.mark.parametrize("threshold", ["high", -0.1, True, None])
 def test_a_threshold_that_is_not_a_probability_is_refused_at_load(model_dir, tmp_path, threshold):
     folder = copy_folder(model_dir, tmp_path / "m")

@@ -59,9 +59,10 @@ class Turns:
 
 class _Queue:
     """A lock handed over in arrival order, for greenlets. gevent's own Semaphore wakes a waiter only at the
-    next switch, so a kept-alive connection whose next request is already buffered takes the lock back first:
-    measured with 4 connections on 2 workers, p99 went from ~2 ms to 200-650 ms. Handing the turn straight to
-    the oldest waiter keeps every connection's wait to the requests queued before it."""
+    next switch, so the greenlet that released it may take it back first (a client whose next request is
+    already there); handing the turn straight to the oldest waiter bounds every request's wait by the
+    requests queued before it. (The 70-420 ms p99 measured with kept-alive connections was not this: the
+    no-op server, which takes no turn, had it too; see `pre_request` in gunicorn.conf.py.)"""
 
     def __init__(self):
         from gevent.event import Event

@@ -51,19 +51,24 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, n)
     if k == 0 or rows == 0:
         return np.zeros((rows, 0), dtype=np.int64), np.zeros(rows, dtype=np.int64)
-    scores[~np.isfinite(scores)] = -np.inf
+    bad = ~(scores < np.inf)  # NaN and +inf; -inf (a masked item) is already what they become
+    if bad.any():
+        scores[bad] = -np.inf
+    row = np.arange(rows)[:, None]
     if k < n:
         top = np.argpartition(scores, n - k, axis=1)[:, n - k:]
-        values = np.take_along_axis(scores, top, axis=1)
+        values = scores[row, top]
         kth = values.min(axis=1)
-        ambiguous = (scores == kth[:, None]).sum(axis=1) > (values == kth[:, None]).sum(axis=1)
+        # Every score above the k-th is chosen, so more than k at or above it means ties left out.
+        ambiguous = np.count_nonzero(scores >= kth[:, None], axis=1) > k
         for r in np.flatnonzero(ambiguous & np.isfinite(kth)):
             above = np.flatnonzero(scores[r] > kth[r])
             top[r] = np.concatenate([above, np.flatnonzero(scores[r] == kth[r])[:k - len(above)]])
+            values[r] = scores[r, top[r]]
     else:
         top = np.broadcast_to(np.arange(n), (rows, n))
-    values = np.take_along_axis(scores, top, axis=1)
+        values = scores
     order = np.lexsort((top, -values), axis=-1)
-    top = np.take_along_axis(top, order, axis=1)
-    counts = np.isfinite(np.take_along_axis(values, order, axis=1)).sum(axis=1)
+    top = top[row, order]
+    counts = np.count_nonzero(np.isfinite(values[row, order]), axis=1)
     return top, counts

@@ -7,6 +7,12 @@ Every model here is a sum of parts that split into a user side and an item side:
 - MF: `p_u . q_i + b_u + b_i + b`.
 So scoring one user against every item is a few matrix products over `[n_items, h]` arrays computed once at
 load time, not a pass of the whole network per pair. Matches Keras to 1e-5 (tested).
+
+Against every item (`all_items`) the MLP also skips the pass that adds the user's row: with `c` the user's
+part of a layer's input and `a` the item's, `relu(a + c) = max(a, -c) + c`, so the next layer's input is
+`K^T max(a, -c)` plus `K^T c + b`, a per-user constant. Each layer is then one elementwise pass and one
+matrix product, over items laid out as columns (`[h, n_items]`, contiguous along the items) so the pass and
+the product run along long rows. On ml-latest-small (9,724 items, 64-32-16) this halved a top-10's scoring.
 """
 
 from __future__ import annotations
@@ -57,7 +63,9 @@ class NumpyScorer:
         self.user_dot = self.item_dot = None  # parts scored as a dot product
         self.user_bias = self.item_bias = None
         self.user_hidden = self.item_hidden = None  # MLP first layer, split by side
+        self.item_hidden_columns = None  # `item_hidden.T`, contiguous: `all_items` reads it
         self.layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self.layers_columns: list[tuple[np.ndarray, np.ndarray]] = []  # `layers` as `(K^T, b[:, None])`
         self.gmf_head = self.user_kernel = None  # user embedding -> `user_dot` / `user_hidden` (fold-in)
         self.mlp_out = None
         self.bias = np.float32(0.0)
@@ -82,10 +90,12 @@ class NumpyScorer:
             self.user_kernel = k0[:half]
             self.user_hidden = w["mlp/user"] @ self.user_kernel
             self.item_hidden = w["mlp/item"] @ k0[half:] + w["mlp/dense_0/bias"]
+            self.item_hidden_columns = np.ascontiguousarray(self.item_hidden.T)
             n = 1
             while f"mlp/dense_{n}/kernel" in w:
                 self.layers.append((w[f"mlp/dense_{n}/kernel"], w[f"mlp/dense_{n}/bias"]))
                 n += 1
+            self.layers_columns = [(np.ascontiguousarray(k.T), b[:, None]) for k, b in self.layers]
             self.mlp_out = head[offset:]
 
     def _mlp(self, hidden: np.ndarray) -> np.ndarray:
@@ -100,6 +110,17 @@ class NumpyScorer:
             x += bias
             np.maximum(x, 0.0, out=x)
         return x @ self.mlp_out
+
+    def _mlp_columns(self, hidden: np.ndarray, columns: slice) -> np.ndarray:
+        """`[users, items]` contribution to the logit of users whose first-layer rows are `hidden` `[users, h0]`
+        against the items in `columns`, by the `max(a, -c)` form of the module's docstring."""
+        user = hidden[:, :, None]  # c: [users, h, 1]
+        x = np.maximum(self.item_hidden_columns[:, columns], -user)  # relu(a + c) - c: [users, h, items]
+        for kernel, bias in self.layers_columns:
+            user = kernel @ user + bias
+            x = kernel @ x
+            np.maximum(x, -user, out=x)
+        return self.mlp_out @ x + self.mlp_out @ user
 
     def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """`[n]` logits of (user, item) index pairs."""
@@ -154,10 +175,8 @@ class NumpyScorer:
             rows = max(1, BLOCK_PAIRS // self.n_items)
             columns = min(self.n_items, BLOCK_PAIRS)
             for s in range(0, n, rows):
-                user_rows = side.hidden[s:s + rows][:, None, :]
                 for c in range(0, self.n_items, columns):
-                    block = user_rows + self.item_hidden[None, c:c + columns, :]
-                    out[s:s + rows, c:c + columns] += self._mlp(block)
+                    out[s:s + rows, c:c + columns] += self._mlp_columns(side.hidden[s:s + rows], slice(c, c + columns))
         return out
 
     def item_vectors(self) -> np.ndarray:

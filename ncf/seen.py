@@ -53,7 +53,7 @@ class SeenItems:
         """`(rows, items)`, both `[sum of the users' counts]`: the seen items of `users[r]` paired with `r`, so
         that `scores[rows, items] = -inf` masks a `[len(users), n_items]` block without a loop over users."""
         users = np.asarray(users, dtype=np.int64)
-        counts = self.counts()[users]
+        counts = self.indptr[users + 1] - self.indptr[users]  # not `counts()`: one top-10 at 162k users paid it
         rows = np.repeat(np.arange(len(users)), counts)
         first = np.repeat(self.indptr[users] - (np.cumsum(counts) - counts), counts)
         return rows, self.indices[first + np.arange(len(rows))].astype(np.int64)

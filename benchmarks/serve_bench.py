@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/serve_bench.py --movielens ml-latest-small
 
-Trains a model on the ratings (default hyperparameters, few epochs: speed does not depend on quality), then
+Trains a model on the ratings (default hyperparameters, few epochs: speed does not depend on quality), times
+the bare numpy arithmetic of one top-10 (`numpy_top10_ms`, the roofline top-10 requests are read against), then
 for each server — ours (`serve`), a no-op Flask route and the naive Keras `model.predict` server of AWS's
 examples, all under the same gunicorn settings (container/gunicorn.conf.py, 2 gevent workers; ours and the no-op
 also with sync workers, the naive server only with them) — drives
@@ -27,6 +28,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.datasets import add_arguments, ratings_path  # noqa: E402
 
 CONFIG = str(ROOT / "container" / "gunicorn.conf.py")
+WORKERS = 2  # the servers' workers, one per core: the numpy roofline's requests/s is WORKERS / its time
 
 
 def free_port() -> int:
@@ -104,11 +108,91 @@ def wrk(port: int, bodies: list[str], content_type: str, connections: int, secon
             "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
 
 
+def numpy_top10_ms(weights: dict, repeats: int = 7, calls: int = 200) -> dict[str, float]:
+    """The roofline of one top-10: milliseconds of one core for the bare numpy arithmetic of scoring every item
+    for one user and choosing 10, on buffers allocated beforehand, no Python between the products (best of
+    `repeats`). Two forms, both exact:
+
+    - "model's shapes": the network as Keras runs it over every item: the MLP's concatenated embeddings
+      `[n_items, layers[0]]` through each dense layer, the GMF product, the head over both towers;
+    - "cheapest exact": what serving computes (`ncf.inference`): the item side of the first layer precomputed,
+      then per layer one `max(a, -c)` pass and one product over items as columns, and GMF as one product.
+    """
+    w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+    forms = {}
+    if "mf/item" in w:
+        item, user, bias = w["mf/item"], w["mf/user"][0], w["mf/item_bias"]
+        forms["model's shapes"] = forms["cheapest exact"] = lambda: np.argpartition(item @ user + bias, -10)[-10:]
+        return {name: _best_ms(f, repeats, calls) for name, f in forms.items()}
+    head = w["head/kernel"][:, 0]
+    gmf = "gmf/item" in w
+    factors = w["gmf/item"].shape[1] if gmf else 0
+    dense = [(w[f"mlp/dense_{n}/kernel"], w[f"mlp/dense_{n}/bias"]) for n in range(len(w))
+             if f"mlp/dense_{n}/kernel" in w]
+    n_items = len(w["gmf/item"] if gmf else w["mlp/item"])
+    gmf_user = w["gmf/user"][0] * head[:factors] if gmf else None
+    mlp = bool(dense)
+    if mlp:
+        half = w["mlp/user"].shape[1]
+        joined = np.empty((n_items, 2 * half), np.float32)  # [user row repeated, item embedding]
+        joined[:, half:] = w["mlp/item"]
+        outs = [np.empty((n_items, k.shape[1]), np.float32) for k, _ in dense]
+        mlp_user = w["mlp/user"][0]
+        kernel0 = dense[0][0]
+        item_part = np.ascontiguousarray((w["mlp/item"] @ kernel0[half:] + dense[0][1]).T)
+        user_part = (mlp_user @ kernel0[:half])[:, None]
+        rest = [(np.ascontiguousarray(k.T), b[:, None]) for k, b in dense[1:]]
+        columns = [np.empty((k.shape[1], n_items), np.float32) for k, _ in dense]
+    scores = np.empty(n_items, np.float32)
+
+    def model_shapes():
+        scores.fill(0.0)
+        if gmf:
+            np.matmul(w["gmf/item"], gmf_user, out=scores)
+        if mlp:
+            joined[:, :half] = mlp_user
+            x = joined
+            for (kernel, bias), out in zip(dense, outs):
+                np.matmul(x, kernel, out=out)
+                np.add(out, bias, out=out)
+                np.maximum(out, 0.0, out=out)
+                x = out
+            np.add(scores, x @ head[factors:], out=scores)
+        return np.argpartition(scores, -10)[-10:]
+
+    def cheapest():
+        scores.fill(0.0)
+        if gmf:
+            np.matmul(w["gmf/item"], gmf_user, out=scores)
+        if mlp:
+            c = user_part
+            x = np.fmax(item_part, -c, out=columns[0])
+            for (kernel, bias), out in zip(rest, columns[1:]):
+                c = kernel @ c + bias
+                np.matmul(kernel, x, out=out)
+                x = np.fmax(out, -c, out=out)
+            np.add(scores, head[factors:] @ x + float(head[factors:] @ c[:, 0]), out=scores)
+        return np.argpartition(scores, -10)[-10:]
+
+    assert set(model_shapes()) == set(cheapest()), "the two forms must choose the same items"
+    return {"model's shapes": _best_ms(model_shapes, repeats, calls), "cheapest exact": _best_ms(cheapest, repeats, calls)}
+
+
+def _best_ms(f, repeats: int, calls: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            f()
+        best = min(best, (time.perf_counter() - start) / calls * 1e3)
+    return best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--seconds", type=int, default=8, help="per measurement")
-    p.add_argument("--model", default="mf", help="model kind to serve (mf, neumf, gmf, mlp)")
+    p.add_argument("--model", default="neumf", help="model kind to serve (neumf, the default; mf, gmf, mlp)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     if not shutil.which("wrk"):
@@ -125,6 +209,7 @@ def main() -> None:
     artifacts.save(base / "model", to_artifact(result, data))
     result.model.save(base / "model" / "model.keras")
 
+    roofline = numpy_top10_ms(artifacts.load(base / "model").weights)  # before any server runs
     users = data.users.decode(range(data.n_users))
     items = data.items.decode(range(data.n_items))
     rng = random.Random(0)
@@ -148,7 +233,7 @@ def main() -> None:
             rows.append({"server": server_name, "request": name, "connections": connections, **r})
             print(f"{server_name} / {name} / c={connections}: {r}", file=sys.stderr)
 
-    ours = Server(base, None, 2)
+    ours = Server(base, None, WORKERS)
     startup = {"first_ping_s": ours.first_ping, "pss_2_workers_mb": ours.pss_mb()}
     for name, (body, kind) in scenarios.items():
         measure("serve", ours, name, body, kind)
@@ -157,20 +242,20 @@ def main() -> None:
     startup["pss_1_worker_mb"] = single.pss_mb()
     single.stop()
 
-    noop = Server(base, "benchmarks.reference_apps:noop_app()", 2)
+    noop = Server(base, "benchmarks.reference_apps:noop_app()", WORKERS)
     measure("no-op Flask", noop, "one pair", one_pair, "application/json")
     noop.stop()
     # The same servers with gunicorn's sync workers (what serve ran before gevent): what gevent costs.
-    ours_sync = Server(base, None, 2, worker_class="sync")
+    ours_sync = Server(base, None, WORKERS, worker_class="sync")
     for name in ("one pair", "top-10 recommend"):
         measure("serve, sync workers", ours_sync, name, *scenarios[name])
     ours_sync.stop()
-    noop_sync = Server(base, "benchmarks.reference_apps:noop_app()", 2, worker_class="sync")
+    noop_sync = Server(base, "benchmarks.reference_apps:noop_app()", WORKERS, worker_class="sync")
     measure("no-op Flask, sync workers", noop_sync, "one pair", one_pair, "application/json")
     noop_sync.stop()
 
     # AWS's examples run sync workers (behind nginx); TensorFlow is not run under gevent's patched threads.
-    naive = Server(base, "benchmarks.reference_apps:keras_app()", 2, {"NAIVE_MODEL_DIR": str(base / "model")},
+    naive = Server(base, "benchmarks.reference_apps:keras_app()", WORKERS, {"NAIVE_MODEL_DIR": str(base / "model")},
                    worker_class="sync")
     for name in ("one pair", "top-10 recommend"):
         bodies, kind = scenarios[name]
@@ -207,12 +292,20 @@ def main() -> None:
         "one pair / naive (c=4)": find("serve", "one pair", 4)["rps"] / find("naive Keras predict", "one pair", 4)["rps"],
         "top-10 / naive (c=4)": find("serve", "top-10 recommend", 4)["rps"]
         / find("naive Keras predict", "top-10 recommend", 4)["rps"],
+        "numpy top-10 (model's shapes), ms of one core": roofline["model's shapes"],
+        "numpy top-10 (cheapest exact), ms of one core": roofline["cheapest exact"],
+        "top-10 / numpy roofline, model's shapes (2 cores, c=4)": find("serve", "top-10 recommend", 4)["rps"]
+        / (WORKERS * 1e3 / roofline["model's shapes"]),
+        "top-10 / numpy roofline, cheapest exact (2 cores, c=4)": find("serve", "top-10 recommend", 4)["rps"]
+        / (WORKERS * 1e3 / roofline["cheapest exact"]),
+        "top-10 / min(no-op, cheapest exact numpy) (c=4)": find("serve", "top-10 recommend", 4)["rps"]
+        / min(floor, WORKERS * 1e3 / roofline["cheapest exact"]),
         "first 200 /ping after start, s": startup["first_ping_s"],
         "PSS 2 workers / 1 worker": startup["pss_2_workers_mb"] / startup["pss_1_worker_mb"],
     }
     print("\n| ratio or figure | value |\n|---|---:|")
     for name, value in ratios.items():
-        print(f"| {name} | {value:.2f} |")
+        print(f"| {name} | {value:.3f} |" if value < 1 else f"| {name} | {value:.2f} |")
     print(f"\nPSS: {startup['pss_1_worker_mb']:.0f} MB with 1 worker, {startup['pss_2_workers_mb']:.0f} MB with 2")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "ratios": ratios, "startup": startup}, indent=2))

@@ -88,14 +88,16 @@ def main() -> None:
         print(f"{axis}: {chosen}", file=sys.stderr, flush=True)
 
     final = run(best)
-    print(f"\n{args.model} on {label(args)}, chosen on validation: {json.dumps(best.to_dict())}\n")
+    from benchmarks.scale import stamp
+
+    print(f"\n{args.model} on {label(args)} ({stamp()}), chosen on validation: {json.dumps(best.to_dict())}\n")
     print(f"mean of {args.seeds} seed(s) per row\n")
     print("| setting | val HR@10 | val NDCG@10 | test HR@10 | test NDCG@10 | best epoch | s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in sorted(tried.values(), key=score, reverse=True):
         diff = {k: v for k, v in row["config"].items() if TrainConfig(model=args.model).to_dict()[k] != v}
-        label = ", ".join(f"{k}={v}" for k, v in diff.items() if k != "model") or "defaults"
-        print(f"| {label} | {row['validation']['hr@10']:.4f} | {row['validation']['ndcg@10']:.4f} | "
+        name = ", ".join(f"{k}={v}" for k, v in diff.items() if k != "model") or "defaults"
+        print(f"| {name} | {row['validation']['hr@10']:.4f} | {row['validation']['ndcg@10']:.4f} | "
               f"{row['test']['hr@10']:.4f} | {row['test']['ndcg@10']:.4f} | "
               f"{', '.join(map(str, row['best_epoch']))} | {row['seconds']:.0f} |")
     if args.json:

@@ -108,74 +108,104 @@ def wrk(port: int, bodies: list[str], content_type: str, connections: int, secon
             "p99_ms": latency("99"), "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def numpy_top10_ms(weights: dict, repeats: int = 7, calls: int = 200) -> dict[str, float]:
-    """The roofline of one top-10: milliseconds of one core for the bare numpy arithmetic of scoring every item
-    for one user and choosing 10, on buffers allocated beforehand, no Python between the products (best of
-    `repeats`). Two forms, both exact:
+def numpy_top10_ms(kind: str, weights: dict, repeats: int = 7, calls: int = 200) -> dict[str, float]:
+    """The roofline of one top-10: milliseconds of one core (BLAS held to one thread, as in a worker) for the
+    bare numpy arithmetic of scoring every item for one user and choosing 10, the large buffers allocated
+    beforehand, no Python between the products (best of `repeats`). Two forms, both checked against
+    `ncf.inference.NumpyScorer` before they are timed:
 
-    - "model's shapes": the network as Keras runs it over every item: the MLP's concatenated embeddings
-      `[n_items, layers[0]]` through each dense layer, the GMF product, the head over both towers;
+    - "model's shapes": the network's layers over every item: the MLP's concatenated embeddings
+      `[n_items, layers[0]]` through each dense layer, the GMF product (its head weights folded into the user's
+      row: one matrix-vector product, a little cheaper than Keras' concatenation and head);
     - "cheapest exact": what serving computes (`ncf.inference`): the item side of the first layer precomputed,
       then per layer one `max(a, -c)` pass and one product over items as columns, and GMF as one product.
     """
+    from threadpoolctl import threadpool_limits
+
+    from ncf.inference import NumpyScorer
+
     w = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
-    forms = {}
-    if "mf/item" in w:
-        item, user, bias = w["mf/item"], w["mf/user"][0], w["mf/item_bias"]
-        forms["model's shapes"] = forms["cheapest exact"] = lambda: np.argpartition(item @ user + bias, -10)[-10:]
-        return {name: _best_ms(f, repeats, calls) for name, f in forms.items()}
-    head = w["head/kernel"][:, 0]
+    expected = NumpyScorer(kind, w).all_items(np.zeros(1, dtype=np.int64))[0]
+    scores = np.empty(len(expected), np.float32)
+    if kind == "mf":
+        item, user = w["mf/item"], w["mf/user"][0]
+        offset = w["mf/item_bias"] + w["mf/user_bias"][0] + w["mf/bias"]
+
+        def only_form():
+            np.matmul(item, user, out=scores)
+            np.add(scores, offset, out=scores)
+            return np.argpartition(scores, -10)[-10:]
+
+        forms = {"model's shapes": only_form, "cheapest exact": only_form}
+    else:
+        forms = _neumf_forms(w, scores)
+    timed = {}
+    with threadpool_limits(1):
+        for name, form in forms.items():
+            form()
+            if not np.allclose(scores, expected, rtol=1e-4, atol=1e-4):
+                raise SystemExit(f"numpy_top10_ms: the {name!r} form scores differently from NumpyScorer")
+            timed[name] = _best_ms(form, repeats, calls)
+    return timed
+
+
+def _neumf_forms(w: dict, scores: np.ndarray) -> dict:
+    """`numpy_top10_ms`'s two forms for the kinds with a head (NeuMF, GMF, MLP), writing user 0's logits into
+    `scores`."""
+    head, bias = w["head/kernel"][:, 0], float(w["head/bias"][0])
     gmf = "gmf/item" in w
     factors = w["gmf/item"].shape[1] if gmf else 0
+    gmf_user = w["gmf/user"][0] * head[:factors] if gmf else None
     dense = [(w[f"mlp/dense_{n}/kernel"], w[f"mlp/dense_{n}/bias"]) for n in range(len(w))
              if f"mlp/dense_{n}/kernel" in w]
-    n_items = len(w["gmf/item"] if gmf else w["mlp/item"])
-    gmf_user = w["gmf/user"][0] * head[:factors] if gmf else None
-    mlp = bool(dense)
-    if mlp:
+    n_items = len(scores)
+    if dense:
         half = w["mlp/user"].shape[1]
         joined = np.empty((n_items, 2 * half), np.float32)  # [user row repeated, item embedding]
         joined[:, half:] = w["mlp/item"]
-        outs = [np.empty((n_items, k.shape[1]), np.float32) for k, _ in dense]
+        rows = [np.empty((n_items, k.shape[1]), np.float32) for k, _ in dense]
         mlp_user = w["mlp/user"][0]
         kernel0 = dense[0][0]
         item_part = np.ascontiguousarray((w["mlp/item"] @ kernel0[half:] + dense[0][1]).T)
         user_part = (mlp_user @ kernel0[:half])[:, None]
         rest = [(np.ascontiguousarray(k.T), b[:, None]) for k, b in dense[1:]]
         columns = [np.empty((k.shape[1], n_items), np.float32) for k, _ in dense]
-    scores = np.empty(n_items, np.float32)
+        mlp_head = head[factors:]
 
-    def model_shapes():
-        scores.fill(0.0)
+    def start():
         if gmf:
             np.matmul(w["gmf/item"], gmf_user, out=scores)
-        if mlp:
+            np.add(scores, bias, out=scores)
+        else:
+            scores.fill(bias)
+
+    def model_shapes():
+        start()
+        if dense:
             joined[:, :half] = mlp_user
             x = joined
-            for (kernel, bias), out in zip(dense, outs):
+            for (kernel, b), out in zip(dense, rows):
                 np.matmul(x, kernel, out=out)
-                np.add(out, bias, out=out)
+                np.add(out, b, out=out)
                 np.maximum(out, 0.0, out=out)
                 x = out
-            np.add(scores, x @ head[factors:], out=scores)
+            np.add(scores, x @ mlp_head, out=scores)
         return np.argpartition(scores, -10)[-10:]
 
     def cheapest():
-        scores.fill(0.0)
-        if gmf:
-            np.matmul(w["gmf/item"], gmf_user, out=scores)
-        if mlp:
+        start()
+        if dense:
             c = user_part
-            x = np.fmax(item_part, -c, out=columns[0])
-            for (kernel, bias), out in zip(rest, columns[1:]):
-                c = kernel @ c + bias
+            x = np.maximum(item_part, -c, out=columns[0])
+            for (kernel, b), out in zip(rest, columns[1:]):
+                c = kernel @ c + b
                 np.matmul(kernel, x, out=out)
-                x = np.fmax(out, -c, out=out)
-            np.add(scores, head[factors:] @ x + float(head[factors:] @ c[:, 0]), out=scores)
+                x = np.maximum(out, -c, out=out)
+            np.add(scores, mlp_head @ x, out=scores)
+            np.add(scores, float(mlp_head @ c[:, 0]), out=scores)
         return np.argpartition(scores, -10)[-10:]
 
-    assert set(model_shapes()) == set(cheapest()), "the two forms must choose the same items"
-    return {"model's shapes": _best_ms(model_shapes, repeats, calls), "cheapest exact": _best_ms(cheapest, repeats, calls)}
+    return {"model's shapes": model_shapes, "cheapest exact": cheapest}
 
 
 def _best_ms(f, repeats: int, calls: int) -> float:
@@ -209,7 +239,8 @@ def main() -> None:
     artifacts.save(base / "model", to_artifact(result, data))
     result.model.save(base / "model" / "model.keras")
 
-    roofline = numpy_top10_ms(artifacts.load(base / "model").weights)  # before any server runs
+    saved = artifacts.load(base / "model")
+    roofline = numpy_top10_ms(saved.kind, saved.weights)  # before any server runs
     users = data.users.decode(range(data.n_users))
     items = data.items.decode(range(data.n_items))
     rng = random.Random(0)

@@ -35,6 +35,21 @@ def test_scoring_every_item_at_once_matches_scoring_pairs(trained, dataset, kind
     np.testing.assert_allclose(all_items.ravel(), pairs, atol=1e-5)
 
 
+@pytest.mark.parametrize("mlp_layers", [(8, 4), (8, 6, 4), (8, 6, 4, 3)])  # 0, 1 and 2 layers after the first
+@pytest.mark.parametrize("kind", ["neumf", "mlp"])
+def test_every_item_at_once_matches_pairs_whatever_the_mlps_depth(kind, mlp_layers):
+    from ncf.models import build_model
+
+    rng = np.random.default_rng(3)
+    model = build_model(kind, 6, 40, factors=5, mlp_layers=mlp_layers)
+    weights = {name: rng.normal(0.0, 1.0, value.shape).astype(np.float32)  # biases too, so ReLUs cut both ways
+               for name, value in export_weights(model).items()}
+    scorer = NumpyScorer(kind, weights)
+    users = np.arange(6)
+    pairs = scorer.pairs(np.repeat(users, 40), np.tile(np.arange(40), 6))
+    np.testing.assert_allclose(scorer.all_items(users).ravel(), pairs, rtol=1e-5, atol=1e-4)
+
+
 def test_recommendations_exclude_seen_and_excluded_items_and_are_best_first(recommenders, dataset):
     rec = recommenders["neumf"]
     user = dataset.users.decode(np.array([0]))[0]

@@ -13,7 +13,7 @@ part of a layer's input and `a` the item's, `relu(a + c) = max(a, -c) + c`, so t
 `K^T max(a, -c)` plus `K^T c + b`, a per-user constant. Each layer is then one elementwise pass and one
 matrix product, over items laid out as columns (`[h, n_items]`, contiguous along the items) so the pass and
 the product run along long rows. On ml-latest-small (9,724 items, 64-32-16) a top-10 took a third less
-(0.82-0.86 -> 0.55-0.56 ms), on ml-25m's 59,000 items 4.0 -> 2.8 ms. (`np.fmax` for the pass, faster than
+(0.97-1.09 -> 0.70-0.72 ms with BLAS on one thread), on ml-25m's 59,000 items 4.9 -> 3.6 ms. (`np.fmax` for the pass, faster than
 `np.maximum` alone, made no difference to a top-10.) The item side is kept twice (`item_hidden` for pairs,
 `item_hidden_columns`): 7.5 MB more at 59,000 items and a 32-wide first layer, shared by the workers forked
 after loading.

@@ -12,11 +12,11 @@ Against every item (`all_items`) the MLP also skips the pass that adds the user'
 part of a layer's input and `a` the item's, `relu(a + c) = max(a, -c) + c`, so the next layer's input is
 `K^T max(a, -c)` plus `K^T c + b`, a per-user constant. Each layer is then one elementwise pass and one
 matrix product, over items laid out as columns (`[h, n_items]`, contiguous along the items) so the pass and
-the product run along long rows. On ml-latest-small (9,724 items, 64-32-16) a top-10 took a third less
-(0.97-1.09 -> 0.70-0.72 ms with BLAS on one thread), on ml-25m's 59,000 items 4.9 -> 3.6 ms. (`np.fmax` for the pass, faster than
-`np.maximum` alone, made no difference to a top-10.) The item side is kept twice (`item_hidden` for pairs,
-`item_hidden_columns`): 7.5 MB more at 59,000 items and a 32-wide first layer, shared by the workers forked
-after loading.
+the product run along long rows. With BLAS on one thread, as in a worker, a top-10 took 0.97-1.09 -> 0.70-0.72
+ms on ml-latest-small (9,724 items, 64-32-16) and 4.9 -> 3.6 ms on ml-25m's 59,000 items. (`np.fmax` for the
+pass, faster than `np.maximum` alone, made no difference to a top-10.) The item side is kept twice
+(`item_hidden` for pairs, `item_hidden_columns`): 7.5 MB more at 59,000 items and a 32-wide first layer,
+shared by the workers forked after loading.
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ class NumpyScorer:
             columns = min(self.n_items, BLOCK_PAIRS)
             for s in range(0, n, rows):
                 for c in range(0, self.n_items, columns):
-                    out[s:s + rows, c:c + columns] += self._mlp_columns(side.hidden[s:s + rows], slice(c, c + columns))
+                    block = slice(c, c + columns)
+                    out[s:s + rows, block] += self._mlp_columns(side.hidden[s:s + rows], block)
         return out
 
     def item_vectors(self) -> np.ndarray:

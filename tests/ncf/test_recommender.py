@@ -24,9 +24,11 @@ def test_numpy_scores_match_keras_to_1e_5_with_the_same_calibration(trained, dat
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("block_pairs", [1 << 14, 450, 7])  # ~200 items: all users in a block; two; slices of a row
+@pytest.mark.parametrize("blocks", ["all users in one block", "two users a block", "slices of a row"])
 @pytest.mark.parametrize("kind", ["neumf", "mlp", "mf"])
-def test_scoring_every_item_at_once_matches_scoring_pairs(trained, dataset, kind, block_pairs, monkeypatch):
+def test_scoring_every_item_at_once_matches_scoring_pairs(trained, dataset, kind, blocks, monkeypatch):
+    block_pairs = {"all users in one block": 3 * dataset.n_items, "two users a block": 2 * dataset.n_items,
+                   "slices of a row": 7}[blocks]
     monkeypatch.setattr("ncf.inference.BLOCK_PAIRS", block_pairs)
     scorer = NumpyScorer(kind, export_weights(trained[kind].model))
     users = np.array([0, 5, 7])

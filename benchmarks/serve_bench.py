@@ -236,11 +236,11 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="serve-bench-"))
     data = prepare(read_interactions(ratings_path(args)))
     result = fit(data, TrainConfig(model=args.model, epochs=3), on_epoch=lambda e: None)
-    artifacts.save(base / "model", to_artifact(result, data))
+    artifact = to_artifact(result, data)
+    artifacts.save(base / "model", artifact)
     result.model.save(base / "model" / "model.keras")
 
-    saved = artifacts.load(base / "model")
-    roofline = numpy_top10_ms(saved.kind, saved.weights)  # before any server runs
+    roofline = numpy_top10_ms(artifact.kind, artifact.weights)  # before any server runs
     users = data.users.decode(range(data.n_users))
     items = data.items.decode(range(data.n_items))
     rng = random.Random(0)

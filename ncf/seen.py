@@ -42,9 +42,12 @@ class SeenItems:
     def n_users(self) -> int:
         return len(self.indptr) - 1
 
-    def counts(self) -> np.ndarray:
-        """`[n_users]` number of distinct items per user."""
-        return np.diff(self.indptr)
+    def counts(self, users: np.ndarray | None = None) -> np.ndarray:
+        """Number of distinct items per user: `[n_users]`, or `[len(users)]` for `users` alone (without a pass
+        over every user: one top-10 at 162k users paid it)."""
+        if users is None:
+            return np.diff(self.indptr)
+        return self.indptr[users + 1] - self.indptr[users]
 
     def row(self, user: int) -> np.ndarray:
         return self.indices[self.indptr[user]:self.indptr[user + 1]]
@@ -53,7 +56,7 @@ class SeenItems:
         """`(rows, items)`, both `[sum of the users' counts]`: the seen items of `users[r]` paired with `r`, so
         that `scores[rows, items] = -inf` masks a `[len(users), n_items]` block without a loop over users."""
         users = np.asarray(users, dtype=np.int64)
-        counts = self.indptr[users + 1] - self.indptr[users]  # not `counts()`: one top-10 at 162k users paid it
+        counts = self.counts(users)
         rows = np.repeat(np.arange(len(users)), counts)
         first = np.repeat(self.indptr[users] - (np.cumsum(counts) - counts), counts)
         return rows, self.indices[first + np.arange(len(rows))].astype(np.int64)

@@ -3,12 +3,15 @@ paired bootstrap, and training speed, in one run.
 
     .venv/bin/python benchmarks/ab.py --config neumf:model=neumf --config mf:model=mf      # (~25 min, 2 cores)
     .venv/bin/python benchmarks/ab.py --config lazy:optimizer=lazy_adam --config dense:optimizer=adam
+    .venv/bin/python benchmarks/ab.py --config neumf:model=neumf --config mf:model=mf --peer "EASE^R"
 
 Each `--config NAME:KEY=VALUE,...` is the library's defaults (`TrainConfig`: early stopping, refit) with those
 hyperparameters changed (values as `train --set` takes them); the first is the reference. Every (data set,
 config, seed) trains and is ranked on the same LOO-99 test candidates; the per-user hits and NDCGs of all seeds
 are pooled for a paired bootstrap (config minus reference, 95% interval). A default changes on a "win" or
 "loss", or on a measured cost (speed) with "within noise" quality, never on a difference called noise.
+`--peer` adds a classical peer of `peers.py` (tuned on validation, refit), and bootstraps each config's per-user
+metrics, averaged over its seeds, against it.
 """
 
 from __future__ import annotations
@@ -60,12 +63,18 @@ def main() -> None:
     p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...",
                    help="a configuration; the first is the reference (at least two)")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--peer", action="append", default=[], metavar="NAME",
+                   help="a peer of benchmarks/peers.py to compare every config with, e.g. 'EASE^R'")
     p.add_argument("--movielens", default=",".join(DATA), help="comma-separated MovieLens sets")
     add_cache_argument(p)
     args = p.parse_args()
     if len(args.config) < 2:
         p.error("give at least two --config")
     logging.basicConfig(level=logging.WARNING)
+    from benchmarks.peers import GRIDS, tuned_peer
+
+    if set(args.peer) - set(GRIDS):
+        p.error(f"--peer must be among {list(GRIDS)}")
 
     from ncf.training import TrainConfig, fit, keras_scorer
 
@@ -77,7 +86,7 @@ def main() -> None:
         p.error("each --config needs its own name")
     reference = next(iter(configs))
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows, verdicts = [], []
+    rows, verdicts, peer_rows = [], [], []
     for data_name in args.movielens.split(","):
         data = prepare(read_interactions(movielens(data_name, args)), test_k=1, validation_k=1)
         candidates = draw_candidates(data.test, data.seen, 99, seed=0)
@@ -96,6 +105,11 @@ def main() -> None:
         pooled = {name: (np.concatenate(h), np.concatenate(g)) for name, (h, g) in per_user.items()}
         verdicts += [(data_name, bootstrap(pooled[name], pooled[reference], name, reference))
                      for name in configs if name != reference]
+        for peer in args.peer:
+            hits, gains, setting, _ = tuned_peer(peer, data, candidates)
+            peer_rows.append((data_name, peer, setting, hits.mean(), gains.mean()))
+            means = {name: (np.mean(h, axis=0), np.mean(g, axis=0)) for name, (h, g) in per_user.items()}
+            verdicts += [(data_name, bootstrap(means[name], (hits, gains), name, peer)) for name in configs]
 
     print(f"\n#### A/B against `{reference}` ({stamp()})\n")
     for name, overrides in configs.items():
@@ -106,17 +120,21 @@ def main() -> None:
         print(f"| {data_name} | {name} | {seed} | {hr:.4f} | {ndcg:.4f} | {best} | {speed:,.0f} | {seconds:.0f} |")
     print("\n| data | config | mean HR@10 | mean NDCG@10 | mean samples/s |")
     print("|---|---|---:|---:|---:|")
-    for data_name in args.data.split(","):
+    for data_name, peer, setting, hr, ndcg in peer_rows:
+        print(f"| {data_name} | {peer} ({', '.join(f'{k}={v:g}' for k, v in setting.items())}) | {hr:.4f} | "
+              f"{ndcg:.4f} | – |")
+    for data_name in args.movielens.split(","):
         for name in configs:
             mine = [r for r in rows if r[0] == data_name and r[1] == name]
             print(f"| {data_name} | {name} | {np.mean([r[3] for r in mine]):.4f} | "
                   f"{np.mean([r[4] for r in mine]):.4f} | {np.mean([r[6] for r in mine]):,.0f} |")
-    print(f"\nPaired bootstrap over test users x {len(seeds)} seeds (2,000 resamples), config minus `{reference}`:\n")
-    print("| data | config | HR@10 diff [95% CI] | NDCG@10 diff [95% CI] | verdict |")
-    print("|---|---|---|---|---|")
+    print(f"\nPaired bootstrap (2,000 resamples), config minus the other: against `{reference}` over test users x "
+          f"{len(seeds)} seeds, against a peer over test users (each user's metrics averaged over the seeds):\n")
+    print("| data | config | minus | HR@10 diff [95% CI] | NDCG@10 diff [95% CI] | verdict |")
+    print("|---|---|---|---|---|---|")
     for data_name, b in verdicts:
         cells = [f"{b[k][0]:+.4f} [{b[k][1]:+.4f}, {b[k][2]:+.4f}]" for k in ("hr", "ndcg")]
-        print(f"| {data_name} | {b['ours']} | {cells[0]} | {cells[1]} | {b['verdict']} |")
+        print(f"| {data_name} | {b['ours']} | {b['peer']} | {cells[0]} | {cells[1]} | {b['verdict']} |")
 
 
 if __name__ == "__main__":

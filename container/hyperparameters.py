@@ -44,6 +44,15 @@ def to_bool(value: Any) -> bool:
     raise ValueError("expected true or false (or 1/0, yes/no)")
 
 
+def to_pretrain(value: Any) -> str:
+    """`pretrain`: a mode of `training.PRETRAIN_MODES`, or a boolean in any spelling (true = the paper's towers,
+    as before the modes existed); `TrainConfig` refuses an unknown mode."""
+    try:
+        return "towers" if to_bool(value) else "none"
+    except ValueError:
+        return to_str(value).lower()
+
+
 def to_int(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("expected an integer, not a boolean")
@@ -126,10 +135,13 @@ _TRAIN_HELP = {
     "epochs": "maximum epochs",
     "negatives": "sampled negatives per positive, redrawn each epoch",
     "patience": "early stopping: validation rounds (epochs, or parts of long ones) without better HR@10 (0 = off)",
-    "pretrain": "NeuMF: pretrain GMF and MLP first",
-    "alpha": "pretraining: GMF's share of NeuMF's head",
-    "refit": "after early stopping, train afresh on training + validation for the chosen epochs (not with "
-             "pretrain): true, false, or auto (when validation held out every user, i.e. up to 20,000 users)",
+    "pretrain": "NeuMF: none; towers (true: GMF and MLP first, as the paper); mf (an MF first, NeuMF's GMF half "
+                "starting from it)",
+    "alpha": "pretrain=towers: GMF's share of NeuMF's head",
+    "finetune_rate": "pretrain=mf: NeuMF's learning rate after the MF, as a fraction of learning_rate, in (0, 1]",
+    "refit": "after early stopping, train afresh on training + validation for the chosen epochs, every stage (not "
+             "with pretrain=towers): true, false, or auto (when validation held out every user, i.e. up to "
+             "20,000 users)",
     "seed": "random seed (weights, negatives, candidates)",
     "validation_negatives": "negatives per validation positive",
     "validate_every": "training samples between validations inside a long epoch, in equal rounds (0 = once per "
@@ -138,11 +150,12 @@ _TRAIN_HELP = {
                  "with higher NDCG@10 counts too)",
     "optimizer": "lazy_adam (updates only the embedding rows a batch touches; one host) or adam (Keras' dense Adam)",
 }
-_CONVERTERS = {int: to_int, float: to_float, bool: to_bool, str: to_str, tuple: to_int_list}
+_CONVERTERS = {int: to_int, float: to_float, str: to_str, tuple: to_int_list}
 
 SCHEMA: dict[str, Param] = {
     **{f.name: Param(f.name, _CONVERTERS[type(getattr(TrainConfig(), f.name))], _TRAIN_HELP[f.name])
        for f in fields(TrainConfig)},
+    "pretrain": Param("pretrain", to_pretrain, _TRAIN_HELP["pretrain"]),
     "test_k": Param("test_k", to_int, "latest interactions per user held out for test (1 = LOO-99, 10 = the blog)"),
     "validation_k": Param("validation_k", to_int, "latest training interactions per user for validation (0 = none)"),
     "min_rating": Param("min_rating", optional(to_float), "keep only ratings >= this as positives (none = all)"),

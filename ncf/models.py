@@ -229,6 +229,31 @@ def neumf_from_pretrained(neumf: keras.Model, gmf: keras.Model, mlp: keras.Model
     )
 
 
+#: With `neumf_from_mf`, the MLP's share of NeuMF's head at the start: a tenth of its initial values, so the
+#: pretrained MF ranks as it did and the MLP, still random, adds to it as it learns.
+MF_START_MLP_HEAD = 0.1
+
+
+def neumf_from_mf(neumf: keras.Model, mf: keras.Model) -> None:
+    """Initialise NeuMF's GMF columns from a trained MF's factors and its head to their plain dot product,
+    so NeuMF starts as MF without its biases; the MLP tower keeps its random start, its share of the head
+    scaled by `MF_START_MLP_HEAD`. MF's tuned width ranks at least as well as NeuMF's own GMF half, and this
+    start lets the MLP add to it (`pretrain=mf`, benchmarks: "NeuMF, today's default")."""
+    tables, factors = neumf.get_layer("embeddings"), mf.get_layer("mf")
+    width = factors.factors
+    if tables.parts[0] != ("gmf", width) or (tables.n_users, tables.n_items) != (factors.n_users, factors.n_items):
+        raise ConfigError(f"an MF of {factors.n_users} users x {factors.n_items} items x {width} factors does not "
+                          f"fit NeuMF's {tables.n_users} x {tables.n_items} tables with towers {tables.parts}")
+    for side in ("user_embedding", "item_embedding"):
+        table = getattr(tables, side).get_weights()[0]
+        table[:, :width] = getattr(factors, side).get_weights()[0]
+        getattr(tables, side).set_weights([table])
+    kernel, bias = neumf.get_layer("head").get_weights()
+    kernel[:width] = 1.0
+    kernel[width:] *= MF_START_MLP_HEAD
+    neumf.get_layer("head").set_weights([kernel, np.zeros_like(bias)])
+
+
 def embedding_tables(model: keras.Model) -> list:
     """The user and item embedding variables that `l2` regularises (not MF's biases): what
     `optimizers.LazyAdam` penalises row by row when the layers were built with `embedding_l2=0`."""

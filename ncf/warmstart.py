@@ -38,8 +38,9 @@ def inherited(config, artifact: ModelArtifact, given: Iterable[str]):
     if "model" in given and config.model != kind:
         raise ConfigError(f"warm start: model={config.model} but the model it starts from is {kind}; leave "
                           "'model' out, or train afresh")
-    if config.pretrain:
-        raise ConfigError("warm start: pretrain=true would replace the weights it starts from; leave it out")
+    if config.pretrain != "none":
+        raise ConfigError(f"warm start: pretrain={config.pretrain} would replace the weights it starts from; "
+                          "leave it out")
     shapes = {"model": kind}
     for key in SHAPES[kind]:
         if key not in old:

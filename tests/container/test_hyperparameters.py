@@ -21,7 +21,7 @@ def test_values_quoted_by_the_v2_sdk_are_decoded():
 
 def test_values_sent_by_the_v3_sdk_are_decoded():
     hp = parse(pretrain="false", mlp_layers="[64, 32]", learning_rate="0.01", model="gmf")
-    assert hp.train.pretrain is False and hp.train.mlp_layers == (64, 32) and hp.train.learning_rate == 0.01
+    assert hp.train.pretrain == "none" and hp.train.mlp_layers == (64, 32) and hp.train.learning_rate == 0.01
 
 
 def test_raw_console_strings_are_accepted():
@@ -31,12 +31,17 @@ def test_raw_console_strings_are_accepted():
 
 @pytest.mark.parametrize("text", ["False", "false", "FALSE", "0", '"False"', "no"])
 def test_a_quoted_or_capitalised_false_is_false(text):
-    assert parse(pretrain=text).train.pretrain is False
+    assert parse(pretrain=text).train.pretrain == "none"
 
 
 @pytest.mark.parametrize("text", ["True", "true", "1", '"true"', "yes"])
-def test_true_in_any_spelling_is_true(text):
-    assert parse(model="neumf", pretrain=text).train.pretrain is True
+def test_true_in_any_spelling_is_true_and_means_the_papers_pretraining(text):
+    assert parse(model="neumf", pretrain=text).train.pretrain == "towers"
+
+
+@pytest.mark.parametrize("text", ["mf", '"MF"', " mf "])
+def test_pretrain_from_mf_is_named_in_any_case(text):
+    assert parse(pretrain=text).train.pretrain == "mf"
 
 
 def test_none_means_unset_for_optional_values():
@@ -51,7 +56,7 @@ def test_platform_and_tuning_keys_are_ignored():
 @pytest.mark.parametrize("raw, message", [
     ({"epocs": "3"}, r"unknown hyperparameter 'epocs'; known: .*epochs"),
     ({"epochs": "three"}, r"hyperparameter 'epochs' = 'three': expected an integer \(maximum epochs\)"),
-    ({"pretrain": "maybe"}, r"'pretrain' = 'maybe': expected true or false"),
+    ({"pretrain": "maybe"}, r"pretrain must be one of \['none', 'towers', 'mf'\] \(true = towers, false = none\), got 'maybe'"),
     ({"learning_rate": "nan"}, r"'learning_rate' = 'nan': expected a finite number"),
     ({"mlp_layers": "[64, x]"}, r"'mlp_layers' = '\[64, x\]': expected a list of integers"),
     ({"model": "bpr"}, r"hyperparameter model must be one of"),

@@ -49,7 +49,7 @@ def test_a_job_completes_with_model_outputs_and_metric_lines(tmp_path, ratings):
     assert set(metrics["test"]) >= {"hr@10", "ndcg@10", "accuracy", "full_recall@10"}
     assert "hr@10" in metrics["popularity"] and metrics["protocol"] == "loo-99"
     used = json.loads((data / "hyperparameters.json").read_text())
-    assert used["pretrain"] is False and used["mlp_layers"] == [8, 4] and used["epochs"] == 2
+    assert used["pretrain"] == "none" and used["mlp_layers"] == [8, 4] and used["epochs"] == 2
     assert (data / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (data / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     served = metrics["calibration"]

@@ -58,6 +58,31 @@ def test_a_run_stopped_during_its_refit_resumes_the_refit_alone(dataset, tmp_pat
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_a_run_pretrained_from_mf_resumes_its_neumf_stage_without_training_the_mf_again(dataset, tmp_path):
+    config = TrainConfig(**{**CONFIG.to_dict(), "pretrain": "mf", "refit": True, "epochs": 3})
+    uninterrupted = fit(dataset, config, quiet)
+
+    checkpoint = Checkpointer(tmp_path)
+    stages = []
+
+    def stop_in_neumfs_second_epoch():
+        return stages.count("neumf") == 1
+
+    with pytest.raises(Interrupted, match="during epoch 2 of neumf"):
+        fit(dataset, config, lambda e: stages.append(e.stage), checkpoint=checkpoint,
+            should_stop=stop_in_neumfs_second_epoch)
+    assert stages == ["mf"] * 3 + ["neumf"] and checkpoint.stage("mf").load().finished
+
+    resumed_epochs = []
+    resumed = fit(dataset, config, resumed_epochs.append, checkpoint=checkpoint)
+    mf_epochs = uninterrupted.pretrained["mf"]
+    assert resumed.pretrained == {"mf": mf_epochs}  # known from the MF's checkpoint, for its refit
+    assert [(e.stage, e.epoch) for e in resumed_epochs] == [("neumf", 2), ("neumf", 3)] + [
+        ("refit-mf", k) for k in range(1, mf_epochs + 1)] + [("refit", k) for k in range(1, 4)]
+    for a, b in zip(resumed.model.get_weights(), uninterrupted.model.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_a_finished_run_resumes_to_the_same_model_without_training(dataset, tmp_path):
     checkpoint = Checkpointer(tmp_path)
     first = fit(dataset, CONFIG, quiet, checkpoint=checkpoint)

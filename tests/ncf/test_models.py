@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from ncf.errors import ConfigError
-from ncf.models import MLPTower, MatrixFactorization, SideTables, build_model, export_weights, neumf_from_pretrained
+from ncf.models import (MF_START_MLP_HEAD, MLPTower, MatrixFactorization, SideTables, build_model, export_weights,
+                        neumf_from_mf, neumf_from_pretrained)
 
 USERS, ITEMS = np.array([0, 1, 2, 3], np.int32), np.array([3, 2, 1, 0], np.int32)
 
@@ -82,3 +83,38 @@ def test_neumf_from_pretrained_outputs_the_alpha_weighted_sum_of_its_towers():
     np.testing.assert_allclose(logits(neumf), 0.3 * logits(gmf) + 0.7 * logits(mlp), atol=1e-6)
     with pytest.raises(ConfigError, match="alpha"):
         neumf_from_pretrained(neumf, gmf, mlp, alpha=1.5)
+
+
+def test_neumf_from_mf_starts_as_mfs_dot_product_without_biases_plus_a_tenth_of_its_mlp():
+    rng = np.random.default_rng(4)
+    mf = build_model("mf", 5, 6, factors=4)
+    mf.set_weights([rng.normal(size=w.shape).astype(np.float32) for w in mf.get_weights()])  # biases nonzero
+    neumf = build_model("neumf", 5, 6, factors=4, mlp_layers=(8, 4))
+    neumf.get_layer("head").set_weights([w + 0.5 for w in neumf.get_layer("head").get_weights()])
+    kernel = neumf.get_layer("head").get_weights()[0].copy()
+    mlp_before = logits(neumf) - 0.5 - _gmf_part(neumf, kernel)  # the MLP half of the logit (head bias 0.5)
+    neumf_from_mf(neumf, mf)
+    layer = mf.get_layer("mf")
+    dot = (layer.user_embedding.get_weights()[0][USERS] * layer.item_embedding.get_weights()[0][ITEMS]).sum(axis=1)
+    new_kernel, new_bias = neumf.get_layer("head").get_weights()
+    np.testing.assert_array_equal(new_kernel[:4], 1.0)
+    np.testing.assert_allclose(new_kernel[4:], MF_START_MLP_HEAD * kernel[4:])
+    assert not new_bias.any()
+    mlp_only = neumf.get_layer("head")
+    mlp_only.set_weights([np.concatenate([np.zeros((4, 1), np.float32), new_kernel[4:]]), new_bias])
+    mlp_part = logits(neumf)
+    np.testing.assert_allclose(mlp_part, MF_START_MLP_HEAD * mlp_before, atol=1e-5)
+    mlp_only.set_weights([new_kernel, new_bias])
+    np.testing.assert_allclose(logits(neumf), dot + mlp_part, atol=1e-5)
+
+
+def _gmf_part(neumf, kernel):
+    """The GMF half of NeuMF's logit under head `kernel`, from its tables as they are now."""
+    tables = neumf.get_layer("embeddings")
+    u, i = tables.user_embedding.get_weights()[0][USERS, :4], tables.item_embedding.get_weights()[0][ITEMS, :4]
+    return (u * i) @ kernel[:4, 0]
+
+
+def test_neumf_from_mf_refuses_an_mf_of_another_width():
+    with pytest.raises(ConfigError, match="does not fit"):
+        neumf_from_mf(build_model("neumf", 5, 6, factors=4, mlp_layers=(8, 4)), build_model("mf", 5, 6, factors=8))

@@ -99,6 +99,24 @@ def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):
     assert stages == ["gmf", "mlp", "neumf"] and result.config.model == "neumf"
 
 
+def test_pretraining_from_mf_trains_mf_then_neumf_slower_then_refits_both_for_their_chosen_epochs(dataset):
+    seen = []
+    config = TrainConfig(model="neumf", pretrain="mf", factors=4, mlp_layers=(8, 4), epochs=3, patience=0,
+                         batch_size=512, learning_rate=0.01, finetune_rate=0.2)
+    result = fit(dataset, config, on_epoch=seen.append)
+    mf_best = result.pretrained["mf"]
+    assert [e.stage for e in seen] == ["mf"] * 3 + ["neumf"] * 3 + ["refit-mf"] * mf_best + ["refit"] * result.best_epoch
+    merged = (len(dataset.train) + len(dataset.validation)) * (1 + config.negatives)
+    assert all(e.samples == merged and not e.validation for e in seen[6:])
+    assert float(result.optimizer.learning_rate) == pytest.approx(0.002)  # NeuMF after MF: finetune_rate x
+    assert result.config == config and result.throughput() > 0  # the job's rate, and NeuMF's own epochs timed
+
+
+def test_pretrain_is_spelled_as_a_mode_and_true_still_means_the_papers_towers():
+    assert TrainConfig(pretrain=True).pretrain == "towers" and TrainConfig(pretrain=False).pretrain == "none"
+    assert TrainConfig(pretrain=" MF ").pretrain == "mf" and TrainConfig().pretrain == "none"
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(model="bpr"), "model must be one of"),
     (dict(optimizer="sgd"), "optimizer must be one of"),
@@ -107,6 +125,10 @@ def test_pretraining_trains_gmf_then_mlp_then_neumf(dataset):
     (dict(mlp_layers=(5, 2)), "mlp_layers must be an even"),
     (dict(pretrain=True, model="mf"), "pretrain applies to model 'neumf' only"),
     (dict(refit="sometimes"), "refit must be one of"),
+    (dict(pretrain="gmf"), "pretrain must be one of"),
+    (dict(pretrain="mf", model="mf"), "pretrain applies to model 'neumf' only"),
+    (dict(finetune_rate=0), "finetune_rate must be in"),
+    (dict(finetune_rate=1.5), "finetune_rate must be in"),
     (dict(validate_every=-1), "validate_every must be >= 0"),
 ])
 def test_bad_hyperparameters_are_refused_with_their_name(change, message):

@@ -101,7 +101,8 @@ def run_job(ratings: Path, out: Path, settings: dict[str, str]) -> dict:
     size = sum(f.stat().st_size for f in (out / "model").rglob("*") if f.is_file())
     return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "seconds": metrics["seconds"],
             "samples_per_s": metrics["train_samples_per_s"], "epoch_s": list(epoch_s.values()),
-            "rounds": len(rounds), "refit_epochs": sum(1 for stage, _ in epoch_s if stage == "refit"),
+            "rounds": len(rounds), "refit_epochs": sum(1 for stage, _ in epoch_s if stage.startswith("refit")),
+            "stages": {stage: sum(1 for s, _ in epoch_s if s == stage) for stage, _ in epoch_s},
             "best_epoch": metrics["best_epoch"], "log": text,
             "test_hr": metrics["test"].get("hr@10", float("nan")),
             "popularity_hr": metrics["popularity"].get("hr@10", float("nan")),
@@ -178,24 +179,30 @@ def brief(result: dict) -> str:
     return json.dumps({k: v for k, v in result.items() if k not in ("data", "log")})
 
 
-def default_job(work: Path, size: str) -> None:
-    """A job with every default (early stopping, refit=auto) on `size`: the time a user of that much data waits."""
+def default_job(work: Path, size: str, settings: dict[str, str]) -> None:
+    """A job with every default (early stopping, refit=auto) on `size`, or every default but `settings`: the
+    time a user of that much data waits."""
     n = SIZES[size]
     path = synthetic(work, n, *shape(n))
-    result = run_job(path, work / "jobs" / f"default-{size}", {})
+    name = "-".join(["default", size] + [f"{k}-{v}" for k, v in settings.items()])
+    result = run_job(path, work / "jobs" / name, settings)
     print(f"default {size}: {brief(result)}", file=sys.stderr, flush=True)
-    stopped = re.search(r"early stop at epoch [^\n]*", result["log"])
+    stopped = re.findall(r"early stop at epoch [^\n]*", result["log"])
     s, d = result["seconds"], result["data"]
-    print(f"\n#### A default job on {d['interactions']:,} interactions ({stamp()})\n")
+    but = f" but {', '.join(f'{k}={v}' for k, v in settings.items())}" if settings else ""
+    print(f"\n#### A default job{but} on {d['interactions']:,} interactions ({stamp()})\n")
     print("| users x items | epochs run | validation rounds | best epoch | refit epochs | read + prepare s | train s "
           "| evaluate s | export s | job s (min) | peak RSS MB | test HR@10 | popularity HR@10 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {d['users']:,} x {d['items']:,} | {len(result['epoch_s']) - result['refit_epochs']} | "
+    searched = {stage: k for stage, k in result["stages"].items() if not stage.startswith("refit")}
+    epochs = " + ".join(f"{k} ({stage})" for stage, k in searched.items()) if len(searched) > 1 else \
+        str(sum(searched.values()))
+    print(f"| {d['users']:,} x {d['items']:,} | {epochs} | "
           f"{result['rounds'] - result['refit_epochs']} | {result['best_epoch']} | {result['refit_epochs']} | "
           f"{s['read'] + s['prepare']:.0f} | {s['train']:.0f} | {s['evaluate']:.0f} | {s['export']:.0f} | "
           f"{result['wall_s']:.0f} ({result['wall_s'] / 60:.1f}) | {result['peak_rss_mb']:,.0f} | "
           f"{result['test_hr']:.4f} | {result['popularity_hr']:.4f} |")
-    print(f"\n{stopped.group(0) if stopped else 'no early stop: ran every epoch'}; target: <= 45 min")
+    print(f"\n{'; '.join(stopped) if stopped else 'no early stop: ran every epoch'}; target: <= 45 min")
 
 
 _READ_CHANNEL = """
@@ -372,7 +379,8 @@ def main() -> None:
     p.add_argument("--sizes", default="100k,1m,5m,25m", help=f"comma-separated, of {list(SIZES)}")
     p.add_argument("--model", default="neumf")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="another hyperparameter of the section 1-2 jobs, as train --set takes it")
+                   help="another hyperparameter of the section 1-2 jobs (and of section 5's), as train --set "
+                        "takes it")
     p.add_argument("--movielens", default="ml-latest-small",
                    help="a MovieLens set for a row of its own in section 1 ('' for none)")
     add_cache_argument(p)
@@ -388,13 +396,13 @@ def main() -> None:
                                                   f"{list(SIZES)}")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    settings = dict(pair.split("=", 1) for pair in args.set)
     if args.default_job:
-        default_job(args.work, args.default_job)
+        default_job(args.work, args.default_job, settings)
         return
     if args.read:
         read_table(args.work, args.read)
         return
-    settings = dict(pair.split("=", 1) for pair in args.set)
     sizes = [s for s in args.sizes.split(",") if s]
     if sizes:
         real = (args.movielens, movielens(args.movielens, args)) if args.movielens else None

@@ -1,6 +1,8 @@
 """Tunes our models' hyperparameters on the validation split, one axis at a time, and reports the test metrics.
 
     .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model mf
+    .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model neumf --set pretrain=mf \
+        --axes finetune_rate,factors
 
 Coordinate search: starting from the library defaults, each axis in turn (learning rate, factors, layers,
 negatives, L2, dropout, batch size) is swept with the others held, and the value with the best validation
@@ -37,6 +39,7 @@ AXES = {
     "l2": [0.0, 1e-7, 1e-6, 3e-6],
     "dropout": [0.0, 0.2],
     "batch_size": [4096, 16384],  # the learning rate scales with it
+    "finetune_rate": [0.05, 0.1, 0.3],  # with pretrain=mf only
 }
 #: Axes that do not apply to a model kind.
 SKIP = {"mf": {"mlp_layers", "dropout"}, "gmf": {"mlp_layers", "dropout"}, "mlp": {"factors"}}
@@ -48,6 +51,9 @@ def main() -> None:
     p.add_argument("--model", default="mf")
     p.add_argument("--seeds", type=int, default=1, help="seeds per setting; validation and test are their means")
     p.add_argument("--axes", default=",".join(AXES), help=f"comma-separated subset of {list(AXES)}")
+    p.add_argument("--set", default="", metavar="KEY=VALUE,...",
+                   help="the search's starting point: the defaults with these hyperparameters changed, spelled as "
+                        "`train --set` takes them (e.g. pretrain=mf)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -56,7 +62,9 @@ def main() -> None:
 
     data = prepare(read_interactions(ratings_path(args)), test_k=1, validation_k=1)
     test = draw_candidates(data.test, data.seen, 99, seed=0)
-    best = TrainConfig(model=args.model)
+    from benchmarks.ab import parse_config
+
+    best = replace(TrainConfig(model=args.model), **parse_config(f"start:{args.set}")[1])
     tried: dict[str, dict] = {}
 
     def run(config: TrainConfig) -> dict:
@@ -80,7 +88,7 @@ def main() -> None:
         return row["validation"]["hr@10"], row["validation"]["ndcg@10"]
 
     for axis in args.axes.split(","):
-        if axis in SKIP.get(args.model, set()):
+        if axis in SKIP.get(args.model, set()) or (axis == "finetune_rate" and best.pretrain != "mf"):
             continue
         rows = {json.dumps(v): run(setting(best, axis, v)) for v in AXES[axis]}
         chosen = max(rows, key=lambda v: score(rows[v]))

@@ -317,10 +317,15 @@ def _pretrained(dataset: Dataset, config: TrainConfig, *, checkpoint, stage: str
         neumf_from_mf(model, parts["mf"].model)
     elif resume is None:
         neumf_from_pretrained(model, parts["gmf"].model, parts["mlp"].model, config.alpha)
+    # Only their epochs are needed from here: the stages' tables and moments (~170 MB at ml-25m's size) are
+    # let go before NeuMF's optimiser and training start, where a 23M-interaction job's memory peaks.
+    history = [e for part in parts.values() for e in part.history]
+    pretrained = {kind: part.best_epoch for kind, part in parts.items()}
+    del parts
     result = _fit_one(dataset, final, model=model, stage=name, checkpoint=checkpoint, resume=resume, **run)
     result.config = config  # what the job was given; `final` differs only in the rate the last stage ran at
-    result.history = [e for part in parts.values() for e in part.history] + result.history
-    result.pretrained = {kind: part.best_epoch for kind, part in parts.items()}
+    result.history = history + result.history
+    result.pretrained = pretrained
     return result
 
 

@@ -39,8 +39,11 @@ OPTIMIZERS = ("lazy_adam", "adam")
 REFIT_MODES = ("auto", "true", "false")
 #: `towers`: the paper's GMF and MLP trained first, NeuMF starting from both (He et al. 2017, 3.4.1). `mf`: an MF
 #: trained first, NeuMF's GMF half starting from its factors (`models.neumf_from_mf`) and trained on at
-#: `finetune_rate` times the learning rate, then all stages refit like any model (`refit`).
-PRETRAIN_MODES = ("none", "towers", "mf")
+#: `finetune_rate` times the learning rate, then all stages refit like any model (`refit`). `auto`: `mf` for
+#: NeuMF when validation held out every user, as for `refit` (MovieLens' small sets: the only NeuMF there that
+#: the bootstrap calls no worse than MF and EASE^R), else `none`: at ml-25m's size the MF stage adds as much
+#: time again to a job (benchmarks: "NeuMF, today's default"), and a warm start keeps its own weights.
+PRETRAIN_MODES = ("auto", "none", "towers", "mf")
 
 #: Users whose validation rows are ranked every epoch: the per-epoch cost stays that of ~2M scored pairs
 #: however many users the data has, and HR@10 on 20k users moves by ~0.003 between seeds of the sample.
@@ -69,7 +72,7 @@ class TrainConfig:
     epochs: int = 60
     negatives: int = 8
     patience: int = 5
-    pretrain: str = "none"
+    pretrain: str = "auto"
     alpha: float = 0.5
     finetune_rate: float = 0.1
     refit: str = "auto"
@@ -100,7 +103,7 @@ class TrainConfig:
             (0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}"),
             (self.pretrain in PRETRAIN_MODES,
              f"pretrain must be one of {list(PRETRAIN_MODES)} (true = towers, false = none), got {self.pretrain!r}"),
-            (self.pretrain == "none" or self.model == "neumf", "pretrain applies to model 'neumf' only"),
+            (self.pretrain in ("auto", "none") or self.model == "neumf", "pretrain applies to model 'neumf' only"),
             (0.0 < self.finetune_rate <= 1.0, f"finetune_rate must be in (0, 1], got {self.finetune_rate}"),
             (self.validation_negatives >= 1, f"validation_negatives must be >= 1, got {self.validation_negatives}"),
             (len(self.mlp_layers) >= 2 and self.mlp_layers[0] % 2 == 0 and min(self.mlp_layers) >= 1,
@@ -235,8 +238,9 @@ def fit(
     returned.
 
     Args:
-        checkpoint: a `checkpoint.Checkpointer`: state is saved after every epoch of the final stage, and a
-            run whose checkpoint exists resumes after its last epoch (a finished pretraining stage is reloaded).
+        checkpoint: a `checkpoint.Checkpointer`: state is saved after every epoch of every stage, each stage
+            in a file of its own, and a run whose checkpoint exists resumes after its last epoch (a finished
+            stage is reloaded, not trained again).
         should_stop: polled every few steps (`STEP_CALL_EXAMPLES` examples; every step with several replicas);
             when it returns True, training raises `Interrupted` at once, and the last checkpoint (the end of
             the previous epoch) is what a later run resumes from.
@@ -249,7 +253,7 @@ def fit(
     import keras
     import tensorflow as tf
 
-    if config.pretrain != "none" and initial is not None:
+    if config.pretrain not in ("auto", "none") and initial is not None:
         raise ConfigError("pretrain would replace the weights a warm start gives; use one or the other")
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -271,6 +275,7 @@ def fit(
         log.info("%d replicas: optimizer adam (Keras' dense Adam; lazy_adam runs in one process only)",
                  strategy.num_replicas_in_sync)
         config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
+    config = replace(config, pretrain=_pretraining(config, validation is not None and searched is dataset, initial))
     run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy,
                initial=initial)
 
@@ -327,6 +332,18 @@ def _pretrained(dataset: Dataset, config: TrainConfig, *, checkpoint, stage: str
     result.history = history + result.history
     result.pretrained = pretrained
     return result
+
+
+def _pretraining(config: TrainConfig, every_user_validated: bool, initial) -> str:
+    """The mode that trains: `pretrain`, or what `auto` chooses for this data (`PRETRAIN_MODES`)."""
+    if config.pretrain != "auto":
+        return config.pretrain
+    chosen = "mf" if config.model == "neumf" and every_user_validated and initial is None else "none"
+    if config.model == "neumf":
+        why = ("a warm start keeps its weights" if initial is not None else "validation held out every user"
+               if every_user_validated else "validation held out a sample of users, or none")
+        log.info("pretrain=auto: %s (%s)", chosen, why)
+    return chosen
 
 
 def _calibrate(model, validation: Candidates | None, config: TrainConfig) -> Calibration:

@@ -38,7 +38,7 @@ def inherited(config, artifact: ModelArtifact, given: Iterable[str]):
     if "model" in given and config.model != kind:
         raise ConfigError(f"warm start: model={config.model} but the model it starts from is {kind}; leave "
                           "'model' out, or train afresh")
-    if config.pretrain != "none":
+    if config.pretrain not in ("auto", "none"):
         raise ConfigError(f"warm start: pretrain={config.pretrain} would replace the weights it starts from; "
                           "leave it out")
     shapes = {"model": kind}

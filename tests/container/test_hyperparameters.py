@@ -56,7 +56,7 @@ def test_platform_and_tuning_keys_are_ignored():
 @pytest.mark.parametrize("raw, message", [
     ({"epocs": "3"}, r"unknown hyperparameter 'epocs'; known: .*epochs"),
     ({"epochs": "three"}, r"hyperparameter 'epochs' = 'three': expected an integer \(maximum epochs\)"),
-    ({"pretrain": "maybe"}, r"pretrain must be one of \['none', 'towers', 'mf'\] \(true = towers, false = none\), got 'maybe'"),
+    ({"pretrain": "maybe"}, r"pretrain must be one of \['auto', 'none', 'towers', 'mf'\] \(true = towers, false = none\), got 'maybe'"),
     ({"learning_rate": "nan"}, r"'learning_rate' = 'nan': expected a finite number"),
     ({"mlp_layers": "[64, x]"}, r"'mlp_layers' = '\[64, x\]': expected a list of integers"),
     ({"model": "bpr"}, r"hyperparameter model must be one of"),

@@ -6,7 +6,7 @@ from ncf.errors import Interrupted
 from ncf.training import TrainConfig, fit
 
 CONFIG = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=4, patience=0, batch_size=512, dropout=0.1,
-                     seed=3, refit=False)
+                     seed=3, refit=False, pretrain="none")
 
 
 def quiet(e):

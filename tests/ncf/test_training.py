@@ -21,7 +21,7 @@ def test_a_trained_neumf_ranks_held_out_items_better_than_popularity(dataset):
 
 def test_the_same_seed_gives_the_same_weights(dataset):
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=512, dropout=0.2,
-                         seed=5)
+                         seed=5, pretrain="none")
     a = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
     b = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
@@ -31,7 +31,7 @@ def test_the_chunk_of_steps_per_graph_call_changes_nothing_but_speed(dataset, mo
     from ncf import training
 
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=256, dropout=0.2, seed=2,
-                         refit=False)
+                         refit=False, pretrain="none")
     whole_epochs = fit(dataset, config, on_epoch=lambda e: None)
     monkeypatch.setattr(training, "STEP_CALL_EXAMPLES", 3 * 256)  # several calls per epoch, the last one short
     assert len(dataset.train) * 5 > 4 * training.STEP_CALL_EXAMPLES
@@ -114,7 +114,28 @@ def test_pretraining_from_mf_trains_mf_then_neumf_slower_then_refits_both_for_th
 
 def test_pretrain_is_spelled_as_a_mode_and_true_still_means_the_papers_towers():
     assert TrainConfig(pretrain=True).pretrain == "towers" and TrainConfig(pretrain=False).pretrain == "none"
-    assert TrainConfig(pretrain=" MF ").pretrain == "mf" and TrainConfig().pretrain == "none"
+    assert TrainConfig(pretrain=" MF ").pretrain == "mf" and TrainConfig().pretrain == "auto"
+    assert TrainConfig(model="mf").pretrain == "auto"  # auto applies to every kind: it pretrains NeuMF only
+
+
+def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a_sample(dataset, monkeypatch,
+                                                                                         caplog):
+    from ncf import training
+
+    config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=1, patience=0, batch_size=512,
+                         refit=False)
+    everyone = fit(dataset, config, on_epoch=lambda e: None)
+    assert [e.stage for e in everyone.history] == ["mf", "neumf"] and everyone.config.pretrain == "mf"
+    assert "pretrain=auto: mf (validation held out every user)" in caplog.text
+    warm = fit(dataset, config, on_epoch=lambda e: None, initial=lambda model, optimizer: None)
+    assert [e.stage for e in warm.history] == ["neumf"] and warm.config.pretrain == "none"
+    with pytest.raises(ConfigError, match="pretrain would replace the weights a warm start gives"):
+        fit(dataset, replace(config, pretrain="mf"), initial=lambda model, optimizer: None)
+    monkeypatch.setattr(training, "VALIDATION_USERS", 30)
+    sample = fit(dataset, config, on_epoch=lambda e: None)
+    assert [e.stage for e in sample.history] == ["neumf"] and sample.config.pretrain == "none"
+    mf = fit(dataset, replace(config, model="mf"), on_epoch=lambda e: None)
+    assert [e.stage for e in mf.history] == ["mf"] and mf.config.pretrain == "none"
 
 
 @pytest.mark.parametrize("change, message", [

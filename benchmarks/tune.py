@@ -1,8 +1,7 @@
 """Tunes our models' hyperparameters on the validation split, one axis at a time, and reports the test metrics.
 
     .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model mf
-    .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model neumf --set pretrain=mf \
-        --axes finetune_rate,factors
+    .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model neumf --axes finetune_rate,factors
 
 Coordinate search: starting from the library defaults, each axis in turn (learning rate, factors, layers,
 negatives, L2, dropout, batch size) is swept with the others held, and the value with the best validation
@@ -39,7 +38,7 @@ AXES = {
     "l2": [0.0, 1e-7, 1e-6, 3e-6],
     "dropout": [0.0, 0.2],
     "batch_size": [4096, 16384],  # the learning rate scales with it
-    "finetune_rate": [0.05, 0.1, 0.3],  # with pretrain=mf only
+    "finetune_rate": [0.05, 0.1, 0.3],  # NeuMF pretrained from MF only
 }
 #: Axes that do not apply to a model kind.
 SKIP = {"mf": {"mlp_layers", "dropout"}, "gmf": {"mlp_layers", "dropout"}, "mlp": {"factors"}}
@@ -88,7 +87,8 @@ def main() -> None:
         return row["validation"]["hr@10"], row["validation"]["ndcg@10"]
 
     for axis in args.axes.split(","):
-        if axis in SKIP.get(args.model, set()) or (axis == "finetune_rate" and best.pretrain != "mf"):
+        if axis in SKIP.get(args.model, set()) or (axis == "finetune_rate" and (
+                best.model != "neumf" or best.pretrain not in ("auto", "mf"))):  # auto: mf on MovieLens' small sets
             continue
         rows = {json.dumps(v): run(setting(best, axis, v)) for v in AXES[axis]}
         chosen = max(rows, key=lambda v: score(rows[v]))

@@ -237,16 +237,16 @@ MF_START_MLP_HEAD = 0.1
 def neumf_from_mf(neumf: keras.Model, mf: keras.Model) -> None:
     """Initialise NeuMF's GMF columns from a trained MF's factors and its head to their plain dot product,
     so NeuMF starts as MF without its biases; the MLP tower keeps its random start, its share of the head
-    scaled by `MF_START_MLP_HEAD`. MF's tuned width ranks at least as well as NeuMF's own GMF half, and this
-    start lets the MLP add to it (`pretrain=mf`, benchmarks: "NeuMF, today's default")."""
-    tables, factors = neumf.get_layer("embeddings"), mf.get_layer("mf")
-    width = factors.factors
-    if tables.parts[0] != ("gmf", width) or (tables.n_users, tables.n_items) != (factors.n_users, factors.n_items):
-        raise ConfigError(f"an MF of {factors.n_users} users x {factors.n_items} items x {width} factors does not "
+    scaled by `MF_START_MLP_HEAD`. Trained alone, MF ranks at least as well as NeuMF on MovieLens; started
+    there, NeuMF keeps that and the MLP adds to it (`pretrain=mf`; benchmarks: "NeuMF, today's default")."""
+    tables, source = neumf.get_layer("embeddings"), mf.get_layer("mf")
+    width = source.factors
+    if tables.parts[0] != ("gmf", width) or (tables.n_users, tables.n_items) != (source.n_users, source.n_items):
+        raise ConfigError(f"an MF of {source.n_users} users x {source.n_items} items x {width} factors does not "
                           f"fit NeuMF's {tables.n_users} x {tables.n_items} tables with towers {tables.parts}")
     for side in ("user_embedding", "item_embedding"):
         table = getattr(tables, side).get_weights()[0]
-        table[:, :width] = getattr(factors, side).get_weights()[0]
+        table[:, :width] = getattr(source, side).get_weights()[0]
         getattr(tables, side).set_weights([table])
     kernel, bias = neumf.get_layer("head").get_weights()
     kernel[:width] = 1.0

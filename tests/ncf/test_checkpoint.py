@@ -13,6 +13,15 @@ def quiet(e):
     pass
 
 
+def stop_in_second_epoch_of(stage, dataset, config, checkpoint) -> list[str]:
+    """Trains until `stage`'s second epoch starts, then stops it by request; the stages of the epochs run."""
+    stages = []
+    with pytest.raises(Interrupted, match=f"during epoch 2 of {stage}"):
+        fit(dataset, config, lambda e: stages.append(e.stage), checkpoint=checkpoint,
+            should_stop=lambda: stages.count(stage) == 1)
+    return stages
+
+
 def test_a_run_stopped_mid_training_resumes_and_ends_like_an_uninterrupted_one(dataset, tmp_path):
     whole = fit(dataset, CONFIG, quiet).model.get_weights()
 
@@ -41,14 +50,7 @@ def test_a_run_stopped_during_its_refit_resumes_the_refit_alone(dataset, tmp_pat
     assert refit_epochs >= 2, "the refit must last two epochs or more for this test to stop in its second"
 
     checkpoint = Checkpointer(tmp_path)
-    stages = []
-
-    def stop_in_the_refits_second_epoch():
-        return stages.count("refit") == 1
-
-    with pytest.raises(Interrupted, match="during epoch 2 of refit"):
-        fit(dataset, config, lambda e: stages.append(e.stage), checkpoint=checkpoint,
-            should_stop=stop_in_the_refits_second_epoch)
+    stop_in_second_epoch_of("refit", dataset, config, checkpoint)
     assert checkpoint.load().finished and checkpoint.stage("refit").load().epoch == 1
 
     resumed_epochs = []
@@ -63,14 +65,7 @@ def test_a_run_pretrained_from_mf_resumes_its_neumf_stage_without_training_the_m
     uninterrupted = fit(dataset, config, quiet)
 
     checkpoint = Checkpointer(tmp_path)
-    stages = []
-
-    def stop_in_neumfs_second_epoch():
-        return stages.count("neumf") == 1
-
-    with pytest.raises(Interrupted, match="during epoch 2 of neumf"):
-        fit(dataset, config, lambda e: stages.append(e.stage), checkpoint=checkpoint,
-            should_stop=stop_in_neumfs_second_epoch)
+    stages = stop_in_second_epoch_of("neumf", dataset, config, checkpoint)
     assert stages == ["mf"] * 3 + ["neumf"] and checkpoint.stage("mf").load().finished
 
     resumed_epochs = []

@@ -5,9 +5,10 @@
 
 Every job is the real `train` (one process, as SageMaker runs it) on synthetic data from `ncf.synthetic`
 with ml-25m's shape scaled down (`shape`: users in proportion, items with the square root), so 23M
-interactions are ml-25m's 161,916 users x 59,000 items (a MovieLens set, `--movielens`, ml-latest-small by default,
-is a row of its own; `benchmarks/datasets.py` says where it is read from). Jobs run one epoch without refit (`epochs=1 refit=false patience=0`); a default job's time is that
-epoch times the epochs early stopping picks, plus the refit.
+interactions are ml-25m's 161,916 users x 59,000 items (a MovieLens set, `--movielens`, ml-latest-small by
+default, is a row of its own; `benchmarks/datasets.py` says where it is read from). Jobs run one epoch without
+refit or pretraining (`epochs=1 refit=false patience=0 pretrain=none`); a default job's time is that epoch times
+the epochs early stopping picks, plus the refit.
 
 Sections:
 1. One row per size: read, prepare, samples/s, epoch, evaluation and export seconds (the job's own `timing:`
@@ -56,7 +57,10 @@ from benchmarks.serve_bench import Server  # noqa: E402
 
 ML25M = {"interactions": 23_000_000, "users": 161_916, "items": 59_000}
 SIZES = {"100k": 100_000, "1m": 1_000_000, "5m": 5_000_000, "25m": ML25M["interactions"]}
-ONE_EPOCH = {"epochs": "1", "refit": "false", "patience": "0"}
+# One epoch of the model itself: no refit, and no pretraining stage (`pretrain=auto` adds an MF stage to NeuMF
+# jobs whose validation holds out every user, as the 100k and 1M rows' do), so every row measures the same unit.
+ONE_STAGE = {"refit": "false", "patience": "0", "pretrain": "none"}
+ONE_EPOCH = {"epochs": "1", **ONE_STAGE}
 
 
 def shape(interactions: int) -> tuple[int, int]:
@@ -156,7 +160,7 @@ def cost_curve(work: Path, model: str, settings: dict[str, str]) -> None:
     for name, (users, items) in shapes.items():
         path = synthetic(work, n, users, items)
         results[name] = run_job(path, work / "jobs" / f"curve-{name.replace(' ', '-')}",
-                                {"model": model, **settings, "epochs": "2", "refit": "false", "patience": "0"})
+                                {"model": model, **settings, "epochs": "2", **ONE_STAGE})
         print(f"{name}: {brief(results[name])}", file=sys.stderr, flush=True)
     small, big = results["small tables"], results["ml-25m tables"]
     print(f"\n#### Cost curve: 1M interactions, two tables ({_described(model, settings)}, 2 epochs, no refit; "

@@ -12,6 +12,14 @@ updated twice with the same values. Which lookups share an id comes from `tf.uni
 outside XLA (`segments`): XLA lowers it to a sort that took 5.4 ms for 4,096 ids here, TensorFlow's own
 kernel 0.24 ms, and a step has one per table.
 
+A table with no more rows than a step has lookups (`whole_rows`: ml-latest-small's 610 users, or its 9,724
+items at batch 16,384) is cheaper to update whole: the lookups' gradients are summed into a gradient of the
+table's shape (one scatter-add) and every row goes through the same update, kept only where the step looked
+it up (a mask). The arithmetic and the result are those of the row-wise path (up to the order of float
+sums); XLA's CPU gathers and scatters, per lookup, cost more than a dense pass over a small table (NeuMF's
+step on ml-latest-small: `benchmarks/step_speed.py`, `docs/benchmarks.md`). Such a table needs no
+`segments`.
+
 What changes in semantics, as in TensorFlow Addons' LazyAdam: a row's moments decay only on the steps that
 touch it, and the L2 penalty of an embedding row (`row_l2`, the gradient `2 * l2 * w` of Keras'
 `L2(l2)`) is applied on those steps only, instead of shrinking every row of the table each step. Bias
@@ -31,6 +39,8 @@ class LazyAdam:
         learning_rate, beta_1, beta_2, epsilon: as `keras.optimizers.Adam` (same defaults).
         row_l2, penalised: the L2 coefficient applied to the rows a step touches of the `penalised` tables
             (the embeddings whose Keras layers then carry no regulariser of their own; `models.embedding_tables`).
+        whole_rows: tables of at most this many rows are updated whole, under a mask of the rows a step looked
+            up (usually the batch size); larger ones row by row. 0: every table row by row.
 
     `build(variables)` creates the moments; `apply_gradients(pairs, segments)` takes one step, as Keras'
     optimisers do; `variables` lists the state (step count and moments) for checkpoints, in a fixed order.
@@ -39,9 +49,9 @@ class LazyAdam:
     """
 
     def __init__(self, learning_rate: float, *, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
-                 row_l2: float = 0.0, penalised=()):
+                 row_l2: float = 0.0, penalised=(), whole_rows: int = 0):
         self.learning_rate, self.beta_1, self.beta_2, self.epsilon = learning_rate, beta_1, beta_2, epsilon
-        self.row_l2 = row_l2
+        self.row_l2, self.whole_rows = row_l2, whole_rows
         self._penalised = {id(v) for v in penalised}
         self.iterations = None
         self._moments: list[tuple] = []
@@ -62,13 +72,17 @@ class LazyAdam:
         """`(m, v)`, Adam's two moment variables of one of the built `variable`s, shaped like it."""
         return self._slots[id(variable)]
 
+    def row_wise(self, variable) -> bool:
+        """Whether a sparse gradient of `variable` is applied row by row (and wants its `segments`)."""
+        return variable.shape[0] > self.whole_rows
+
     @property
     def variables(self) -> list:
         return [self.iterations] + [moment for pair in self._moments for moment in pair]
 
     def apply_gradients(self, pairs, segments: dict | None = None) -> None:
-        """One step. `segments` maps `id(variable)` of a table to `tf.unique(ids)[1]` of the ids that looked it
-        up, in the order of its gradient's rows (computed here when missing)."""
+        """One step. `segments` maps `id(variable)` of a `row_wise` table to `tf.unique(ids)[1]` of the ids that
+        looked it up, in the order of its gradient's rows (computed here when missing)."""
         import tensorflow as tf
 
         gradients, variables = zip(*pairs)
@@ -80,6 +94,9 @@ class LazyAdam:
                 continue
             if isinstance(gradient, tf.IndexedSlices):
                 l2 = self.row_l2 if id(variable) in self._penalised else 0.0
+                if not self.row_wise(variable):
+                    self._apply_whole(gradient, _tf_variable(variable), m, v, alpha, l2)
+                    continue
                 segment = segments.get(id(variable))
                 if segment is None:
                     segment = tf.unique(gradient.indices)[1]
@@ -105,6 +122,24 @@ class LazyAdam:
         m.scatter_update(tf.IndexedSlices(m_rows, ids))
         v.scatter_update(tf.IndexedSlices(v_rows, ids))
         variable.scatter_update(tf.IndexedSlices(weights - alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), ids))
+
+
+    def _apply_whole(self, gradient, variable, m, v, alpha, l2: float) -> None:
+        """`_apply_rows`' update as one pass over the table: the same values in the rows the step looked up,
+        the others left as they were. `[rows, width]` temporaries, for tables no larger than a batch."""
+        import tensorflow as tf
+
+        ids, rows = gradient.indices, variable.shape[0]
+        summed = tf.math.unsorted_segment_sum(gradient.values, ids, rows)
+        looked_up = tf.math.unsorted_segment_max(tf.ones_like(ids, tf.int8), ids, rows)[:, None] > 0
+        weights = variable.read_value()
+        if l2:
+            summed += 2.0 * l2 * weights
+        m_rows = self.beta_1 * m + (1.0 - self.beta_1) * summed
+        v_rows = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(summed)
+        m.assign(tf.where(looked_up, m_rows, m))
+        v.assign(tf.where(looked_up, v_rows, v))
+        variable.assign(tf.where(looked_up, weights - alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), weights))
 
 
 def _tf_variable(variable):

@@ -435,7 +435,8 @@ def _optimizer(model, config: TrainConfig, strategy):
     from .optimizers import LazyAdam
 
     if _lazy(config, strategy):
-        optimizer = LazyAdam(config.learning_rate, row_l2=config.l2, penalised=embedding_tables(model))
+        optimizer = LazyAdam(config.learning_rate, row_l2=config.l2, penalised=embedding_tables(model),
+                             whole_rows=2 * config.batch_size)
     else:
         optimizer = keras.optimizers.Adam(config.learning_rate)
     optimizer.build(model.trainable_variables)
@@ -459,8 +460,11 @@ def _epoch_trainer(model, optimizer, strategy, batch_size: int):
 
     from .models import embedding_inputs
 
+    from .optimizers import LazyAdam
+
     replicas = strategy.num_replicas_in_sync
     lookups = embedding_inputs(model)
+    lazy = isinstance(optimizer, LazyAdam)
 
     def replica_step(features, labels, global_size, segments=None):
         with tf.GradientTape() as tape:
@@ -470,24 +474,27 @@ def _epoch_trainer(model, optimizer, strategy, batch_size: int):
             if model.losses:
                 loss += tf.add_n(model.losses) / replicas
         gradients = tape.gradient(loss, model.trainable_variables)
-        if segments is None:  # Keras' Adam
+        if not lazy:  # Keras' Adam
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         else:
+            segments = segments or {}
             optimizer.apply_gradients(zip(gradients, model.trainable_variables),
-                                      {key: segments[feature] for key, feature in lookups.items()})
+                                      {key: segments[feature] for key, feature in lookups.items()
+                                       if feature in segments})
         return summed
 
     if replicas > 1:
         return _replicated_trainer(replica_step, strategy, batch_size)
-    from .optimizers import LazyAdam
+    row_wise = {lookups[id(v)] for v in model.trainable_variables
+                if lazy and id(v) in lookups and optimizer.row_wise(v)}
+    return _chunked_trainer(replica_step, batch_size, row_wise)
 
-    return _chunked_trainer(replica_step, batch_size, lazy=isinstance(optimizer, LazyAdam))
 
-
-def _chunked_trainer(replica_step, batch_size: int, lazy: bool):
+def _chunked_trainer(replica_step, batch_size: int, row_wise: set[str]):
     """One process: a chunk's arrays go to the graph once, and each call runs several steps in a graph loop,
-    every step compiled with XLA (fused lookups, MLP and Adam: 1.2x-1.9x the plain graph here). For `LazyAdam`
-    the loop, outside XLA, finds which of each batch's lookups share an id (`tf.unique`, see `optimizers`)."""
+    every step compiled with XLA (fused lookups, MLP and Adam: 1.2x-1.9x the plain graph here). For the inputs
+    whose tables `LazyAdam` updates row by row (`row_wise`) the loop, outside XLA, finds which of each batch's
+    lookups share an id (`tf.unique`, see `optimizers`)."""
     import tensorflow as tf
 
     xla_step = tf.function(replica_step, jit_compile=True)
@@ -500,7 +507,7 @@ def _chunked_trainer(replica_step, batch_size: int, lazy: bool):
             start = k * batch_size
             end = tf.minimum(start + batch_size, n)
             features = {"user": users[start:end], "item": items[start:end]}
-            segments = {name: tf.unique(ids)[1] for name, ids in features.items()} if lazy else None
+            segments = {name: tf.unique(ids)[1] for name, ids in features.items() if name in row_wise}
             total += xla_step(features, labels[start:end], tf.cast(end - start, tf.float32), segments)
         return total
 

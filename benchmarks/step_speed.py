@@ -3,11 +3,15 @@ tables of a ratings file, alternated in one run (the machine is shared; ratios a
 
     .venv/bin/python benchmarks/step_speed.py --ratings /tmp/ncf-scale/synthetic-1000000-161916x59000.csv \
         --config default --config mf128:model=mf,factors=128 --rounds 2
+    .venv/bin/python benchmarks/step_speed.py --ratings ../shared/data/ml-latest-small/ratings.csv \
+        --config default --config b16k:batch_size=16384,learning_rate=0.004 --row-wise --floor
 
 No sampling, evaluation or export: 2M examples drawn from the file's positives (a user and an item as the
 data has them; 89% of items replaced by uniform ones, as negatives would be) go through `_epoch_trainer`
 twice per round, the faster pass counted. What a job adds on top shows in `benchmarks/scale.py`; this is the
-part that depends on the model's widths and the tables' sizes.
+part that depends on the model's widths and the tables' sizes. `--row-wise` runs each config again with
+every table updated row by row (`LazyAdam(whole_rows=0)`), `--floor` with no update at all: the compiled
+forward and backward passes alone, the most samples/s any optimiser could reach with that model and batch.
 """
 
 from __future__ import annotations
@@ -44,7 +48,25 @@ def examples(ratings: Path, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
             len(items))
 
 
-def samples_per_s(config, n_users: int, n_items: int, users, items, labels) -> float:
+class NoUpdate:
+    """An optimiser that only sums its gradients into one number, so the compiled step keeps the forward and
+    backward passes (XLA drops what nothing reads) and updates nothing: the floor under any optimiser."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self.sink = tf.Variable(0.0, trainable=False)
+
+    def apply_gradients(self, pairs) -> None:
+        import tensorflow as tf
+
+        values = [g.values if isinstance(g, tf.IndexedSlices) else g for g, _ in pairs if g is not None]
+        self.sink.assign_add(tf.add_n([tf.reduce_sum(v) for v in values]))
+
+
+def samples_per_s(config, n_users: int, n_items: int, users, items, labels, variant: str = "") -> float:
+    """The faster of two passes over the examples. `variant` "rows": `LazyAdam` updates every table row by
+    row, as it did before small tables were updated whole (`ncf/optimizers.py`); "no update": `NoUpdate`."""
     import tensorflow as tf
 
     from ncf.training import _build, _epoch_trainer, _optimizer
@@ -55,7 +77,10 @@ def samples_per_s(config, n_users: int, n_items: int, users, items, labels) -> f
     Tables.n_users, Tables.n_items = n_users, n_items
     strategy = tf.distribute.get_strategy()
     model = _build(Tables, config, strategy)
-    train = _epoch_trainer(model, _optimizer(model, config, strategy), strategy, config.batch_size)
+    optimizer = NoUpdate() if variant == "no update" else _optimizer(model, config, strategy)
+    if variant == "rows":
+        optimizer.whole_rows = 0
+    train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
     train(users[:1 << 18], items[:1 << 18], labels[:1 << 18], None)  # compile
     best = 0.0
     for _ in range(2):
@@ -70,16 +95,25 @@ def main() -> None:
     p.add_argument("--ratings", type=Path, required=True)
     p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...")
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--row-wise", action="store_true",
+                   help="also run each config with every embedding table updated row by row (NAME/rows)")
+    p.add_argument("--floor", action="store_true",
+                   help="also run each config's forward and backward passes without any update (NAME/no update)")
     args = p.parse_args()
     from ncf.training import TrainConfig
 
-    configs = dict(parse_config(text) for text in args.config)
+    configs = {}
+    for name, overrides in (parse_config(text) for text in args.config):
+        configs[name] = (overrides, "")
+        for variant, wanted in (("rows", args.row_wise), ("no update", args.floor)):
+            if wanted:
+                configs[f"{name}/{variant}"] = (overrides, variant)
     users, items, labels, n_users, n_items = examples(args.ratings, np.random.default_rng(0))
     rates: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(args.rounds):
-        for name, overrides in configs.items():
+        for name, (overrides, variant) in configs.items():
             rates[name].append(samples_per_s(replace(TrainConfig(), **overrides), n_users, n_items, users, items,
-                                             labels))
+                                             labels, variant))
             print(f"  {name}: {rates[name][-1]:,.0f}", file=sys.stderr, flush=True)
     first = next(iter(configs))
     print(f"\n#### Training step alone, {n_users:,} x {n_items:,} tables ({stamp()})\n")

@@ -138,7 +138,7 @@ def _refit_mode(value) -> str:
 
 @dataclass(frozen=True)
 class EpochLog:
-    """What one epoch (or one validation round of a long epoch) did; `stage` is 'gmf' or 'mlp' while
+    """What one epoch (or one validation round of a long epoch) did; `stage` is 'gmf', 'mlp' or 'mf' while
     pretraining, else the model kind."""
 
     stage: str

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
@@ -28,6 +29,7 @@ from .distribute import agree, default_strategy, sharded_batches
 from .errors import ConfigError, Interrupted
 from .evaluation import Candidates, draw_candidates, evaluate_candidates, score_candidates
 from .kinds import MODEL_KINDS
+from .prefetch import ahead
 from .sampling import NegativeSampler, epoch_chunks, positives_per_chunk
 
 log = logging.getLogger(__name__)
@@ -591,22 +593,24 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
         rounds = min(chunks, _rounds(progress.total, config.validate_every if validation is not None else 0))
         ends = [chunks * r // rounds for r in range(1, rounds + 1)]  # a round is whole chunks
         t0, summed_loss, samples, r, chunk = time.perf_counter(), 0.0, 0, 1, 0
-        for users, items, labels in epoch_chunks(dataset.train.user, dataset.train.item, sampler,
-                                                 config.negatives, rng, batch_size=config.batch_size):
-            chunk_loss, stopped = train(users, items, labels, should_stop)
-            summed_loss, samples, chunk = summed_loss + chunk_loss, samples + len(labels), chunk + 1
-            progress.advance(0 if stopped else len(labels), force=stopped)
-            if stopped:
-                raise Interrupted(f"training stopped by request during epoch {epoch} of {stage}")
-            if chunk < ends[r - 1]:
-                continue  # the last round ends with the epoch's last chunk (`ends[-1] == chunks`)
-            rounds_done += 1
-            _end_round(search, model, validation, strategy, report, stage, epoch, config.epochs, r, rounds,
-                       summed_loss, samples, time.perf_counter() - t0,
-                       eta=(time.perf_counter() - started) / rounds_done * _rounds_left(config, epoch, r, rounds))
-            r, t0, summed_loss, samples = r + 1, time.perf_counter(), 0.0, 0
-            if search.finished:
-                break
+        drawn = ahead(epoch_chunks(dataset.train.user, dataset.train.item, sampler, config.negatives, rng,
+                                   batch_size=config.batch_size))  # the next chunk drawn while this one trains
+        with closing(drawn):
+            for users, items, labels in drawn:
+                chunk_loss, stopped = train(users, items, labels, should_stop)
+                summed_loss, samples, chunk = summed_loss + chunk_loss, samples + len(labels), chunk + 1
+                progress.advance(0 if stopped else len(labels), force=stopped)
+                if stopped:
+                    raise Interrupted(f"training stopped by request during epoch {epoch} of {stage}")
+                if chunk < ends[r - 1]:
+                    continue  # the last round ends with the epoch's last chunk (`ends[-1] == chunks`)
+                rounds_done += 1
+                _end_round(search, model, validation, strategy, report, stage, epoch, config.epochs, r, rounds,
+                           summed_loss, samples, time.perf_counter() - t0,
+                           eta=(time.perf_counter() - started) / rounds_done * _rounds_left(config, epoch, r, rounds))
+                r, t0, summed_loss, samples = r + 1, time.perf_counter(), 0.0, 0
+                if search.finished:
+                    break
         if checkpoint is not None:
             data = data if data is not None else data_key(dataset)
             checkpoint.save(_state(model, optimizer, config, stage, epoch, result, search, data,

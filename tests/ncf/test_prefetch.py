@@ -1,0 +1,61 @@
+import threading
+
+import pytest
+
+from ncf.prefetch import ahead
+
+
+def counted(n, made):
+    for k in range(n):
+        made.append(k)
+        yield k
+
+
+def prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "ncf-prefetch"]
+
+
+def test_every_item_comes_once_in_order():
+    assert list(ahead(iter(range(50)))) == list(range(50))
+    assert list(ahead(iter([]))) == []
+
+
+def test_no_more_than_one_item_is_made_ahead_of_the_caller():
+    made, taken = [], 0
+    for item in ahead(counted(20, made)):
+        taken += 1
+        assert len(made) <= taken + 1, "more than one chunk made ahead"
+    assert taken == 20
+
+
+def test_an_error_while_making_an_item_is_raised_where_that_item_was_due():
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("chunk 3 could not be drawn")
+
+    got = []
+    with pytest.raises(ValueError, match="chunk 3"):
+        for item in ahead(failing()):
+            got.append(item)
+    assert got == [1, 2]
+    assert not prefetch_threads()
+
+
+def test_a_caller_that_stops_early_leaves_no_thread_running():
+    made = []
+    drawn = ahead(counted(1000, made))
+    assert next(drawn) == 0
+    assert next(drawn) == 1
+    drawn.close()
+    assert not prefetch_threads()
+    assert len(made) <= 3  # the two taken and at most one made ahead
+
+
+def test_a_caller_that_stops_before_the_first_item_leaves_no_thread_running():
+    drawn = ahead(counted(5, []))
+    next(drawn)
+    drawn.close()
+    never_started = ahead(counted(5, []))
+    never_started.close()  # a generator never advanced runs no code, starts no thread
+    assert not prefetch_threads()

@@ -135,6 +135,8 @@ def later_rate(curve: list[dict]) -> float:
     """Samples/s over the final model's epochs 2+ (epoch 1 includes tracing and compiling). A pretraining
     stage (`pretrain=auto` starts the default NeuMF from an MF on this data) counts in the curve's seconds,
     not in the rate: the rate is the model's own, as `TrainResult.throughput` counts it."""
+    if not curve:
+        return float("nan")
     final = [c for c in curve if c.get("stage") == curve[-1].get("stage")]
     later = final[1:] or final
     return float(np.mean([c["samples_per_s"] for c in later]))

@@ -3,7 +3,7 @@ tables of a ratings file, alternated in one run (the machine is shared; ratios a
 
     .venv/bin/python benchmarks/step_speed.py --ratings /tmp/ncf-scale/synthetic-1000000-161916x59000.csv \
         --config default --config mf128:model=mf,factors=128 --rounds 2
-    .venv/bin/python benchmarks/step_speed.py --ratings ../shared/data/ml-latest-small/ratings.csv \
+    .venv/bin/python benchmarks/step_speed.py --ratings ~/.cache/ncf/movielens/ml-latest-small/ratings.csv \
         --config default --config b16k:batch_size=16384,learning_rate=0.004 --row-wise --floor
 
 No sampling, evaluation or export: 2M examples drawn from the file's positives (a user and an item as the
@@ -79,6 +79,8 @@ def samples_per_s(config, n_users: int, n_items: int, users, items, labels, vari
     model = _build(Tables, config, strategy)
     optimizer = NoUpdate() if variant == "no update" else _optimizer(model, config, strategy)
     if variant == "rows":
+        if not hasattr(optimizer, "whole_rows"):
+            raise SystemExit(f"--row-wise: {config.optimizer} has no row-wise update to compare (lazy_adam has)")
         optimizer.whole_rows = 0
     train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
     train(users[:1 << 18], items[:1 << 18], labels[:1 << 18], None)  # compile

@@ -230,7 +230,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     if full_ranking_users["evaluated"] < full_ranking_users["of"]:
         log.info("full-ranking metrics on %(evaluated)d of %(of)d test users (sampled with seed %(seed)d)",
                  full_ranking_users)
-    known = dataset.seen_before_test()
+    known = dataset.seen_before_test(unique(ranked.user))  # the ranked users' rows alone
     test.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), ranked, dataset.n_items,
                                       prefix="full_"))
     popularity = evaluate_candidates(popularity_scorer(dataset.popularity), candidates, probabilities=False)

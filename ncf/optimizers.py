@@ -12,13 +12,13 @@ updated twice with the same values. Which lookups share an id comes from `tf.uni
 outside XLA (`segments`): XLA lowers it to a sort that took 5.4 ms for 4,096 ids here, TensorFlow's own
 kernel 0.24 ms, and a step has one per table.
 
-A table with no more rows than a step has lookups (`whole_rows`: ml-latest-small's 610 users, or its 9,724
-items at batch 16,384) is cheaper to update whole: the lookups' gradients are summed into a gradient of the
-table's shape (one scatter-add) and every row goes through the same update, kept only where the step looked
-it up (a mask). The arithmetic and the result are those of the row-wise path (up to the order of float
-sums); XLA's CPU gathers and scatters, per lookup, cost more than a dense pass over a small table (NeuMF's
-step on ml-latest-small: `benchmarks/step_speed.py`, `docs/benchmarks.md`). Such a table needs no
-`segments`.
+A table of at most twice as many rows as a step has lookups (`whole_rows`, `training` sets twice the batch:
+ml-latest-small's 610 users at the default batch of 4,096, its 9,724 items too at 16,384) is cheaper to
+update whole: the lookups' gradients are summed into a gradient of the table's shape (one scatter-add) and
+every row goes through the same update, kept only where the step looked it up (a mask). The arithmetic and
+the result are those of the row-wise path (up to the order of float sums); XLA's CPU gathers and scatters,
+per lookup, cost more than a dense pass over a small table (`benchmarks/step_speed.py --row-wise`,
+`docs/benchmarks.md`). Such a table needs no `segments`.
 
 What changes in semantics, as in TensorFlow Addons' LazyAdam: a row's moments decay only on the steps that
 touch it, and the L2 penalty of an embedding row (`row_l2`, the gradient `2 * l2 * w` of Keras'
@@ -40,7 +40,7 @@ class LazyAdam:
         row_l2, penalised: the L2 coefficient applied to the rows a step touches of the `penalised` tables
             (the embeddings whose Keras layers then carry no regulariser of their own; `models.embedding_tables`).
         whole_rows: tables of at most this many rows are updated whole, under a mask of the rows a step looked
-            up (usually the batch size); larger ones row by row. 0: every table row by row.
+            up (`training` sets twice the batch size); larger ones row by row. 0: every table row by row.
 
     `build(variables)` creates the moments; `apply_gradients(pairs, segments)` takes one step, as Keras'
     optimisers do; `variables` lists the state (step count and moments) for checkpoints, in a fixed order.
@@ -123,15 +123,14 @@ class LazyAdam:
         v.scatter_update(tf.IndexedSlices(v_rows, ids))
         variable.scatter_update(tf.IndexedSlices(weights - alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), ids))
 
-
     def _apply_whole(self, gradient, variable, m, v, alpha, l2: float) -> None:
         """`_apply_rows`' update as one pass over the table: the same values in the rows the step looked up,
-        the others left as they were. `[rows, width]` temporaries, for tables no larger than a batch."""
+        the others left as they were. `[rows, width]` temporaries, for tables of at most `whole_rows` rows."""
         import tensorflow as tf
 
         ids, rows = gradient.indices, variable.shape[0]
         summed = tf.math.unsorted_segment_sum(gradient.values, ids, rows)
-        looked_up = tf.math.unsorted_segment_max(tf.ones_like(ids, tf.int8), ids, rows)[:, None] > 0
+        looked_up = tf.math.unsorted_segment_max(tf.ones_like(ids, tf.int32), ids, rows)[:, None] > 0
         weights = variable.read_value()
         if l2:
             summed += 2.0 * l2 * weights

@@ -1,3 +1,5 @@
+import math
+
 from benchmarks.aws_reference import later_rate
 
 
@@ -18,3 +20,7 @@ def test_a_curve_without_stages_counts_its_epochs_after_the_first():
 
 def test_a_single_epoch_counts_as_it_is():
     assert later_rate(epochs("neumf", 7.0)) == 7.0
+
+
+def test_no_epoch_has_no_rate():
+    assert math.isnan(later_rate([]))

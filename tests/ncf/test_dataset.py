@@ -96,3 +96,17 @@ def test_ids_typed_differently_across_parts_still_match():
     test = Interactions(np.array(["2"]), np.array(["11"]))
     data = prepare(train, test=test, validation_k=0)
     assert data.items.decode(data.test.item) == [11]
+
+
+def test_the_seen_items_before_test_of_chosen_users_are_their_rows_of_everyones(ratings):
+    data = prepare(Interactions(ratings.userId.to_numpy(), ratings.movieId.to_numpy()), test_k=1, validation_k=1)
+    everyone = data.seen_before_test()
+    chosen = np.array([0, 3, data.n_users - 1])
+    some = data.seen_before_test(chosen)
+    assert some.n_users == everyone.n_users and some.n_items == everyone.n_items
+    for user in range(data.n_users):
+        expected = everyone.row(user) if user in chosen else np.array([], dtype=np.int32)
+        np.testing.assert_array_equal(some.row(user), expected)
+    assert all(len(everyone.row(user)) for user in chosen)  # training and validation items, not nothing
+    assert not some.contains(data.test.user[np.isin(data.test.user, chosen)],
+                             data.test.item[np.isin(data.test.user, chosen)]).any()  # test stays out

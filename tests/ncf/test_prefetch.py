@@ -1,4 +1,5 @@
 import threading
+import time
 
 import pytest
 
@@ -21,11 +22,40 @@ def test_every_item_comes_once_in_order():
 
 
 def test_no_more_than_one_item_is_made_ahead_of_the_caller():
-    made, taken = [], 0
-    for item in ahead(counted(20, made)):
-        taken += 1
-        assert len(made) <= taken + 1, "more than one chunk made ahead"
-    assert taken == 20
+    taken = [0]
+
+    def guarded(n):
+        for k in range(n):
+            # item k may be made while the caller works on item k - 1 (or has just been handed it), never sooner
+            if k > taken[0] + 1:
+                raise AssertionError(f"item {k} made while the caller had taken {taken[0]}")
+            yield k
+
+    for item in ahead(guarded(20)):
+        time.sleep(0.005)  # a slow caller: an unbounded producer would run ahead
+        taken[0] = item + 1
+    assert taken[0] == 20
+
+
+def test_closing_while_an_item_is_being_made_waits_for_it_and_leaves_no_thread():
+    making, release = threading.Event(), threading.Event()
+
+    def slow():
+        yield 0
+        making.set()
+        release.wait(10)
+        yield 1
+
+    drawn = ahead(slow())
+    assert next(drawn) == 0
+    assert making.wait(10)  # item 1 is being made, blocked on `release`
+    closer = threading.Thread(target=drawn.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive(), "close() returned while the thread was still making an item"
+    release.set()
+    closer.join(10)
+    assert not closer.is_alive() and not prefetch_threads()
 
 
 def test_an_error_while_making_an_item_is_raised_where_that_item_was_due():

@@ -19,6 +19,25 @@ def test_a_trained_neumf_ranks_held_out_items_better_than_popularity(dataset):
     assert model["hr@10"] > popular["hr@10"] + 0.15, (model, popular)
 
 
+@pytest.mark.parametrize("whole_up_to", ["none", "users"], ids=["every table row by row", "users whole"])
+def test_a_job_ends_with_the_same_weights_whichever_tables_lazy_adam_updates_whole(dataset, monkeypatch,
+                                                                                   whole_up_to):
+    # at batch 256 the test data's tables (fewer than 512 rows) are updated whole; the compiled steps that
+    # update them row by row, or the users whole and the items row by row, must end in the same place
+    from ncf.optimizers import LazyAdam
+
+    assert dataset.n_users < dataset.n_items <= 2 * 256
+    config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=256, refit=False,
+                         pretrain="none")
+    whole = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
+    limit = {"none": 0, "users": dataset.n_users}[whole_up_to]
+    monkeypatch.setattr(LazyAdam, "row_wise", lambda self, variable: variable.shape[0] > limit)
+    other = fit(dataset, config, on_epoch=lambda e: None).model.get_weights()
+    assert len(other) == len(whole)
+    for a, b in zip(whole, other):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
 def test_the_same_seed_gives_the_same_weights(dataset):
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=512, dropout=0.2,
                          seed=5, pretrain="none")

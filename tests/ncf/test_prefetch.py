@@ -82,10 +82,8 @@ def test_a_caller_that_stops_early_leaves_no_thread_running():
     assert len(made) <= 3  # the two taken and at most one made ahead
 
 
-def test_a_caller_that_stops_before_the_first_item_leaves_no_thread_running():
-    drawn = ahead(counted(5, []))
-    next(drawn)
-    drawn.close()
-    never_started = ahead(counted(5, []))
-    never_started.close()  # a generator never advanced runs no code, starts no thread
-    assert not prefetch_threads()
+def test_a_caller_that_never_asks_for_an_item_starts_no_thread():
+    made = []
+    never_started = ahead(counted(5, made))
+    never_started.close()
+    assert not prefetch_threads() and made == []

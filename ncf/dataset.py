@@ -90,15 +90,14 @@ class Dataset:
         (5,000 of ml-25m's 162k), and building every user's rows costs a sort of all the training keys: ~1 GB
         at the peak of a 23M-interaction job's final evaluation, where these users' rows cost a mask over the
         pairs."""
-        if users is None:
-            return self.with_validation_in_train().train_seen
-        wanted = np.zeros(self.n_users, dtype=bool)
-        wanted[users] = True
         parts = [self.train] + ([self.validation] if self.validation is not None else [])
-        keep = [wanted[part.user] for part in parts]
-        return SeenItems.from_pairs(np.concatenate([part.user[k] for part, k in zip(parts, keep)]),
-                                    np.concatenate([part.item[k] for part, k in zip(parts, keep)]),
-                                    self.n_users, self.n_items)
+        if users is not None:
+            wanted = np.zeros(self.n_users, dtype=bool)
+            wanted[users] = True
+            keeps = [wanted[part.user] for part in parts]
+            parts = [Pairs(part.user[keep], part.item[keep]) for part, keep in zip(parts, keeps)]
+        return SeenItems.from_pairs(np.concatenate([part.user for part in parts]),
+                                    np.concatenate([part.item for part in parts]), self.n_users, self.n_items)
 
     def with_validation_users(self, max_users: int, seed: int = 0) -> "Dataset":
         """Validation kept for at most `max_users` users drawn with `seed`; every other user's validation rows

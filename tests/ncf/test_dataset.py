@@ -100,7 +100,7 @@ def test_ids_typed_differently_across_parts_still_match():
 
 def test_the_seen_items_before_test_of_chosen_users_are_their_rows_of_everyones(ratings):
     data = prepare(Interactions(ratings.userId.to_numpy(), ratings.movieId.to_numpy()), test_k=1, validation_k=1)
-    everyone = data.seen_before_test()
+    everyone = data.with_validation_in_train().train_seen  # training and validation pairs, built another way
     chosen = np.array([0, 3, data.n_users - 1])
     some = data.seen_before_test(chosen)
     assert some.n_users == everyone.n_users and some.n_items == everyone.n_items

@@ -20,8 +20,6 @@ from ncf.data import Columns
 from ncf.errors import ConfigError
 from ncf.training import TrainConfig
 
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
 _NONE = {"", "none", "null"}
 
 
@@ -32,25 +30,6 @@ def _decode(raw: Any) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw.strip()
-
-
-def to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise ValueError("expected true or false (or 1/0, yes/no)")
-
-
-def to_pretrain(value: Any) -> str:
-    """`pretrain`: a mode of `training.PRETRAIN_MODES`, or a boolean in any spelling (true = the paper's towers,
-    as before the modes existed); `TrainConfig` refuses an unknown mode."""
-    try:
-        return "towers" if to_bool(value) else "none"
-    except ValueError:
-        return to_str(value).lower()
 
 
 def to_int(value: Any) -> int:
@@ -155,7 +134,6 @@ _CONVERTERS = {int: to_int, float: to_float, str: to_str, tuple: to_int_list}
 SCHEMA: dict[str, Param] = {
     **{f.name: Param(f.name, _CONVERTERS[type(getattr(TrainConfig(), f.name))], _TRAIN_HELP[f.name])
        for f in fields(TrainConfig)},
-    "pretrain": Param("pretrain", to_pretrain, _TRAIN_HELP["pretrain"]),
     "test_k": Param("test_k", to_int, "latest interactions per user held out for test (1 = LOO-99, 10 = the blog)"),
     "validation_k": Param("validation_k", to_int, "latest training interactions per user for validation (0 = none)"),
     "min_rating": Param("min_rating", optional(to_float), "keep only ratings >= this as positives (none = all)"),

@@ -122,20 +122,31 @@ class TrainConfig:
         return d
 
 
+_SPELLINGS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
+              "false": False, "0": False, "no": False, "n": False, "off": False}
+
+
+def spelled_bool(value) -> bool | None:
+    """A boolean in any spelling a job's caller may use (True, 1, ' Yes ', 'off'...), else None: the one rule
+    for every setting that takes a boolean or, for its older spelling, a word (`pretrain`, `refit`), so the
+    library and the container's hyperparameters cannot disagree on what 'y' means."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    return _SPELLINGS.get(value.strip().lower()) if isinstance(value, str) else None
+
+
 def _pretrain_mode(value) -> str:
     """`pretrain` as one of `PRETRAIN_MODES`; a boolean (its spelling before `mf` existed) means towers or none."""
-    if isinstance(value, bool):
-        return "towers" if value else "none"
-    text = str(value).strip().lower()
-    return "towers" if text in ("true", "1", "yes", "on") else "none" if text in ("false", "0", "no", "off") else text
+    flag = spelled_bool(value)
+    return str(value).strip().lower() if flag is None else "towers" if flag else "none"
 
 
 def _refit_mode(value) -> str:
     """`refit` as one of `REFIT_MODES`; booleans (the library's callers) and their spellings are accepted."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value).strip().lower()
-    return {"1": "true", "yes": "true", "on": "true", "0": "false", "no": "false", "off": "false"}.get(text, text)
+    flag = spelled_bool(value)
+    return str(value).strip().lower() if flag is None else "true" if flag else "false"
 
 
 @dataclass(frozen=True)

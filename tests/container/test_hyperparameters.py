@@ -29,12 +29,12 @@ def test_raw_console_strings_are_accepted():
     assert hp.train.mlp_layers == (64, 32, 16) and hp.train.dropout == 0.1 and hp.train.epochs == 3
 
 
-@pytest.mark.parametrize("text", ["False", "false", "FALSE", "0", '"False"', "no"])
+@pytest.mark.parametrize("text", ["False", "false", "FALSE", "0", '"False"', "no", "n"])
 def test_a_quoted_or_capitalised_false_is_false(text):
     assert parse(pretrain=text).train.pretrain == "none"
 
 
-@pytest.mark.parametrize("text", ["True", "true", "1", '"true"', "yes"])
+@pytest.mark.parametrize("text", ["True", "true", "1", '"true"', "yes", "Y"])
 def test_true_in_any_spelling_is_true_and_means_the_papers_pretraining(text):
     assert parse(model="neumf", pretrain=text).train.pretrain == "towers"
 

@@ -137,6 +137,13 @@ def test_pretrain_is_spelled_as_a_mode_and_true_still_means_the_papers_towers():
     assert TrainConfig(model="mf").pretrain == "auto"  # auto applies to every kind: it pretrains NeuMF only
 
 
+@pytest.mark.parametrize("spelling, flag", [(True, True), (1, True), (" Yes ", True), ("y", True), ("ON", True),
+                                            (False, False), (0, False), ("no", False), ("N", False), ("off", False)])
+def test_pretrain_and_refit_read_a_boolean_by_the_same_rule(spelling, flag):
+    config = TrainConfig(pretrain=spelling, refit=spelling)
+    assert (config.pretrain, config.refit) == (("towers", "true") if flag else ("none", "false"))
+
+
 def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a_sample(dataset, monkeypatch,
                                                                                          caplog):
     from ncf import training

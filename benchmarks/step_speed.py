@@ -12,6 +12,8 @@ twice per round, the faster pass counted. What a job adds on top shows in `bench
 part that depends on the model's widths and the tables' sizes. `--row-wise` runs each config again with
 every table updated row by row (`LazyAdam(whole_rows=0)`), `--floor` with no update at all: the compiled
 forward and backward passes alone, the most samples/s any optimiser could reach with that model and batch.
+`--bf16` runs each (and its floor, with `--floor`) again under Keras' `mixed_bfloat16` policy: the layers
+compute in bfloat16 (this CPU has AMX for it), the weights and the loss stay float32.
 """
 
 from __future__ import annotations
@@ -66,10 +68,15 @@ class NoUpdate:
 
 def samples_per_s(config, n_users: int, n_items: int, users, items, labels, variant: str = "") -> float:
     """The faster of two passes over the examples. `variant` "rows": `LazyAdam` updates every table row by
-    row, as it did before small tables were updated whole (`ncf/optimizers.py`); "no update": `NoUpdate`."""
+    row, as it did before small tables were updated whole (`ncf/optimizers.py`); "no update": `NoUpdate`;
+    a leading "bf16": under `mixed_bfloat16`."""
+    import keras
     import tensorflow as tf
 
     from ncf.training import _build, _epoch_trainer, _optimizer
+
+    bf16, variant = variant.startswith("bf16"), variant.removeprefix("bf16").strip()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
 
     class Tables:
         pass
@@ -101,13 +108,16 @@ def main() -> None:
                    help="also run each config with every embedding table updated row by row (NAME/rows)")
     p.add_argument("--floor", action="store_true",
                    help="also run each config's forward and backward passes without any update (NAME/no update)")
+    p.add_argument("--bf16", action="store_true",
+                   help="also run each config (and its floor) with the layers in bfloat16 (NAME/bf16...)")
     args = p.parse_args()
     from ncf.training import TrainConfig
 
     configs = {}
     for name, overrides in (parse_config(text) for text in args.config):
         configs[name] = (overrides, "")
-        for variant, wanted in (("rows", args.row_wise), ("no update", args.floor)):
+        for variant, wanted in (("rows", args.row_wise), ("no update", args.floor), ("bf16", args.bf16),
+                                ("bf16 no update", args.bf16 and args.floor)):
             if wanted:
                 configs[f"{name}/{variant}"] = (overrides, variant)
     users, items, labels, n_users, n_items = examples(args.ratings, np.random.default_rng(0))

@@ -483,6 +483,8 @@ def _epoch_trainer(model, optimizer, strategy, batch_size: int):
     def replica_step(features, labels, global_size, segments=None):
         with tf.GradientTape() as tape:
             logits = model(features, training=True)
+            # float32 whatever the layers computed in (Keras' mixed_bfloat16 runs in `benchmarks/step_speed.py`)
+            logits = tf.cast(logits, labels.dtype)
             summed = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
             loss = summed / global_size
             if model.losses:

@@ -59,8 +59,8 @@ class TrainConfig:
     """Hyperparameters of the library. The container maps its SageMaker hyperparameters onto this."""
 
     # NeuMF is the default: the model this image exists for. MF, GMF and MLP are one hyperparameter away; none
-    # ranks better on both HR@10 and NDCG@10 beyond a paired bootstrap's noise (MF's NDCG@10 on ml-latest-small
-    # is ahead; README, "NeuMF as the default"). NeuMF's widths
+    # ranks better on HR@10 or NDCG@10 beyond a paired bootstrap's noise, and on ml-100k NeuMF beats MF at 128
+    # factors on both (5 seeds; docs/benchmarks.md, "NeuMF, today's default"). NeuMF's widths
     # (factors 64, MLP 64-32-16) train 1.7x faster than 128 / 128-64-32 at the same quality (`benchmarks/ab.py`,
     # 3 seeds x 2 data sets); L2, learning rate and negatives come from a 3-seed search on ml-latest-small, run
     # unchanged on ml-100k. `mlp_layers` and `dropout` apply when `model` is neumf or mlp.

@@ -69,14 +69,21 @@ class NoUpdate:
 def samples_per_s(config, n_users: int, n_items: int, users, items, labels, variant: str = "") -> float:
     """The faster of two passes over the examples. `variant` "rows": `LazyAdam` updates every table row by
     row, as it did before small tables were updated whole (`ncf/optimizers.py`); "no update": `NoUpdate`;
-    a leading "bf16": under `mixed_bfloat16`."""
+    a leading "bf16": under `mixed_bfloat16` (float32 again afterwards)."""
     import keras
-    import tensorflow as tf
-
-    from ncf.training import _build, _epoch_trainer, _optimizer
 
     bf16, variant = variant.startswith("bf16"), variant.removeprefix("bf16").strip()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
+    try:
+        return _best_of_two(config, n_users, n_items, users, items, labels, variant)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _best_of_two(config, n_users: int, n_items: int, users, items, labels, variant: str) -> float:
+    import tensorflow as tf
+
+    from ncf.training import _build, _epoch_trainer, _optimizer
 
     class Tables:
         pass

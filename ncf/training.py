@@ -58,9 +58,9 @@ PROGRESS_SECONDS = 30.0
 class TrainConfig:
     """Hyperparameters of the library. The container maps its SageMaker hyperparameters onto this."""
 
-    # NeuMF is the default: the model this image exists for. MF, GMF and MLP are one hyperparameter away; none
-    # ranks better on HR@10 or NDCG@10 beyond a paired bootstrap's noise, and on ml-100k NeuMF beats MF at 128
-    # factors on both (5 seeds; docs/benchmarks.md, "NeuMF, today's default"). NeuMF's widths
+    # NeuMF is the default: the model this image exists for. MF, GMF and MLP are one hyperparameter away; MF at
+    # 128 factors, the strongest of them, is within a paired bootstrap's noise of NeuMF on ml-latest-small and
+    # below it on ml-100k (5 seeds; docs/benchmarks.md, "NeuMF, today's default"). NeuMF's widths
     # (factors 64, MLP 64-32-16) train 1.7x faster than 128 / 128-64-32 at the same quality (`benchmarks/ab.py`,
     # 3 seeds x 2 data sets); L2, learning rate and negatives come from a 3-seed search on ml-latest-small, run
     # unchanged on ml-100k. `mlp_layers` and `dropout` apply when `model` is neumf or mlp.
@@ -132,9 +132,7 @@ def spelled_bool(value) -> bool | None:
     library and the container's hyperparameters cannot disagree on what 'y' means."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    return _SPELLINGS.get(value.strip().lower()) if isinstance(value, str) else None
+    return _SPELLINGS.get(str(value).strip().lower())  # numpy's booleans and integers too; 2 or 1.0 are not
 
 
 def _pretrain_mode(value) -> str:

@@ -138,7 +138,8 @@ def test_pretrain_is_spelled_as_a_mode_and_true_still_means_the_papers_towers():
 
 
 @pytest.mark.parametrize("spelling, flag", [(True, True), (1, True), (" Yes ", True), ("y", True), ("ON", True),
-                                            (False, False), (0, False), ("no", False), ("N", False), ("off", False)])
+                                            (np.True_, True), (False, False), (0, False), ("no", False),
+                                            ("N", False), ("off", False), (np.int64(0), False)])
 def test_pretrain_and_refit_read_a_boolean_by_the_same_rule(spelling, flag):
     config = TrainConfig(pretrain=spelling, refit=spelling)
     assert (config.pretrain, config.refit) == (("towers", "true") if flag else ("none", "false"))
@@ -172,6 +173,7 @@ def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a
     (dict(mlp_layers=(5, 2)), "mlp_layers must be an even"),
     (dict(pretrain=True, model="mf"), "pretrain applies to model 'neumf' only"),
     (dict(refit="sometimes"), "refit must be one of"),
+    (dict(refit=2), "refit must be one of"),  # not a boolean's spelling: only 0 and 1 are
     (dict(pretrain="gmf"), "pretrain must be one of"),
     (dict(pretrain="mf", model="mf"), "pretrain applies to model 'neumf' only"),
     (dict(finetune_rate=0), "finetune_rate must be in"),

@@ -104,7 +104,7 @@ class Param:
 
 
 _TRAIN_HELP = {
-    "model": "neumf, mf, gmf or mlp (NeuMF by default; MF trains faster and ranks within noise of it or below, see Benchmarks)",
+    "model": "neumf, mf, gmf or mlp (NeuMF by default; MF trains faster, ranks within noise or below: Benchmarks)",
     "factors": "GMF / MF embedding size",
     "mlp_layers": "MLP: concatenated embedding width, then hidden sizes, e.g. [128, 64, 32]",
     "dropout": "dropout after each MLP hidden layer, in [0, 1)",

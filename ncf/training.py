@@ -86,8 +86,8 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "mlp_layers", tuple(int(s) for s in self.mlp_layers))
-        object.__setattr__(self, "refit", _refit_mode(self.refit))
-        object.__setattr__(self, "pretrain", _pretrain_mode(self.pretrain))
+        object.__setattr__(self, "refit", _mode(self.refit, "true", "false"))
+        object.__setattr__(self, "pretrain", _mode(self.pretrain, "towers", "none"))
         checks = [
             (self.model in MODEL_KINDS, f"model must be one of {list(MODEL_KINDS)}, got {self.model!r}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}"),
@@ -135,16 +135,11 @@ def spelled_bool(value) -> bool | None:
     return _SPELLINGS.get(str(value).strip().lower())  # numpy's booleans and integers too; 2 or 1.0 are not
 
 
-def _pretrain_mode(value) -> str:
-    """`pretrain` as one of `PRETRAIN_MODES`; a boolean (its spelling before `mf` existed) means towers or none."""
+def _mode(value, if_true: str, if_false: str) -> str:
+    """A setting named by a word (`refit`'s, `pretrain`'s modes), lower-cased; a boolean in any spelling stands
+    for `if_true` or `if_false` (`pretrain=true` is the paper's towers, its meaning before `mf` existed)."""
     flag = spelled_bool(value)
-    return str(value).strip().lower() if flag is None else "towers" if flag else "none"
-
-
-def _refit_mode(value) -> str:
-    """`refit` as one of `REFIT_MODES`; booleans (the library's callers) and their spellings are accepted."""
-    flag = spelled_bool(value)
-    return str(value).strip().lower() if flag is None else "true" if flag else "false"
+    return str(value).strip().lower() if flag is None else if_true if flag else if_false
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 from ncf.errors import ArtifactError, ClusterError, ConfigError, DataError, Interrupted, NCFError, UnknownIdError
 
+from .model_channel import load_previous
 from .train_config import TrainJob
 from .paths import SageMakerPaths
 from .quiet import import_tensorflow
@@ -265,50 +266,6 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
         raise ArtifactError(f"cannot write to {e.filename or job.output_data_dir}: {e.strerror}") from e
     log.info("model written to %s", job.model_dir)
     return metrics
-
-
-def load_previous(source: Path):
-    """The model a warm start continues: `source` is a model folder (metadata.json in it), or a folder holding
-    one `*.tar.gz` of one, as SageMaker's `model` channel delivers the previous job's model.tar.gz. The archive
-    may hold regular files and folders alone, inside it (no absolute paths, `..`, links or devices), checked
-    before anything is unpacked, and tarfile's `data` filter applies where Python has it."""
-    import tempfile
-
-    from ncf import artifacts
-
-    if (source / "metadata.json").is_file():
-        return artifacts.load(source, optimizer=True)
-    archives = sorted(source.glob("*.tar.gz")) if source.is_dir() else [source] if source.is_file() else []
-    if len(archives) != 1:
-        raise ConfigError(f"warm start: {source} holds neither a model folder (metadata.json) nor one model.tar.gz "
-                          f"(found {[a.name for a in archives]})")
-    with tempfile.TemporaryDirectory(prefix="ncf-warm-start-") as unpacked:
-        return _unpacked_model(archives[0], Path(unpacked))
-
-
-def _unpacked_model(archive_path: Path, target: Path):
-    """The model folder inside `archive_path`, unpacked into `target` and loaded (arrays read into memory)."""
-    import tarfile
-
-    from ncf import artifacts
-
-    try:
-        with tarfile.open(archive_path, "r:gz") as archive:
-            members = archive.getmembers()
-            unsafe = [m.name for m in members if not (m.isfile() or m.isdir()) or m.name.startswith("/")
-                      or ".." in Path(m.name).parts]
-            if unsafe:
-                raise ConfigError(f"warm start: {archive_path.name} holds entries a model folder never has "
-                                  f"(links, devices, or paths out of it): {unsafe[:5]}")
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            archive.extractall(target, members=members, **extra)
-    except (tarfile.TarError, OSError) as e:
-        raise ConfigError(f"warm start: cannot unpack {archive_path}: {e}") from e
-    folders = [target] + [d for d in target.iterdir() if d.is_dir()]
-    found = [d for d in folders if (d / "metadata.json").is_file()]
-    if not found:
-        raise ConfigError(f"warm start: {archive_path.name} holds no model folder (no metadata.json)")
-    return artifacts.load(found[0], optimizer=True)
 
 
 def _local_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,7 @@ from .evaluation import Candidates, draw_candidates, evaluate_candidates, score_
 from .kinds import MODEL_KINDS
 from .prefetch import ahead
 from .sampling import NegativeSampler, epoch_chunks, positives_per_chunk
+from .spelling import spelled_bool
 
 log = logging.getLogger(__name__)
 
@@ -120,19 +121,6 @@ class TrainConfig:
         d = asdict(self)
         d["mlp_layers"] = list(self.mlp_layers)
         return d
-
-
-_SPELLINGS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
-              "false": False, "0": False, "no": False, "n": False, "off": False}
-
-
-def spelled_bool(value) -> bool | None:
-    """A boolean in any spelling a job's caller may use (True, 1, ' Yes ', 'off'...), else None: the one rule
-    for every setting that takes a boolean or, for its older spelling, a word (`pretrain`, `refit`), so the
-    library and the container's hyperparameters cannot disagree on what 'y' means."""
-    if isinstance(value, bool):
-        return value
-    return _SPELLINGS.get(str(value).strip().lower())  # numpy's booleans and integers too; 2 or 1.0 are not
 
 
 def _mode(value, if_true: str, if_false: str) -> str:

@@ -1,7 +1,11 @@
 """From raw interactions to what training and evaluation need: indices, splits and seen-item matrices.
 
 Implicit feedback: every remaining interaction is a positive. A (user, item) pair seen several times counts
-once, at its latest time, so a held-out item never also sits in training.
+once, at its latest time, so a held-out item never also sits in training. Held-out channels given separately
+are authoritative in the same way: a pair of the `test` channel leaves training and validation, a pair of the
+`validation` channel leaves training, and a pair repeated inside a held-out channel counts once. Otherwise
+repeat use (re-watches, repeat purchases, a time split of an event log) would score the model on items it
+trained on, and full-ranking metrics, which mask what trained, could never count the held-out item a hit.
 """
 
 from __future__ import annotations
@@ -152,7 +156,9 @@ def prepare(
         min_rating: keep only interactions rated at least this (None = every interaction is a positive).
         validation, test: held-out interactions given separately (SageMaker's optional channels), used as
             they are instead of being carved from `interactions`. Their rows whose user or item never occurs
-            in `interactions` are dropped (logged): the model has learned nothing about them.
+            in `interactions` are dropped (logged): the model has learned nothing about them. They are
+            authoritative: a test pair leaves training and validation, a validation pair leaves training, and
+            repeats inside one count once (each logged with its count).
         known_users, known_items: vocabularies of a model this data continues (a warm start): the new ones
             hold their ids too, so every id the model knew keeps its row (`ncf.warmstart`), and grow with the
             data's new ids. Vocabularies stay sorted, so an id's index may change; its row goes with it.
@@ -176,17 +182,21 @@ def prepare(
     i = i[keep]
     del keep
 
+    n_items = len(items)
     if test is None:
         test_mask = leave_last_k(u, np.arange(len(u)), test_k)
         test_pairs = Pairs(u[test_mask], i[test_mask])
     else:
-        test_mask = np.zeros(len(u), dtype=bool)
         test_pairs = _known_pairs(test.with_min_rating(min_rating), users, items, "test")
+        test_mask = _held_out(u * n_items + i, test_pairs, n_items, "test", "training")
     rest = ~test_mask
     train_mask = rest
     validation_pairs = None
     if validation is not None:
         validation_pairs = _known_pairs(validation.with_min_rating(min_rating), users, items, "validation")
+        if test is not None:
+            validation_pairs = _without(validation_pairs, test_pairs, n_items)
+        train_mask = rest & ~_held_out(u * n_items + i, validation_pairs, n_items, "validation", "training")
     elif validation_k > 0:
         val_in_rest = leave_last_k(u[rest], np.arange(rest.sum()), validation_k)
         val_mask = np.zeros(len(u), dtype=bool)
@@ -194,7 +204,7 @@ def prepare(
         train_mask = rest & ~val_mask
         validation_pairs = Pairs(u[val_mask], i[val_mask])
     held = [p for p, given in ((validation_pairs, validation), (test_pairs, test)) if given is not None]
-    n_users, n_items = len(users), len(items)
+    n_users = len(users)
     if held:
         seen = SeenItems.from_pairs(np.concatenate([u] + [p.user for p in held]),
                                     np.concatenate([i] + [p.item for p in held]), n_users, n_items)
@@ -238,6 +248,26 @@ def _latest_of_each_pair(key: np.ndarray) -> np.ndarray:
     return keep
 
 
+def _held_out(keys: np.ndarray, held: Pairs, n_items: int, name: str, source: str) -> np.ndarray:
+    """`[len(keys)]` mask of the `user * n_items + item` keys that `held` also holds: they leave `source`
+    (logged, with the count). `held`'s keys are distinct (`_known_pairs`)."""
+    held_keys = np.sort(held.user * n_items + held.item)
+    at = np.minimum(np.searchsorted(held_keys, keys), max(len(held_keys) - 1, 0))
+    mask = held_keys[at] == keys if len(held_keys) else np.zeros(len(keys), dtype=bool)
+    if mask.any():
+        log.info("%s: %d pairs also in %s leave %s (a held-out channel is authoritative)", name,
+                 int(mask.sum()), source, source)
+    return mask
+
+
+def _without(part: Pairs, held: Pairs, n_items: int) -> Pairs:
+    """`part` less the pairs that `held` holds (validation less test)."""
+    drop = _held_out(part.user * n_items + part.item, held, n_items, "test", "validation")
+    if drop.all():
+        raise DataError("every validation pair is also a test pair: nothing is left to validate on")
+    return Pairs(part.user[~drop], part.item[~drop])
+
+
 def _known_pairs(part: Interactions, users: Vocabulary, items: Vocabulary, name: str) -> Pairs:
     def index(vocab: Vocabulary, raw: np.ndarray) -> np.ndarray:
         if raw.dtype.kind == vocab.ids.dtype.kind:
@@ -251,4 +281,7 @@ def _known_pairs(part: Interactions, users: Vocabulary, items: Vocabulary, name:
                     len(known))
     if not known.any():
         raise DataError(f"no {name} interaction has a user and an item that occur in the training data")
-    return Pairs(u[known], i[known])
+    key = unique(u[known] * len(items) + i[known])  # a pair repeated in a held-out channel counts once
+    if len(key) < known.sum():
+        log.info("%s: %d repeated rows of one (user, item) pair count once", name, int(known.sum() - len(key)))
+    return Pairs(key // len(items), key % len(items))

@@ -86,6 +86,57 @@ def test_given_validation_and_test_parts_are_used_as_they_are():
     assert not data.train_seen.contains(data.test.user, data.test.item).any()
 
 
+def pairs_of(data, part):
+    return sorted(zip(data.users.decode(part.user), data.items.decode(part.item)))
+
+
+def test_a_test_channel_pair_that_also_occurs_in_train_leaves_training(caplog):
+    # repeat use: user 1 watched 10 again after the cut, user 2 bought 12 twice
+    train = interactions([(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 12, 2), (2, 11, 3)])
+    test = interactions([(1, 10, 5), (2, 12, 6)])
+    with caplog.at_level("INFO", logger="ncf.dataset"):
+        data = prepare(train, test=test, validation_k=0)
+    assert pairs_of(data, data.test) == [(1, 10), (2, 12)]
+    assert pairs_of(data, data.train) == [(1, 11), (2, 10), (2, 11)]
+    assert not data.train_seen.contains(data.test.user, data.test.item).any()
+    assert data.popularity[data.items.lookup([12])[0]] == 0
+    assert "2 pairs also in training leave training" in caplog.text
+
+
+def test_a_validation_channel_pair_leaves_training_and_a_test_pair_leaves_validation(caplog):
+    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3), (2, 10, 1), (2, 11, 2), (2, 12, 3)])
+    validation = interactions([(1, 11, 4), (2, 12, 4)])
+    test = interactions([(2, 12, 5), (1, 12, 5)])
+    with caplog.at_level("INFO", logger="ncf.dataset"):
+        data = prepare(train, test=test, validation=validation)
+    assert pairs_of(data, data.test) == [(1, 12), (2, 12)]
+    assert pairs_of(data, data.validation) == [(1, 11)]
+    assert pairs_of(data, data.train) == [(1, 10), (2, 10), (2, 11)]
+    assert "test: 1 pairs also in validation leave validation" in caplog.text
+
+
+def test_with_a_test_channel_validation_is_carved_from_what_is_left():
+    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3)])
+    data = prepare(train, test=interactions([(1, 12, 9)]), validation_k=1)
+    assert pairs_of(data, data.validation) == [(1, 11)]
+    assert pairs_of(data, data.train) == [(1, 10)]
+
+
+def test_repeats_inside_a_held_out_channel_count_once(caplog):
+    train = interactions([(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 11, 2), (3, 12, 1)])
+    test = interactions([(1, 12, 3), (1, 12, 4), (1, 12, 5), (2, 12, 3)])
+    with caplog.at_level("INFO", logger="ncf.dataset"):
+        data = prepare(train, test=test, validation_k=0)
+    assert pairs_of(data, data.test) == [(1, 12), (2, 12)]
+    assert "test: 2 repeated rows of one (user, item) pair count once" in caplog.text
+
+
+def test_a_validation_channel_that_the_test_channel_holds_whole_is_an_error():
+    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3)])
+    with pytest.raises(DataError, match="every validation pair is also a test pair"):
+        prepare(train, test=interactions([(1, 12, 9)]), validation=interactions([(1, 12, 8)]))
+
+
 def test_a_given_test_part_with_nothing_known_is_an_error():
     with pytest.raises(DataError, match="no test interaction has a user and an item"):
         prepare(interactions([(1, 10, 1), (1, 11, 2)]), test=interactions([(5, 10, 1)]))

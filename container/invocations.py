@@ -34,6 +34,7 @@ import numpy as np
 from ncf.errors import UnknownIdError
 from ncf.foldin import FoldInConfig
 from ncf.recommender import Recommendations, Recommender
+from ncf.spelling import SPELLINGS, spelled_bool
 from ncf.vocab import MAX_ID_CHARS, integer_text
 
 from . import codecs
@@ -97,11 +98,10 @@ def _option(key: str, value: Any, where: str) -> Any:
             raise BadRequest(f"{where}: threshold must be a number from 0 to 1, got {value!r}")
         return float(value)
     if key == "exclude_seen":
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            value = value.lower() == "true"
-        if not isinstance(value, bool):
-            raise BadRequest(f"{where}: exclude_seen must be true or false, got {value!r}")
-        return value
+        flag = spelled_bool(value) if isinstance(value, (bool, int, str)) else None
+        if flag is None:
+            raise BadRequest(f"{where}: exclude_seen must be a boolean ({SPELLINGS}), got {value!r}")
+        return flag
     raise AssertionError(key)
 
 

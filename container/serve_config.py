@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ncf.errors import ConfigError
+from ncf.spelling import SPELLINGS, spelled_bool
 
 from .paths import DEFAULT_ROOT, ROOT_VARIABLE, SageMakerPaths
 
@@ -56,7 +57,7 @@ BATCH = Setting(
     ("SAGEMAKER_BATCH",), "false",
     f"`true` (batch transform sets it): timeout {BATCH_TIMEOUT} s by default (what SageMaker waits unless the job "
     f"says more), no {REALTIME_RESPONSE_BYTES >> 20} MB answer limit, `/execution-parameters` advertises a payload "
-    "derived from the model")
+    f"derived from the model; spelled {SPELLINGS}, in any case")
 TIMEOUT = Setting(
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"),
     f"{REALTIME_TIMEOUT}; batch: {BATCH_TIMEOUT} (at most {BATCH_TIMEOUT_MAX})",
@@ -84,14 +85,14 @@ def markdown_table() -> str:
 
 
 def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    """`ncf.spelling`'s rule, as for every boolean read from text; a value that spells no boolean stops `serve`."""
     raw = environ.get(name)
     if raw is None or not raw.strip():
         return default
-    if raw.strip().lower() in ("true", "1"):
-        return True
-    if raw.strip().lower() in ("false", "0"):
-        return False
-    raise ConfigError(f"environment variable {name}={raw!r} must be true or false")
+    value = spelled_bool(raw)
+    if value is None:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a boolean: use one of {SPELLINGS}")
+    return value
 
 
 def _int(environ: Mapping[str, str], names: tuple[str, ...], default: int, low: int, high: int) -> int:

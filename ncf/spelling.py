@@ -5,6 +5,9 @@ from __future__ import annotations
 
 _SPELLINGS = {"true": True, "1": True, "yes": True, "y": True, "on": True,
               "false": False, "0": False, "no": False, "n": False, "off": False}
+#: The spellings, for messages and docs: "true/false, 1/0, yes/no, y/n, on/off" (any case, spaces around).
+SPELLINGS = ", ".join(f"{yes}/{no}" for yes, no in zip(
+    [s for s, v in _SPELLINGS.items() if v], [s for s, v in _SPELLINGS.items() if not v]))
 
 
 def spelled_bool(value) -> bool | None:

@@ -86,6 +86,32 @@ def test_recommendations_look_like_personalize_and_exclude_seen_items(client, id
     assert seen & {entry["itemId"] for entry in kept["itemList"]}
 
 
+@pytest.mark.parametrize("spelled, excluded", [("no", False), ("off", False), (0, False), ("N", False),
+                                               ("yes", True), (" On ", True), (1, True), ("TRUE", True)])
+def test_exclude_seen_reads_every_spelling_of_a_boolean_in_the_body_and_in_custom_attributes(client, ids,
+                                                                                          recommender, spelled,
+                                                                                          excluded):
+    user = ids[0][0]
+    seen = set(recommender.items.decode(recommender.artifact.seen.row(0)))
+    body = post(client, {"user": user, "k": 500, "exclude_seen": spelled})
+    header = post(client, {"user": user, "k": 500},
+                  headers={"X-Amzn-SageMaker-Custom-Attributes": f"exclude_seen={str(spelled).strip()}"})
+    for response in (body, header):
+        assert response.status_code == 200, response.json
+        assert bool(seen & {e["itemId"] for e in response.json["itemList"]}) is not excluded
+
+
+@pytest.mark.parametrize("spelled", ["maybe", 2, 1.0, None, ["yes"]])
+def test_exclude_seen_that_spells_no_boolean_is_400_naming_the_field(client, ids, spelled):
+    response = post(client, {"user": ids[0][0], "exclude_seen": spelled})
+    assert response.status_code == 400
+    assert response.json["error"] == (f"exclude_seen: exclude_seen must be a boolean (true/false, 1/0, yes/no, y/n, "
+                                      f"on/off), got {spelled!r}")
+    header = post(client, {"user": ids[0][0]}, headers={"X-Amzn-SageMaker-Custom-Attributes": "exclude_seen=maybe"})
+    assert header.status_code == 400
+    assert header.json["error"].startswith("X-Amzn-SageMaker-Custom-Attributes: exclude_seen must be a boolean")
+
+
 def test_an_unknown_user_gets_popular_items_flagged(client):
     body = post(client, {"user": "someone-new", "k": 4}).json
     assert body["fallback"] is True and len(body["itemList"]) == 4

@@ -57,9 +57,18 @@ def test_a_real_time_request_may_use_half_of_sagemakers_60_s_whatever_the_worker
     assert ServeConfig.from_env({"SAGEMAKER_BATCH": "true"}).work_budget_s == 300  # half of the 600 s default
 
 
-def test_a_bad_batch_flag_is_an_error_naming_it():
-    with pytest.raises(ConfigError, match="SAGEMAKER_BATCH='yes' must be true or false"):
-        ServeConfig.from_env({"SAGEMAKER_BATCH": "yes"})
+@pytest.mark.parametrize("spelled, batch", [("yes", True), (" On ", True), ("y", True), ("1", True), ("TRUE", True),
+                                            ("no", False), ("off", False), ("0", False), ("False", False)])
+def test_the_batch_flag_reads_every_spelling_of_a_boolean_that_training_reads(spelled, batch):
+    from ncf.spelling import spelled_bool
+
+    assert ServeConfig.from_env({"SAGEMAKER_BATCH": spelled}).batch is batch is spelled_bool(spelled)
+
+
+@pytest.mark.parametrize("spelled", ["maybe", "2", "truee"])
+def test_a_batch_flag_that_spells_no_boolean_is_an_error_naming_it(spelled):
+    with pytest.raises(ConfigError, match=f"SAGEMAKER_BATCH='{spelled}' is not a boolean: use one of true/false"):
+        ServeConfig.from_env({"SAGEMAKER_BATCH": spelled})
 
 
 def test_the_advertised_payload_of_the_costliest_records_is_answered_in_full_and_streamed(tiny):

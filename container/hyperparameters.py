@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from ncf.data import Columns
+from ncf.defaults import AUTO
 from ncf.errors import ConfigError
 from ncf.training import TrainConfig
 
@@ -110,7 +111,9 @@ _TRAIN_HELP = {
     "dropout": "dropout after each MLP hidden layer, in [0, 1)",
     "l2": "L2 regularisation of MLP kernels and embeddings (with lazy_adam: of the rows a step looks up)",
     "learning_rate": "Adam's learning rate",
-    "batch_size": "examples per training step, over all hosts and GPUs together",
+    "batch_size": "examples per training step, over all hosts and GPUs together; auto: 4096, or less when an "
+                  "epoch would make under 100 steps (a power of two, at least 256: Training, data-dependent "
+                  "defaults)",
     "epochs": "maximum epochs",
     "negatives": "sampled negatives per positive, redrawn each epoch",
     "patience": "early stopping: validation rounds (epochs, or parts of long ones) without better HR@10 (0 = off)",
@@ -129,15 +132,32 @@ _TRAIN_HELP = {
                  "with higher NDCG@10 counts too)",
     "optimizer": "lazy_adam (updates only the embedding rows a batch touches; one host) or adam (Keras' dense Adam)",
 }
+def auto_or_int(value: Any) -> int | str:
+    """`auto` (any case: the library chooses from the data, `ncf.defaults`) or an integer."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return to_int(value)
+    except ValueError:
+        raise ValueError("expected auto or an integer") from None
+
+
 _CONVERTERS = {int: to_int, float: to_float, str: to_str, tuple: to_int_list}
+#: Settings whose default is `auto` but whose value is a number.
+_AUTO_NUMBERS = {"batch_size": auto_or_int}
 
 SCHEMA: dict[str, Param] = {
-    **{f.name: Param(f.name, _CONVERTERS[type(getattr(TrainConfig(), f.name))], _TRAIN_HELP[f.name])
+    **{f.name: Param(f.name, _AUTO_NUMBERS.get(f.name) or _CONVERTERS[type(getattr(TrainConfig(), f.name))],
+                     _TRAIN_HELP[f.name])
        for f in fields(TrainConfig)},
     "test_k": Param("test_k", to_int, "latest interactions per user held out for test (1 = LOO-99, 10 = the blog)"),
     "validation_k": Param("validation_k", to_int, "latest training interactions per user for validation (0 = none)"),
     "min_rating": Param("min_rating", optional(to_float), "keep only ratings >= this as positives (none = all)"),
     "threshold": Param("threshold", to_float, "probability at or above which a user is predicted to like an item"),
+    "test_users": Param("test_users", optional(to_int), "test users ranked against 99 sampled items (none = at "
+                        "most 20,000; each metric's standard error is in metrics.json)"),
+    "full_ranking_users": Param("full_ranking_users", optional(to_int), "test users whose every unseen item is "
+                                "ranked for the full_ metrics (none = 50M scored cells' worth, 500 to 5,000)"),
     "user_column": Param("user_column", optional(to_str), "name of the user id column (none = recognise)"),
     "item_column": Param("item_column", optional(to_str), "name of the item id column (none = recognise)"),
     "rating_column": Param("rating_column", optional(to_str), "name of the rating column (none = recognise)"),
@@ -156,6 +176,8 @@ class Hyperparameters:
     validation_k: int = 1
     min_rating: float | None = None
     threshold: float = 0.5
+    test_users: int | None = None
+    full_ranking_users: int | None = None
     columns: Columns = Columns()
 
     def __post_init__(self):
@@ -165,6 +187,9 @@ class Hyperparameters:
             raise ConfigError(f"hyperparameter 'validation_k' must be >= 0, got {self.validation_k}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"hyperparameter 'threshold' must be in [0, 1], got {self.threshold}")
+        for name in ("test_users", "full_ranking_users"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"hyperparameter {name!r} must be >= 1 or none, got {getattr(self, name)}")
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> "Hyperparameters":
@@ -193,7 +218,8 @@ class Hyperparameters:
     def to_dict(self) -> dict:
         """The values actually used, as written to output/data/hyperparameters.json."""
         return {**self.train.to_dict(), "test_k": self.test_k, "validation_k": self.validation_k,
-                "min_rating": self.min_rating, "threshold": self.threshold,
+                "min_rating": self.min_rating, "threshold": self.threshold, "test_users": self.test_users,
+                "full_ranking_users": self.full_ranking_users,
                 **{f"{role}_column": value for role, value in vars(self.columns).items()}}
 
 

@@ -15,6 +15,8 @@ METRIC_DEFINITIONS = [
     {"Name": "test:ece", "Regex": r"test:ece=([0-9.]+)"},
     {"Name": "test:recall@10", "Regex": r"test:full_recall@10=([0-9.]+)"},
     {"Name": "popularity:hr@10", "Regex": r"popularity:hr@10=([0-9.]+)"},
+    {"Name": "validation:popularity_margin", "Regex": r"validation:popularity_margin=(-?[0-9.]+)"},
+    {"Name": "validation:beats_popularity", "Regex": r"validation:beats_popularity=([01])"},
 ]
 
 

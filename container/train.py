@@ -170,12 +170,6 @@ def _peers_lost(cluster):
                            f"{detail[:400]}; the first error is in the log of the host that stopped") from e
 
 
-#: Test users whose every unseen item is ranked for the `full_` metrics: NeuMF scores 59k items for a user in
-#: ~10 ms here, so all 162k users of ml-25m would take half an hour; 5,000 users take under a minute and put
-#: recall@10 within ~0.005. LOO-99 metrics always use every test user.
-FULL_RANKING_USERS = 5_000
-
-
 class PhaseClock:
     """Seconds spent in each phase of the job (read, prepare, train, evaluate, export): logged as one
     `timing:` line and kept in metrics.json, so a user sees where a long job's time went."""
@@ -194,13 +188,9 @@ class PhaseClock:
 
 
 def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_point=lambda where: None) -> dict:
-    """The chief's part: test metrics on the full test split, the model folder, and the outputs."""
+    """The chief's part: test metrics (`ncf.evaluation.test_metrics`), the model folder, and the outputs."""
     from ncf import artifacts
-    from ncf.arrays import unique
-    from ncf.calibration import Calibration
-    from ncf.evaluation import (balanced_metrics, balanced_reliability, candidate_metrics, draw_candidates,
-                                evaluate_candidates, evaluate_full_ranking, popularity_scorer, popularity_top_k,
-                                sample_users, score_candidates, scorer_top_k)
+    from ncf.evaluation import TestSample, test_metrics
     from ncf.inference import NumpyScorer
     from ncf.models import export_weights
     from ncf.training import keras_logits, to_artifact
@@ -208,44 +198,32 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     from .report import write_outputs
 
     hp = job.hyperparameters
-    candidates = draw_candidates(dataset.test, dataset.seen, 99, seed=0)
     scorer = NumpyScorer(hp.train.model, export_weights(result.model))
-    test, calibration = {}, result.calibration.to_dict()
-    if len(candidates):
-        logits = score_candidates(keras_logits(result.model), candidates)
-        served, raw = result.calibration.probability(logits), Calibration().probability(logits)
-        test = candidate_metrics(logits, probabilities=False)  # ranked on logits: calibration cannot tie them
-        at_threshold, plain = balanced_metrics(served, hp.threshold), balanced_metrics(raw, hp.threshold)
-        test.update(accuracy=at_threshold[f"accuracy@{hp.threshold:g}"], ece=at_threshold["ece"])
-        if hp.threshold != 0.5:  # the blog's like/dislike line, whatever this job's threshold
-            test["accuracy@0.5"] = balanced_metrics(served, 0.5)["accuracy@0.5"]
-        calibration.update(  # the served probabilities against the plain sigmoid, on the balanced test set
-            uncalibrated={"accuracy": plain[f"accuracy@{hp.threshold:g}"], "ece": plain["ece"]},
-            reliability=balanced_reliability(served)[1], reliability_uncalibrated=balanced_reliability(raw)[1])
-    else:
-        log.warning("no test row can be evaluated (users need more than test_k=%d interactions and 99 unseen "
-                    "items): the model is trained and saved without test metrics", hp.test_k)
-    ranked = sample_users(dataset.test, FULL_RANKING_USERS, seed=0)
-    full_ranking_users = {"evaluated": int(len(unique(ranked.user))),
-                          "of": int(len(unique(dataset.test.user))), "seed": 0}
-    if full_ranking_users["evaluated"] < full_ranking_users["of"]:
-        log.info("full-ranking metrics on %(evaluated)d of %(of)d test users (sampled with seed %(seed)d)",
-                 full_ranking_users)
-    known = dataset.seen_before_test(unique(ranked.user))  # the ranked users' rows alone
-    test.update(evaluate_full_ranking(scorer_top_k(scorer.all_items, known), ranked, dataset.n_items,
-                                      prefix="full_"))
-    popularity = evaluate_candidates(popularity_scorer(dataset.popularity), candidates, probabilities=False)
-    popularity.update(evaluate_full_ranking(popularity_top_k(dataset.popularity, known), ranked, dataset.n_items,
-                                            prefix="full_"))
+    sample = TestSample(hp.test_users, hp.full_ranking_users, seed=0)
+    report = test_metrics(keras_logits(result.model), scorer.all_items, dataset, result.calibration,
+                          hp.threshold, sample)
+    test, popularity = report["test"], report["popularity"]
+    if not report["candidate_users"]["evaluated"]:
+        log.warning("no test row can be ranked against sampled items (users need more than test_k=%d "
+                    "interactions and 99 unseen items): the model is trained and saved without those test "
+                    "metrics", hp.test_k)
+    for protocol in ("candidate_users", "full_ranking_users"):
+        counts = report[protocol]
+        if 0 < counts["evaluated"] < counts["of"]:
+            log.info("%s: %d of %d test users (sampled with seed %d)", protocol, counts["evaluated"],
+                     counts["of"], counts["seed"])
+    verdict = {"validation": result.against_popularity, "test": report["against_popularity"]}
     metrics = {
         "protocol": "loo-99" if hp.test_k == 1 else f"leave-last-{hp.test_k}, 99 negatives per positive",
         "threshold": hp.threshold,
-        "calibration": calibration,
+        "calibration": {**result.calibration.to_dict(), **report["calibration"]},
         "validation": result.best_validation,
         "best_epoch": result.best_epoch,
         "test": test,
         "popularity": popularity,
-        "full_ranking_users": full_ranking_users,
+        "against_popularity": verdict,
+        "candidate_users": report["candidate_users"],
+        "full_ranking_users": report["full_ranking_users"],
         "train_samples_per_s": result.throughput(),
         "data": dataset.statistics(),
         "seconds": clock.seconds,
@@ -253,6 +231,10 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     for name, values in (("test", test), ("popularity", popularity)):
         if values:
             print(" ".join(f"{name}:{k}={v:.4f}" for k, v in values.items()), flush=True)
+    for split, judged in verdict.items():
+        if judged:
+            print(f"{split}:popularity_margin={judged['margin']:.4f} {split}:popularity_margin_se="
+                  f"{judged['margin_se']:.4f} {split}:beats_popularity={int(judged['beats_popularity'])}", flush=True)
 
     clock.lap("evaluate")
     stop_point("after evaluation, before the model was written")
@@ -261,7 +243,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     clock.lap("export")
     log.info("timing: %s", " ".join(f"{phase}_s={seconds:.1f}" for phase, seconds in clock.seconds.items()))
     try:
-        write_outputs(job.output_data_dir, metrics, hp.to_dict(), result.history)
+        write_outputs(job.output_data_dir, metrics, {**hp.to_dict(), **result.config.to_dict()}, result.history)
     except OSError as e:
         raise ArtifactError(f"cannot write to {e.filename or job.output_data_dir}: {e.strerror}") from e
     log.info("model written to %s", job.model_dir)
@@ -276,6 +258,9 @@ def _local_parser() -> argparse.ArgumentParser:
     src.add_argument("--ratings", type=Path, help="the train channel: a file or folder of interactions")
     src.add_argument("--movielens", help="download a MovieLens set from GroupLens: ml-latest-small, ml-100k, ...")
     p.add_argument("--movielens-url", help="a mirror of GroupLens' movielens folder")
+    p.add_argument("--movielens-dir", type=Path, help=f"the MovieLens cache (default: ${MOVIELENS_DIR_ENV}, else "
+                   "~/.cache/ncf/movielens); a folder already holding ml-latest-small/ratings.csv etc. is read as "
+                   "it is, without a download")
     p.add_argument("--validation", type=Path, help="optional validation channel")
     p.add_argument("--test", type=Path, help="optional test channel")
     p.add_argument("--model-dir", type=Path, required=True)
@@ -289,7 +274,11 @@ def _local_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _local_job(argv: Sequence[str]) -> TrainJob:
+#: The MovieLens cache folder when `--movielens-dir` is not given (the benchmarks read the same variable).
+MOVIELENS_DIR_ENV = "NCF_MOVIELENS_DIR"
+
+
+def _local_job(argv: Sequence[str], environ: Mapping[str, str]) -> TrainJob:
     args = _local_parser().parse_args(argv)
     raw: dict = json.loads(args.hyperparameters.read_text()) if args.hyperparameters else {}
     for item in args.set:
@@ -301,7 +290,9 @@ def _local_job(argv: Sequence[str]) -> TrainJob:
     if args.movielens:
         from ncf import movielens
 
-        ratings = movielens.download(args.movielens, **({"base_url": args.movielens_url} if args.movielens_url else {}))
+        cache = args.movielens_dir or (Path(environ[MOVIELENS_DIR_ENV]) if environ.get(MOVIELENS_DIR_ENV) else None)
+        ratings = movielens.download(args.movielens, cache,
+                                     **({"base_url": args.movielens_url} if args.movielens_url else {}))
     return TrainJob.local(ratings, args.model_dir, raw, output_dir=args.output_dir, checkpoint_dir=args.checkpoint_dir,
                           validation=args.validation, test=args.test, warm_start=args.warm_start)
 
@@ -319,7 +310,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         with contextlib.suppress(OSError):
             failure_file.unlink(missing_ok=True)  # an earlier run's: this run writes its own, or none on success
     try:
-        job = _local_job(argv) if argv else TrainJob.from_paths(SageMakerPaths.from_env(environ), environ)
+        job = _local_job(argv, environ) if argv else TrainJob.from_paths(SageMakerPaths.from_env(environ), environ)
         run(job, should_stop=stop)
         return 0
     except BaseException as error:  # noqa: BLE001 - every failure must reach the failure file

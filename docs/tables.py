@@ -5,11 +5,13 @@
 
 A block is the lines between `<!-- generated: NAME (python docs/tables.py) -->` and `<!-- end generated -->`:
 the hyperparameters (`container/hyperparameters.py`'s schema and `TrainConfig`'s defaults), the
-MetricDefinitions (`container/metric_definitions.py`) and serve's environment (`container/serve_config.py`).
+MetricDefinitions (`container/metric_definitions.py`), serve's environment (`container/serve_config.py`), and
+benchmark tables from their stamped results files (`benchmarks/results/*.json`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -22,12 +24,24 @@ BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) \(python docs/tables\.py
                    r"(<!-- end generated -->)", re.S)
 
 
+def results_table(name: str, render_result: Callable[[dict], str]) -> Callable[[], str]:
+    """A benchmark's table, from its stamped results file (`benchmarks/results/NAME.json`)."""
+    def make() -> str:
+        path = ROOT / "benchmarks" / "results" / f"{name}.json"
+        if not path.is_file():
+            return f"No results yet: `{path.relative_to(ROOT)}` is written by the command above."
+        return render_result(json.loads(path.read_text()))
+    return make
+
+
 def generators() -> dict[str, Callable[[], str]]:
+    from benchmarks import shapes
     from container import hyperparameters, metric_definitions, serve_config
 
     return {"hyperparameters": hyperparameters.markdown_table,
             "metric-definitions": metric_definitions.markdown_table,
-            "serve-environment": serve_config.markdown_table}
+            "serve-environment": serve_config.markdown_table,
+            "shapes": results_table("shapes", shapes.markdown)}
 
 
 def render(text: str, tables: dict[str, str]) -> str:

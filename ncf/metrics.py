@@ -2,7 +2,12 @@
 
 Candidate-based metrics take a score matrix `[rows, 1 + n_neg]` whose column 0 is the held-out positive.
 Its rank is the number of negatives scoring strictly higher plus half of those scoring exactly the same,
-so a model that scores everything alike gets the expected rank of a random order, not a perfect one.
+so a model that scores everything alike gets the expected rank of a random order, not a perfect one. A
+non-finite score (NaN, +inf) counts as the worst, as in serving's top-k (`arrays.top_k_rows`): every
+comparison with NaN is False, so a NaN positive would otherwise rank first.
+
+Each mean comes with its standard error (`<name>_se`, the sample standard deviation over users / sqrt(n)),
+so a figure on a sample of users says how far it may be from the figure on all of them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,9 @@ import numpy as np
 
 def positive_ranks(scores: np.ndarray) -> np.ndarray:
     """`[rows]` float ranks (0 = best) of column 0 among its row."""
+    bad = ~(scores < np.inf)
+    if bad.any():
+        scores = np.where(bad, -np.inf, scores)
     positive = scores[:, :1]
     negatives = scores[:, 1:]
     return (negatives > positive).sum(axis=1) + 0.5 * (negatives == positive).sum(axis=1)
@@ -27,8 +35,21 @@ def ndcg(ranks: np.ndarray, k: int = 10) -> float:
     return float(np.mean(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)))
 
 
+def standard_error(values: np.ndarray) -> float:
+    """Of the mean of `values` (one per user): their sample standard deviation / sqrt(n); NaN under 2."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+
+
+def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k of `[rows]` ranks, each with its standard error (`hr@k_se`, `ndcg@k_se`)."""
+    hits = (ranks < k).astype(np.float64)
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return {f"hr@{k}": hit_rate(ranks, k), f"hr@{k}_se": standard_error(hits),
+            f"ndcg@{k}": ndcg(ranks, k), f"ndcg@{k}_se": standard_error(gains)}
+
+
 def top_k_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
-    """Precision, recall, NDCG and MAP at k for full-ranking recommendations.
+    """Precision, recall, NDCG and MAP at k for full-ranking recommendations, each with its standard error.
 
     Args:
         top: `[users, k]` recommended item indices, best first.
@@ -42,9 +63,9 @@ def top_k_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray)
     ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
     precision_at_i = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)
     average_precision = (precision_at_i * relevant).sum(axis=1) / np.minimum(n_relevant, k)
-    return {
-        f"precision@{k}": float(np.mean(hits / k)),
-        f"recall@{k}": float(np.mean(hits / n_relevant)),
-        f"ndcg@{k}": float(np.mean(dcg / ideal)),
-        f"map@{k}": float(np.mean(average_precision)),
-    }
+    per_user = {f"precision@{k}": hits / k, f"recall@{k}": hits / n_relevant, f"ndcg@{k}": dcg / ideal,
+                f"map@{k}": average_precision}
+    out = {}
+    for name, values in per_user.items():
+        out[name], out[f"{name}_se"] = float(np.mean(values)), standard_error(values)
+    return out

@@ -25,9 +25,11 @@ from . import calibration
 from .arrays import unique
 from .calibration import Calibration
 from .dataset import Dataset
+from .defaults import AUTO, MIN_STEPS_PER_EPOCH, resolved
 from .distribute import agree, default_strategy, sharded_batches
 from .errors import ConfigError, Interrupted
-from .evaluation import Candidates, draw_candidates, evaluate_candidates, score_candidates
+from .evaluation import (Candidates, against_popularity, draw_candidates, evaluate_candidates,
+                         popularity_scorer, score_candidates)
 from .kinds import MODEL_KINDS
 from .prefetch import ahead
 from .sampling import NegativeSampler, epoch_chunks, positives_per_chunk
@@ -71,7 +73,7 @@ class TrainConfig:
     dropout: float = 0.0
     l2: float = 1e-6
     learning_rate: float = 2e-3
-    batch_size: int = 4096
+    batch_size: int | str = "auto"  # `defaults.resolved`: 4,096 unless the data is too small for it
     epochs: int = 60
     negatives: int = 8
     patience: int = 5
@@ -89,6 +91,8 @@ class TrainConfig:
         object.__setattr__(self, "mlp_layers", tuple(int(s) for s in self.mlp_layers))
         object.__setattr__(self, "refit", _mode(self.refit, "true", "false"))
         object.__setattr__(self, "pretrain", _mode(self.pretrain, "towers", "none"))
+        if isinstance(self.batch_size, str) and self.batch_size.strip().lower() == AUTO:
+            object.__setattr__(self, "batch_size", AUTO)
         checks = [
             (self.model in MODEL_KINDS, f"model must be one of {list(MODEL_KINDS)}, got {self.model!r}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {list(OPTIMIZERS)}, got {self.optimizer!r}"),
@@ -96,7 +100,8 @@ class TrainConfig:
             (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
             (self.l2 >= 0.0, f"l2 must be >= 0, got {self.l2}"),
             (self.learning_rate > 0.0, f"learning_rate must be > 0, got {self.learning_rate}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.batch_size == AUTO or isinstance(self.batch_size, int) and self.batch_size >= 1,
+             f"batch_size must be auto or an integer >= 1, got {self.batch_size!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.negatives >= 1, f"negatives must be >= 1, got {self.negatives}"),
             (self.patience >= 0, f"patience must be >= 0 (0 = no early stopping), got {self.patience}"),
@@ -195,6 +200,9 @@ class TrainResult:
     optimizer: object = None
     #: With `pretrain`: each pretraining stage's best epoch, which its refit trains for.
     pretrained: dict[str, int] = field(default_factory=dict)
+    #: The chosen model against popularity on the validation candidates (`evaluation.against_popularity`);
+    #: empty without validation.
+    against_popularity: dict = field(default_factory=dict)
 
     def throughput(self) -> float:
         """Mean training samples per second of the model's own epochs (not pretraining, not the refit)."""
@@ -262,6 +270,9 @@ def fit(
             log.warning("no validation row can be ranked against %d negatives: no early stopping",
                         config.validation_negatives)
             validation = None
+    config, reasons = resolved(config, len(searched.train))
+    for name, reason in reasons.items():
+        log.info("%s=auto: %s", name, reason)
     sampler = NegativeSampler(searched.train_seen)
     report = on_epoch or (lambda e: log.info("%s", e.line()))
     strategy = strategy or default_strategy()
@@ -278,7 +289,12 @@ def fit(
     else:
         result = _fit_one(searched, config, checkpoint=checkpoint,
                           resume=_resumable(checkpoint, config.model, config, searched), **run)
-    result.calibration = _calibrate(result.model, validation, config)
+    scores = None if validation is None else score_candidates(keras_logits(result.model), validation)
+    result.calibration = _calibrate(scores, config)
+    if validation is not None:
+        result.against_popularity = against_popularity(
+            scores, score_candidates(popularity_scorer(searched.popularity), validation))
+        _warn_unless_learned(result.against_popularity, result, config, len(searched.train))
     # The paper's towers were measured without a refit, and keep it so (benchmarks: "NeuMF, today's default").
     if validation is not None and config.pretrain != "towers" and _refits(config, searched is dataset):
         result = _refit(dataset, config, result, checkpoint, **{**run, "validation": None})
@@ -340,13 +356,36 @@ def _pretraining(config: TrainConfig, every_user_validated: bool, initial) -> st
     return chosen
 
 
-def _calibrate(model, validation: Candidates | None, config: TrainConfig) -> Calibration:
-    """Platt scaling of the selected model on the validation candidates; the sampling-ratio correction
-    alone without them (`calibration`)."""
-    if validation is None:
+def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig, train_pairs: int) -> None:
+    """A WARNING when the chosen model does not beat popularity on validation, naming the likely cause and
+    what to try: the job still succeeds and ships its model, but nobody should serve it unawares."""
+    if verdict["beats_popularity"]:
+        log.info("validation: HR@10 %.4f against popularity's %.4f (margin %+.4f, standard error %.4f)",
+                 verdict["hr@10"], verdict["popularity_hr@10"], verdict["margin"], verdict["margin_se"])
+        return
+    steps = -(-train_pairs * (1 + config.negatives) // config.batch_size)
+    own = [e for e in result.history if e.stage == config.model]
+    if steps < MIN_STEPS_PER_EPOCH:
+        cause = (f"an epoch makes only {steps} optimiser steps (batch_size={config.batch_size}): set a smaller "
+                 "batch_size, or leave it at auto")
+    elif own and result.best_epoch <= 1 and len(own) > 1:
+        cause = ("validation never improved after the first epoch: try a lower learning_rate, a larger l2, or "
+                 "more patience")
+    else:
+        cause = ("the data may hold little beyond popularity (few interactions per user, or most of them on a "
+                 "few items), or the model is undertrained: try more epochs and patience, model=mf, or more data")
+    log.warning("the model does not beat popularity on validation: HR@10 %.4f against %.4f (margin %+.4f, "
+                "standard error %.4f, %d users). Likely cause: %s. The model is saved; check it before serving.",
+                verdict["hr@10"], verdict["popularity_hr@10"], verdict["margin"], verdict["margin_se"],
+                verdict["users"], cause)
+
+
+def _calibrate(logits: np.ndarray | None, config: TrainConfig) -> Calibration:
+    """Platt scaling of the selected model on its validation candidates' logits `[rows, 1 + n_neg]`; the
+    sampling-ratio correction alone without them (`calibration`)."""
+    if logits is None:
         chosen = calibration.prior(config.negatives)
     else:
-        logits = score_candidates(keras_logits(model), validation)
         chosen = calibration.fit(logits[:, 0], logits[:, 1:], config.negatives)
     log.info("calibration: %s, probability = sigmoid(%.4f * logit + %.4f)", chosen.method, chosen.scale,
              chosen.bias)
@@ -383,7 +422,8 @@ def _refit(dataset: Dataset, config: TrainConfig, chosen: TrainResult, checkpoin
                           resume=_resumable(stage_checkpoint, "refit", refit_config, merged), **run)
     return TrainResult(model=result.model, config=config, history=chosen.history + result.history,
                        best_epoch=chosen.best_epoch, best_validation=chosen.best_validation,
-                       calibration=chosen.calibration, optimizer=result.optimizer, pretrained=chosen.pretrained)
+                       calibration=chosen.calibration, optimizer=result.optimizer, pretrained=chosen.pretrained,
+                       against_popularity=chosen.against_popularity)
 
 
 def _resumable(checkpoint, stage: str, config: TrainConfig, dataset: Dataset):

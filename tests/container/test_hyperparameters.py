@@ -81,3 +81,20 @@ def test_used_values_round_trip_through_to_dict():
     hp = parse(model="mf", mlp_layers="8,4", user_column="u")
     assert Hyperparameters.parse({k: str(v) if not isinstance(v, list) else str(v)
                                   for k, v in hp.to_dict().items() if v is not None}) == hp
+
+
+@pytest.mark.parametrize("raw, expected", [('"auto"', "auto"), ("Auto", "auto"), ("512", 512), ('"1024"', 1024)])
+def test_batch_size_is_auto_or_an_integer_however_the_client_quoted_it(raw, expected):
+    assert Hyperparameters.parse({"batch_size": raw}).train.batch_size == expected
+
+
+def test_a_batch_size_that_is_no_number_names_what_is_allowed():
+    with pytest.raises(ConfigError, match="'batch_size' = 'lots': expected auto or an integer"):
+        Hyperparameters.parse({"batch_size": "lots"})
+
+
+def test_the_test_samples_are_positive_counts_or_none():
+    parsed = Hyperparameters.parse({"test_users": "100", "full_ranking_users": "none"})
+    assert parsed.test_users == 100 and parsed.full_ranking_users is None
+    with pytest.raises(ConfigError, match="'test_users' must be >= 1"):
+        Hyperparameters.parse({"test_users": "0"})

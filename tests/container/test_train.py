@@ -70,15 +70,54 @@ def test_a_job_completes_with_model_outputs_and_metric_lines(tmp_path, ratings):
     assert metrics["full_ranking_users"] == {"evaluated": users, "of": users, "seed": 0}  # few users: all of them
 
 
-def test_full_ranking_metrics_rank_a_stated_sample_of_users_when_there_are_many(tmp_path, ratings, monkeypatch):
-    import container.train
-
-    monkeypatch.setattr(container.train, "FULL_RANKING_USERS", 25)
-    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}}, {"model": "mf", "epochs": "1"})
+def test_test_metrics_rank_the_stated_samples_of_users_with_each_metrics_standard_error(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}},
+                   {"model": "mf", "epochs": "1", "full_ranking_users": "25", "test_users": "40"})
     assert train_in_process(root) == 0
     metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
     assert metrics["full_ranking_users"] == {"evaluated": 25, "of": metrics["data"]["test"], "seed": 0}
+    assert metrics["candidate_users"] == {"evaluated": 40, "of": metrics["data"]["test"], "seed": 0}
     assert "full_recall@10" in metrics["test"] and "full_recall@10" in metrics["popularity"]
+    for name in ("hr@10", "ndcg@10", "full_recall@10", "full_ndcg@10"):
+        assert 0 < metrics["test"][f"{name}_se"] < 0.2, name
+
+
+def test_the_job_says_whether_the_model_beats_popularity_and_by_how_much(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}}, {"model": "mf", "epochs": "2"})
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    verdict = json.loads((root / "output" / "data" / "metrics.json").read_text())["against_popularity"]
+    for split in ("validation", "test"):
+        judged = verdict[split]
+        assert judged["margin"] == pytest.approx(judged["hr@10"] - judged["popularity_hr@10"])
+        assert judged["beats_popularity"] == (judged["margin"] > 1.96 * judged["margin_se"])
+        assert re.search(rf"{split}:popularity_margin=-?[0-9.]+ .*{split}:beats_popularity=[01]", out.stdout)
+
+
+def test_a_model_that_learns_nothing_is_saved_with_a_warning_that_names_a_cause(tmp_path, ratings):
+    # one epoch at a batch larger than the data: a handful of steps, so the model cannot beat popularity
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}},
+                   {"model": "mf", "epochs": "1", "batch_size": "65536", "learning_rate": "0.0001"})
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"WARNING .*the model does not beat popularity on validation: .*Likely cause: an epoch "
+                     r"makes only \d+ optimiser steps \(batch_size=65536\)", out.stdout)
+    metrics = json.loads((root / "output" / "data" / "metrics.json").read_text())
+    assert metrics["against_popularity"]["validation"]["beats_popularity"] is False
+    assert "validation:beats_popularity=0" in out.stdout
+    assert (root / "model" / "metadata.json").is_file()
+
+
+def test_an_auto_batch_size_is_resolved_from_the_data_logged_and_recorded(tmp_path, ratings):
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(ratings)}},
+                   {"model": "mf", "epochs": "1", "batch_size": "auto"})
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    used = json.loads((root / "output" / "data" / "hyperparameters.json").read_text())
+    assert isinstance(used["batch_size"], int) and 256 <= used["batch_size"] < 4096  # the fixture is small
+    assert f"batch_size=auto: {used['batch_size']}: " in out.stdout
+    metadata = json.loads((root / "model" / "metadata.json").read_text())
+    assert metadata["hyperparameters"]["batch_size"] == used["batch_size"]
 
 
 def test_every_metric_definition_matches_the_real_log(tmp_path, ratings):
@@ -280,3 +319,21 @@ def test_a_sharded_model_channel_is_refused_because_one_host_alone_would_get_the
     config.write_text(_json.dumps(channels))
     assert train_in_process(root) == 2
     assert "channel 'model': S3DistributionType=ShardedByS3Key" in failure(root)
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_local_movielens_job_reads_a_local_copy_without_the_network(tmp_path, ratings, how):
+    copy = tmp_path / "movielens"
+    (copy / "ml-latest-small").mkdir(parents=True)
+    ratings.to_csv(copy / "ml-latest-small" / "ratings.csv", index=False)  # synthetic, laid out as GroupLens'
+    argv = ["--movielens", "ml-latest-small", "--model-dir", str(tmp_path / "model"), "--set", "model=mf",
+            "--set", "epochs=1", "--movielens-url", "http://127.0.0.1:9/nowhere"]  # a download would fail
+    environ = {"NCF_MOVIELENS_DIR": str(copy)} if how == "environment" else {}
+    argv += ["--movielens-dir", str(copy)] if how == "flag" else []
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(argv, environ) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    metrics = json.loads((tmp_path / "output" / "metrics.json").read_text())
+    assert metrics["data"]["interactions"] == len(ratings.drop_duplicates(["userId", "movieId"]))

@@ -92,8 +92,8 @@ def test_a_model_scoring_every_item_gets_full_ranking_metrics_under_a_prefix():
     top_k = scorer_top_k(lambda users: scores[users], seen)
     assert top_k(np.array([0, 1]), 1).tolist() == [[2], [3]]
     m = evaluate_full_ranking(top_k, Pairs(np.array([0, 1]), np.array([2, 3])), n_items=4, k=1, prefix="full_")
-    assert m["full_recall@1"] == 1.0 and set(m) == {"full_precision@1", "full_recall@1", "full_ndcg@1",
-                                                     "full_map@1", "full_coverage"}
+    names = {"full_precision@1", "full_recall@1", "full_ndcg@1", "full_map@1"}
+    assert m["full_recall@1"] == 1.0 and set(m) == names | {f"{n}_se" for n in names} | {"full_coverage"}
 
 
 def test_a_user_sample_keeps_every_row_of_the_chosen_users_and_is_the_same_each_time():
@@ -106,3 +106,45 @@ def test_a_user_sample_keeps_every_row_of_the_chosen_users_and_is_the_same_each_
     assert sorted(zip(a.user.tolist(), a.item.tolist())) == [p for p in zip(held.user.tolist(), held.item.tolist())
                                                              if p[0] in kept]
     assert sample_users(held, 5) is held
+
+
+def test_a_nan_score_ranks_worst_not_first():
+    scores = np.array([[np.nan, 0.1, 0.2], [0.5, np.nan, 0.1], [np.inf, 0.1, 0.2]])
+    assert positive_ranks(scores).tolist() == [2.0, 0.0, 2.0]
+
+
+def test_a_model_scoring_nan_everywhere_ranks_like_chance_in_evaluation():
+    candidates = Candidates(np.array([0]), np.arange(100)[None, :])
+    m = evaluate_candidates(lambda u, i: np.full(len(i), np.nan), candidates, probabilities=False)
+    assert m["hr@10"] == 0.0
+
+
+def test_a_user_with_fewer_unseen_items_than_k_gets_no_seen_item_in_full_ranking():
+    from ncf.evaluation import scorer_top_k
+
+    seen = SeenItems.from_pairs(np.array([0, 0, 0]), np.array([0, 1, 2]), 1, 4)
+    top_k = scorer_top_k(lambda users: np.array([[9.0, 8.0, 7.0, 1.0]])[users], seen)
+    assert top_k(np.array([0]), 3).tolist() == [[3, -1, -1]]
+    m = evaluate_full_ranking(top_k, Pairs(np.array([0]), np.array([3])), n_items=4, k=3)
+    assert m["recall@3"] == 1.0 and m["coverage"] == 0.25  # the masked items are neither hits nor covered
+
+
+def test_each_mean_has_its_standard_error_over_users():
+    from ncf.metrics import rank_metrics
+
+    m = rank_metrics(np.array([0.0, 20.0, 0.0, 20.0]))
+    assert m["hr@10"] == 0.5 and m["hr@10_se"] == pytest.approx(np.std([1, 0, 1, 0], ddof=1) / 2)
+
+
+def test_a_model_no_better_than_popularity_does_not_beat_it():
+    from ncf.evaluation import against_popularity
+
+    rng = np.random.default_rng(0)
+    popular = rng.random((400, 100))
+    same = against_popularity(popular.copy(), popular)
+    assert same["margin"] == 0.0 and not same["beats_popularity"]
+    oracle = popular.copy()
+    oracle[:, 0] = 2.0  # the held-out item always first
+    better = against_popularity(oracle, popular)
+    assert better["beats_popularity"] and better["margin"] > 0.8 and better["margin_se"] > 0
+    assert better["hr@10"] == 1.0 and better["users"] == 400

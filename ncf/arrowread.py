@@ -30,6 +30,10 @@ import pyarrow.parquet as pq
 
 from .vocab import MAX_ID_CHARS
 
+#: Timestamps are int64 once read (both readers): a larger number (1e30) would wrap to a negative one and
+#: become the user's earliest interaction. Nanoseconds since 1970 fit until 2262.
+MAX_TIMESTAMP = 2 ** 63
+
 log = logging.getLogger(__name__)
 
 #: The same test as `ncf.data._ids`: only ids spelled as canonical integers become int64, so "007" stays text.
@@ -123,6 +127,8 @@ def _convert(columns: dict[str, pa.ChunkedArray], *, text: bool) -> Arrays:
             for values in _numbers(column, role):  # checked first, so that the result is written only once
                 if np.any(values < 0):
                     raise _Declined("a negative timestamp")
+                if values.dtype.kind == "f" and np.any(values >= MAX_TIMESTAMP):
+                    raise _Declined("a timestamp too large for int64")
                 integral = integral and (values.dtype.kind == "i" or bool(np.all(values == np.floor(values))))
             out[role] = _filled(_numbers(column, role), len(column), np.int64 if integral else np.float64)
         del column

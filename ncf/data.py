@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import arrowread
+from .arrowread import MAX_TIMESTAMP
 from .errors import DataError
 from .vocab import MAX_ID_CHARS
 
@@ -435,6 +436,10 @@ def _to_interactions(frame: pd.DataFrame, path: Path, where) -> Interactions:
         negative = np.flatnonzero(timestamps < 0)
         if negative.size:
             _fail(path, where, negative, "timestamp", lambda r: f"is negative ({timestamps[r]:g})")
+        huge = np.flatnonzero(timestamps >= MAX_TIMESTAMP)
+        if huge.size:
+            _fail(path, where, huge, "timestamp",
+                  lambda r: f"is too large ({timestamps[r]:g}; at most {MAX_TIMESTAMP - 1:,}, int64 nanoseconds)")
         if timestamps.dtype.kind == "f" and np.all(timestamps == np.floor(timestamps)):
             timestamps = timestamps.astype(np.int64)
     assert len(users) == n

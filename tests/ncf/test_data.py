@@ -143,6 +143,18 @@ def test_negative_timestamp_is_refused(tmp_path):
         read_interactions(path)
 
 
+@pytest.mark.parametrize("stamp", ["1e30", "9223372036854775808.0", "1.5e19"])
+def test_a_timestamp_too_large_for_int64_is_refused_naming_its_line(tmp_path, stamp):
+    path = write(tmp_path / "r.csv", f"userId,movieId,rating,timestamp\n1,2,4,100\n1,3,4,{stamp}\n")
+    with pytest.raises(DataError, match=r"line 3: timestamp is too large"):
+        read_interactions(path)
+
+
+def test_a_nanosecond_timestamp_of_today_still_reads(tmp_path):
+    path = write(tmp_path / "r.csv", "userId,movieId,rating,timestamp\n1,2,4,1796601600000000000.0\n")
+    assert read_interactions(path).timestamps.tolist() == [1796601600000000000]
+
+
 def test_many_bad_rows_are_summarised(tmp_path):
     body = "".join(f"{n},,4\n" for n in range(10))
     with pytest.raises(DataError, match=r"and 7 more rows like it"):

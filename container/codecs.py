@@ -15,9 +15,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
+from array import array
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header, parse_options_header
 
@@ -88,11 +90,19 @@ def parse_json(text: str, where: str = "body") -> dict:
     return value
 
 
+#: UTF-8's byte-order mark. Windows tools (Excel's "CSV UTF-8", PowerShell) write it before the text; left in,
+#: it became part of the first id (`\ufeffuser,item` read as a pair of unknown ids, not the header).
+BOM = b"\xef\xbb\xbf"
+
+
 def _text(body: bytes) -> str:
+    """The body as text, less a leading byte-order mark (RFC 8259 lets a JSON parser ignore it; in CSV it is
+    never part of an id)."""
+    skip = len(BOM) if body.startswith(BOM) else 0
     try:
-        return body.decode("utf-8")
+        return str(memoryview(body)[skip:], "utf-8")  # without a copy of the body
     except UnicodeDecodeError as e:
-        raise BadRequest(f"body is not UTF-8 (byte {e.start})") from None
+        raise BadRequest(f"body is not UTF-8 (byte {e.start + skip})") from None
 
 
 def decode_json(body: bytes) -> list[Record]:
@@ -137,47 +147,94 @@ def decode_jsonlines(body: bytes) -> JsonLines:
     return JsonLines(_text(body))
 
 
+#: Rows in error whose reason an answer gives; past them, rows in error are counted and answered `error` alone,
+#: so that a body of millions of bad rows (1 byte each: blank lines) costs a count, not a message per row.
+MAX_ROW_ERRORS = 100
+
+
+@dataclass(frozen=True)
+class RowErrors:
+    """Rows that cannot be scored: how many, and why for the first `MAX_ROW_ERRORS` of them.
+
+    `first` maps a row's line in the body (1-based, the header line counted, as in the message) to
+    `"line N: why"`, in line order."""
+
+    count: int = 0
+    first: dict[int, str] = field(default_factory=dict)
+
+    def merged(self, other: "RowErrors") -> "RowErrors":
+        """Both sets of rows: their counts added, the first `MAX_ROW_ERRORS` reasons of both by line."""
+        lines = sorted({*self.first, *other.first})[:MAX_ROW_ERRORS]
+        both = {**self.first, **other.first}
+        return RowErrors(self.count + other.count, {line: both[line] for line in lines})
+
+
 @dataclass(frozen=True)
 class CsvRows:
-    """The pairs of a CSV body, one per row after an optional `user,item` first line; `errors` maps the rows
-    that are not a pair (blank, or another number of fields) to why, so that each is answered in its place."""
+    """The rows of a CSV body after an optional `user,item` first line, each answered in its place.
+
+    Attributes:
+        users, items: `[pairs]` the ids of the rows that are a pair (two fields, each an id of at most
+            `MAX_ID_CHARS`), as text, stripped.
+        rows: `[pairs]` int64, each pair's row (0-based, among the rows answered).
+        lines: `[pairs]` int64, each pair's line in the body (1-based, the header counted; a quoted field
+            may hold newlines, so a row's line is where it starts).
+        count: rows in all, pairs and not.
+        errors: the rows that are not a pair (blank, another number of fields, an id too long).
+    """
 
     users: list
     items: list
-    lines: list[int]
-    errors: dict[int, str]
+    rows: np.ndarray
+    lines: np.ndarray
+    count: int
+    errors: RowErrors
+
+
+def _row_error(fields: list[str], line: int) -> str:
+    if len(fields) == 2:
+        return f"line {line}: an id is longer than {MAX_ID_CHARS} characters"
+    if not any(f.strip() for f in fields):
+        return f"line {line}: empty row"
+    return f"line {line}: expected 2 fields (user,item), got {len(fields)}"
 
 
 def decode_csv(body: bytes) -> list[CsvRows]:
     """Rows of `user,item` -> one pair-scoring request whose answer has a line per row, in order: the same
-    rule as JSON Lines (a bad row answers an error in its place; the newline ending the body is not a row)."""
+    rule as JSON Lines (a bad row answers an error in its place; the newline ending the body is not a row).
+
+    Per row, a pair costs its two ids and 16 bytes of position; a row in error only a count (past
+    `MAX_ROW_ERRORS`), so memory grows with the pairs, not with the rows."""
     users: list = []
     items: list = []
-    lines: list[int] = []
-    errors: dict[int, str] = {}
+    rows, lines = array("q"), array("q")
+    first: dict[int, str] = {}
+    bad = 0
     reader = csv.reader(io.StringIO(_text(body), newline=""))
-    line = 1
+    count, line = 0, 1
     try:
-        for row in reader:
-            if line == 1 and [c.strip().lower() for c in row] == ["user", "item"]:
-                line = reader.line_num + 1
-                continue
-            if len(row) != 2:
-                errors[len(users)] = (f"line {line}: empty row" if not any(c.strip() for c in row) else
-                                      f"line {line}: expected 2 fields (user,item), got {len(row)}")
-                row = [None, None]
-            elif max(len(row[0]), len(row[1])) > MAX_ID_CHARS:
-                errors[len(users)] = f"line {line}: an id is longer than {MAX_ID_CHARS} characters"
-                row = [None, None]
-            users.append(row[0].strip() if row[0] is not None else None)
-            items.append(row[1].strip() if row[1] is not None else None)
-            lines.append(line)
+        for fields in reader:
+            if len(fields) == 2 and len(fields[0]) <= MAX_ID_CHARS and len(fields[1]) <= MAX_ID_CHARS:
+                user, item = fields[0].strip(), fields[1].strip()
+                if line == 1 and user.lower() == "user" and item.lower() == "item":
+                    line = reader.line_num + 1
+                    continue
+                users.append(user)
+                items.append(item)
+                rows.append(count)
+                lines.append(line)
+            else:
+                bad += 1
+                if len(first) < MAX_ROW_ERRORS:
+                    first[line] = _row_error(fields, line)
+            count += 1
             line = reader.line_num + 1
     except csv.Error as e:  # NUL bytes, a lone carriage return inside a field, ...
-        raise BadRequest(f"not valid CSV ({e})") from None
-    if not users:
+        raise BadRequest(f"not valid CSV (line {reader.line_num}: {e})") from None
+    if not count:
         raise BadRequest("CSV body holds no rows; send user,item per line")
-    return [CsvRows(users, items, lines, errors)]
+    return [CsvRows(users, items, np.frombuffer(rows, np.int64), np.frombuffer(lines, np.int64), count,
+                    RowErrors(bad, first))]
 
 
 #: `decode(body)` -> the records: a list, or `JsonLines` (sized, parsed as iterated).
@@ -210,18 +267,29 @@ def _csv_lines(response: dict) -> list[str]:
     if "predictions" in response:
         return [repr(p["score"]) for p in response["predictions"]]
     if "outputs" in response:
-        errors = response.get("errors", {})
-        return [repr(s) if s is not None else f"error: {errors[str(n)]}"
-                for n, s in enumerate(response["outputs"]["score"])]
+        return _score_lines(response["outputs"]["score"], response.get("errors", {}))
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow([entry["itemId"] for entry in response["itemList"]])
     return [buffer.getvalue()]
 
 
+def _score_lines(scores: list, errors: dict[str, str]) -> list[str]:
+    """A line per row: its score, or `error: why` for the rows in error (null scores) whose reasons the
+    answer gives, in line order, and `error` alone for those past them. numpy's loops, not Python's."""
+    lines = np.array(scores, dtype=object)
+    missing = np.equal(lines, None)
+    lines[~missing] = list(map(repr, lines[~missing]))
+    missing = np.flatnonzero(missing)
+    described = min(len(errors), len(missing))
+    lines[missing[:described]] = [f"error: {why}" for why in list(errors.values())[:described]]
+    lines[missing[described:]] = "error"
+    return lines.tolist()
+
+
 def encode_csv(chunks: Chunks, count: int) -> Iterator[str]:
     """Scores one per line (in the order of the pairs); recommendations one request per line."""
     for chunk in chunks:
-        yield "".join(line + "\n" for r in chunk for line in _csv_lines(r))
+        yield "".join("\n".join(_csv_lines(r)) + "\n" for r in chunk)  # no string per line made twice
 
 
 #: `encode(chunks, count)` -> pieces of the body, in order; `count` is the number of responses in all.

@@ -127,10 +127,14 @@ class ScorePairs:
     items: list
     threshold: float
     columnar: bool
-    #: CSV: each row answered in its place, a bad row (`row_errors`, or an unknown id) as an error there;
-    #: `lines` are the rows' line numbers in the body. Otherwise one unknown id is the whole request's 400.
-    lines: list[int] | None = None
-    row_errors: dict[int, str] | None = None
+    #: CSV: the body's rows (`users` and `items` are its pairs), each answered in its place, a row that is not
+    #: a pair or names an unknown id as an error there. Otherwise one unknown id is the whole request's 400.
+    csv: codecs.CsvRows | None = None
+
+    @property
+    def answers(self) -> int:
+        """Rows the answer has: every row of a CSV body, else every pair."""
+        return self.csv.count if self.csv is not None else len(self.users)
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,7 @@ def requests(records: Iterable, options: Options) -> Iterator[ScorePairs | Recom
             yield record
             continue
         if isinstance(record, codecs.CsvRows):
-            yield ScorePairs(record.users, record.items, options.threshold, columnar=True, lines=record.lines,
-                             row_errors=record.errors)
+            yield ScorePairs(record.users, record.items, options.threshold, columnar=True, csv=record)
             continue
         try:
             yield parse(record, options)
@@ -224,7 +227,7 @@ def entries(request, n_items: int) -> int:
     if isinstance(request, (Recommend, Similar)):
         return min(request.k, n_items)
     if isinstance(request, ScorePairs):
-        return len(request.users)
+        return request.answers
     return 0
 
 
@@ -290,38 +293,60 @@ def _answer_one(recommender: Recommender, request) -> dict:
 
 
 def _score_pairs(recommender: Recommender, request: ScorePairs) -> dict:
-    """`{"predictions": [...]}` or `{"outputs": {"score": [...], "like": [...]}}` for the pairs, in slices of
-    `CHUNK_ENTRIES` (an id lookup's temporaries are ~1 KB a pair with string ids). JSON: an unknown id is the
-    request's 400. CSV (`row_errors` set): each row that could not be scored has a null score and its reason
-    under `"errors"` (by row, as a string key, JSON's), so every row has its answer line. Python touches only
-    the rows in error."""
-    n = len(request.users)
-    errors = dict(request.row_errors or {})
-    scores = np.full(n, np.nan)
-    for s in range(0, n, CHUNK_ENTRIES):
-        rows = np.arange(s, min(s + CHUNK_ENTRIES, n))
-        if errors:
-            rows = rows[~np.isin(rows, np.fromiter(errors, dtype=np.int64, count=len(errors)))]
-        users = recommender.users.lookup([request.users[r] for r in rows])
-        items = recommender.items.lookup([request.items[r] for r in rows])
-        known = (users >= 0) & (items >= 0)
-        if request.row_errors is None and not known.all():
-            kind, index, ids = ("user", users, request.users) if (users < 0).any() else ("item", items, request.items)
-            raise UnknownIdError(kind, [ids[r] for r in rows[index < 0]])
-        for r, u in zip(rows[~known].tolist(), users[~known].tolist()):
-            what, value = ("user", request.users[r]) if u < 0 else ("item", request.items[r])
-            errors[r] = f"line {request.lines[r]}: unknown {what} id: {value!r}"
-        scores[rows[known]] = recommender.score_indices(users[known], items[known])
-    likes = (scores >= request.threshold).tolist()
-    values = np.round(scores, 7).tolist()
-    for r in errors:
-        values[r] = likes[r] = None
-    if not request.columnar:
-        return {"predictions": [{"score": v, "like": like} for v, like in zip(values, likes)]}
-    answer: dict = {"outputs": {"score": values, "like": likes}}
-    if errors:
-        answer["errors"] = {str(r): errors[r] for r in sorted(errors)}
+    """`{"predictions": [...]}` or `{"outputs": {"score": [...], "like": [...]}}` for the pairs. JSON: an
+    unknown id is the request's 400. CSV: each row that could not be scored has a null score, and the answer
+    says why under `"errors"` (by line, 1-based as in the message; the first `codecs.MAX_ROW_ERRORS` rows)
+    and how many rows are in error (`"error_count"`). Python touches only the rows it describes."""
+    users, items = _lookup(recommender, request.users, request.items)
+    known = (users >= 0) & (items >= 0)
+    if request.csv is None and not known.all():
+        kind, index, ids = ("user", users, request.users) if (users < 0).any() else ("item", items, request.items)
+        raise UnknownIdError(kind, [ids[r] for r in np.flatnonzero(index < 0).tolist()])
+    scores = _scores(recommender, users[known], items[known])
+    if request.csv is None:
+        values, likes = np.round(scores, 7).tolist(), (scores >= request.threshold).tolist()
+        if not request.columnar:
+            return {"predictions": [{"score": v, "like": like} for v, like in zip(values, likes)]}
+        return {"outputs": {"score": values, "like": likes}}
+    at = request.csv.rows[known]
+    values = np.full(request.csv.count, None, dtype=object)
+    likes = np.full(request.csv.count, None, dtype=object)
+    values[at], likes[at] = np.round(scores, 7), scores >= request.threshold
+    answer: dict = {"outputs": {"score": values.tolist(), "like": likes.tolist()}}
+    errors = request.csv.errors.merged(_unknown_ids(request, users, np.flatnonzero(~known)))
+    if errors.count:
+        answer["errors"] = {str(line): why for line, why in errors.first.items()}
+        answer["error_count"] = errors.count
     return answer
+
+
+def _lookup(recommender: Recommender, users: list, items: list) -> tuple[np.ndarray, np.ndarray]:
+    """Indices `[n]` (-1: unknown) of the pairs' ids, in slices of `CHUNK_ENTRIES`: a lookup's temporaries
+    are ~1 KB a pair with string ids."""
+    n = len(users)
+    user_index, item_index = np.empty(n, np.int64), np.empty(n, np.int64)
+    for s in range(0, n, CHUNK_ENTRIES):
+        user_index[s:s + CHUNK_ENTRIES] = recommender.users.lookup(users[s:s + CHUNK_ENTRIES])
+        item_index[s:s + CHUNK_ENTRIES] = recommender.items.lookup(items[s:s + CHUNK_ENTRIES])
+    return user_index, item_index
+
+
+def _scores(recommender: Recommender, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Scores `[n]` of known pairs, in slices of `CHUNK_ENTRIES` (the network's activations per slice)."""
+    out = np.empty(len(users))
+    for s in range(0, len(users), CHUNK_ENTRIES):
+        out[s:s + CHUNK_ENTRIES] = recommender.score_indices(users[s:s + CHUNK_ENTRIES], items[s:s + CHUNK_ENTRIES])
+    return out
+
+
+def _unknown_ids(request: ScorePairs, users: np.ndarray, unknown: np.ndarray) -> codecs.RowErrors:
+    """The CSV pairs `unknown` (positions among the pairs) as rows in error, the first ones described."""
+    first = {}
+    for p in unknown[:codecs.MAX_ROW_ERRORS].tolist():
+        what, value = ("user", request.users[p]) if users[p] < 0 else ("item", request.items[p])
+        line = int(request.csv.lines[p])
+        first[line] = f"line {line}: unknown {what} id: {value!r}"
+    return codecs.RowErrors(len(unknown), first)
 
 
 # ---------------------------------------------------------------------------------------------- limits
@@ -442,7 +467,7 @@ class Costs:
         if isinstance(request, Similar):
             return self.line_s + self.similar_s + self.entry_s * min(request.k, self.n_items)
         if isinstance(request, ScorePairs):
-            return self.line_s + self.pair_s * len(request.users)
+            return self.line_s + self.pair_s * request.answers
         return self.line_s
 
     def answer_bytes(self, request) -> int:
@@ -529,8 +554,9 @@ class Limits:
                  f"it may last, so that none is cut off midway)")
         if fitted == 0 and isinstance(request, ScorePairs) and self.costs.pair_s > 0:
             pairs = int(self.budget_s / self.costs.pair_s)
-            return TooLarge(f"{len(request.users):,} pairs would take more than {limit}: send at most "
-                            f"{pairs:,} pairs per request", limit_s=self.budget_s, max_pairs=pairs)
+            what = "rows" if request.csv is not None else "pairs"
+            return TooLarge(f"{request.answers:,} {what} would take more than {limit}: send at most "
+                            f"{pairs:,} {what} per request", limit_s=self.budget_s, max_pairs=pairs)
         return TooLarge(f"{total:,} records would take more than {limit}: the first {fitted:,} fit; send at "
                         f"most {fitted:,} records like these per request", limit_s=self.budget_s,
                         max_records=fitted)

@@ -231,7 +231,15 @@ def test_csv_answers_a_line_per_row_in_order_with_errors_in_place_like_json_line
     assert float(lines[5]) == pytest.approx(recommender.score(users[1:2], items[1:2])[0], abs=1e-6)
     as_json = post(client, body, content_type="text/csv", accept="application/json").json
     assert as_json["outputs"]["score"][1:5] == [None] * 4 and as_json["outputs"]["like"][1] is None
-    assert as_json["errors"]["3"] == "line 5: unknown user id: 'user'"
+
+
+def test_csv_errors_in_json_are_keyed_by_the_1_based_line_their_message_names(client, ids):
+    users, items = ids
+    body = f"user,item\n{users[0]},{items[0]}\n\n1,2,3\n\"{users[1]}\",nope\n"
+    as_json = post(client, body, content_type="text/csv", accept="application/json").json
+    assert as_json["errors"] == {"3": "line 3: empty row", "4": "line 4: expected 2 fields (user,item), got 3",
+                                 "5": "line 5: unknown item id: 'nope'"}
+    assert as_json["error_count"] == 3 and as_json["outputs"]["score"][1:] == [None] * 3
 
 
 def test_unknown_routes_and_methods_answer_json(client):

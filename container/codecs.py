@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from werkzeug.http import parse_accept_header, parse_options_header
 
 from ncf.vocab import MAX_ID_CHARS
 
-from .errors import BadRequest, NotAcceptable, UnsupportedMediaType
+from .errors import BadRequest, NotAcceptable, TooLarge, UnsupportedMediaType
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -63,6 +64,52 @@ def negotiate(accept: str | None, request_type: str) -> str:
     if best is None:
         raise NotAcceptable(f"Accept {accept!r} names no supported type; use {JSON}, {JSONLINES} or {CSV}")
     return ALIASES[best]
+
+
+IDENTITY = "identity"
+GZIP = "gzip"
+#: Content-Encodings a body may arrive in: `identity` (none) and gzip, as HTTP names it (RFC 9110 8.4.1).
+ENCODINGS = {IDENTITY: IDENTITY, GZIP: GZIP, "x-gzip": GZIP}
+
+
+def content_encoding(header: str | None) -> str:
+    """`IDENTITY` or `GZIP` from a Content-Encoding header, checked before the body is read: any other coding
+    is a 415 naming it (a gzip body read as text answered "not UTF-8 (byte 1)")."""
+    codings = [c.strip().lower() for c in (header or "").split(",") if c.strip()]
+    codings = [ENCODINGS.get(c, c) for c in codings if c != IDENTITY]
+    if not codings:
+        return IDENTITY
+    if codings != [GZIP]:
+        raise UnsupportedMediaType(f"Content-Encoding {header.strip()!r} is not supported; send the body as is or "
+                                   f"with Content-Encoding: {GZIP}")
+    return GZIP
+
+
+def decompressed(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body as sent, undone from its `content_encoding`: at most `limit` bytes once decompressed, a 413
+    past it (found after inflating at most one byte more: a 6 MB body of gzip can hold 6 GB of newlines). A
+    gzip stream that is corrupt or cut short is a 400; several members one after another are one body
+    (RFC 1952), as `gzip -c a b` writes them."""
+    if encoding == IDENTITY:
+        return body
+    parts, size, rest = [], 0, body
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # a gzip header and trailer around deflate
+        try:
+            while rest and not inflater.eof:
+                part = inflater.decompress(rest, limit + 1 - size)  # so that one byte past the limit shows
+                size += len(part)
+                if size > limit:
+                    raise TooLarge(f"body is over the {limit // (1024 * 1024)} MB limit once decompressed "
+                                   f"(Content-Encoding: {encoding})")
+                parts.append(part)
+                rest = inflater.unconsumed_tail
+        except zlib.error as e:
+            raise BadRequest(f"body is not valid {encoding} ({e})") from None
+        if not inflater.eof:
+            raise BadRequest(f"body is not valid {encoding} (the stream is cut short)")
+        rest = inflater.unused_data
+    return b"".join(parts)
 
 
 def _reject_constant(name: str):

@@ -20,22 +20,55 @@ import numpy as np
 from .arrays import unique
 from .errors import UnknownIdError
 
-#: An integer as text, as `str(n)` writes it: ASCII digits, a minus before any but 0, no leading zeros, at
-#: most 19 digits (int64).
-#: Python's `int()` also reads "１" (full-width), "٣١" (Arabic-Indic) and " 31 ", which would alias other ids.
-_INT_TEXT = re.compile(r"0|-?[1-9][0-9]{0,18}", re.ASCII)
 INT64 = (-(2**63), 2**63 - 1)
+#: Digits of the longest int64 (9,223,372,036,854,775,807).
+INT64_DIGITS = 19
+#: An integer id as text, as `str(n)` writes it: ASCII digits, a minus before any but 0, no leading zeros, at
+#: most `INT64_DIGITS` digits, within `INT64`. The one rule by which an id is an integer: for an id a client
+#: sends (`integer_text`) as for a column of ids in training data (`integer_ids`), so that an id the server
+#: reads as the integer 31 is one that training read as 31, not as the text "31".
+#: Python's `int()` also reads "１" (full-width), "٣١" (Arabic-Indic) and " 31 ", which would alias other ids.
+INTEGER_PATTERN = rf"0|-?[1-9][0-9]{{0,{INT64_DIGITS - 1}}}"
+_INT_TEXT = re.compile(INTEGER_PATTERN, re.ASCII)
 #: Longest id, in characters, in training data as in requests: a user's or item's id is a key, and one id of
 #: 100,000 characters would widen the fixed-width array of every id to 400 kB per id.
 MAX_ID_CHARS = 256
 
 
 def integer_text(text: str) -> int | None:
-    """The int64 that `text` spells exactly (ASCII digits, as `str(n)` writes it), else None."""
+    """The int64 that `text` spells exactly (`INTEGER_PATTERN`, within `INT64`), else None."""
     if not _INT_TEXT.fullmatch(text):
         return None
     value = int(text)
     return value if INT64[0] <= value <= INT64[1] else None
+
+
+def integer_ids(text: np.ndarray) -> np.ndarray | None:
+    """`[n]` int64 of a column of ids as text (numpy unicode, as read) when every one spells an integer by
+    `integer_text`'s rule, else None (the column stays text, so "007" and "7" stay two ids).
+
+    numpy over the ids' first `INT64_DIGITS + 1` code points (~100 bytes of temporaries per id); Python only
+    for ids of `INT64_DIGITS` digits, whose range the pattern cannot check."""
+    n = len(text)
+    width = text.dtype.itemsize // 4
+    if n == 0 or not 1 <= width <= INT64_DIGITS + 1:  # a longer id is no int64; the empty one is no integer
+        return np.zeros(0, np.int64) if n == 0 else None
+    codes = np.ascontiguousarray(text).view(np.uint32).reshape(n, width)
+    pad = codes == 0  # numpy pads short strings with NULs, and drops trailing ones: a NUL inside stays
+    negative = codes[:, 0] == ord("-")
+    digit = (codes - np.uint32(ord("0"))) <= 9
+    length = width - pad.sum(axis=1)
+    digits = length - negative
+    if not (np.all(digit[:, 1:] | pad[:, 1:]) and np.all(digit[:, 0] | negative)
+            and np.all(pad[:, :-1] <= pad[:, 1:]) and 1 <= digits.min() and digits.max() <= INT64_DIGITS):
+        return None
+    first = codes[np.arange(n), negative.astype(np.intp)]
+    if np.any((first == ord("0")) & ((digits > 1) | negative)):  # "007", "-0": not how str(n) writes any n
+        return None
+    longest = text[digits == INT64_DIGITS]
+    if any(integer_text(t) is None for t in longest.tolist()):
+        return None
+    return text.astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,9 @@ class TrainState:
     best_weights: list[np.ndarray] | None
     finished: bool = False
     data: dict | None = None  # `training.data_key` of the data it trained on
+    #: The optimiser's variables when the best weights were taken: what ships beside them (a warm start
+    #: continues from the weights' own moments and step, not from later steps').
+    best_optimizer: list[np.ndarray] | None = None
 
 
 class Checkpointer:
@@ -54,13 +57,15 @@ class Checkpointer:
 
     def save(self, state: TrainState) -> None:
         meta = {k: v for k, v in asdict(state).items()
-                if k not in ("model_variables", "optimizer_variables", "best_weights", "history")}
+                if k not in ("model_variables", "optimizer_variables", "best_weights", "best_optimizer", "history")}
         meta["history"] = [asdict(e) for e in state.history]
         meta["has_best"] = state.best_weights is not None
+        meta["has_best_optimizer"] = state.best_optimizer is not None
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         arrays.update({f"model_{n}": v for n, v in enumerate(state.model_variables)})
         arrays.update({f"optimizer_{n}": v for n, v in enumerate(state.optimizer_variables)})
         arrays.update({f"best_{n}": v for n, v in enumerate(state.best_weights or [])})
+        arrays.update({f"bestopt_{n}": v for n, v in enumerate(state.best_optimizer or [])})
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         with open(tmp, "wb") as f:
@@ -82,6 +87,7 @@ class Checkpointer:
                     return [npz[f"{prefix}{n}"] for n in range(count)]
 
                 model, optimizer, best = series("model_"), series("optimizer_"), series("best_")
+                best_optimizer = series("bestopt_")
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
             log.warning("ignoring unreadable checkpoint %s (%s)", self.path, e)
             return None
@@ -91,4 +97,5 @@ class Checkpointer:
             best_validation=meta["best_validation"], best_key=tuple(meta["best_key"]), waited=meta["waited"],
             model_variables=model, optimizer_variables=optimizer, best_weights=best if meta["has_best"] else None,
             finished=meta.get("finished", False), data=meta.get("data"),
+            best_optimizer=best_optimizer if meta.get("has_best_optimizer") else None,
         )

@@ -608,12 +608,12 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
             initial(model, optimizer)
     train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
     result = TrainResult(model=model, config=config, optimizer=optimizer)
-    search = EarlyStopping(config.patience, result, min_delta=config.min_delta)
+    search = EarlyStopping(config.patience, result, min_delta=config.min_delta, optimizer=optimizer)
     first = 1
     if resume is not None:
         _restore(model, optimizer, resume)
         search = EarlyStopping(config.patience, result, resume.best_key, resume.best_weights, resume.waited,
-                               resume.finished, config.min_delta)
+                               resume.finished, config.min_delta, optimizer, resume.best_optimizer)
         result.history, result.best_epoch, result.best_validation = resume.history, resume.best_epoch, \
             resume.best_validation
         first = resume.epoch + 1
@@ -652,6 +652,9 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
                                    search.finished or epoch == config.epochs))
     if search.best_weights is not None:
         model.set_weights(search.best_weights)
+        if search.best_optimizer is not None:  # the moments and step count of those weights, not the last step's
+            for variable, value in zip(optimizer.variables, search.best_optimizer):
+                variable.assign(value)
     return result
 
 
@@ -694,9 +697,11 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int, result: TrainResult, best_key=(-1.0, -1.0), best_weights=None,
-                 waited: int = 0, finished: bool = False, min_delta: float = 0.0):
+                 waited: int = 0, finished: bool = False, min_delta: float = 0.0, optimizer=None,
+                 best_optimizer=None):
         self.patience, self.result, self.min_delta = patience, result, min_delta
         self.best_key, self.best_weights, self.waited, self.finished = tuple(best_key), best_weights, waited, finished
+        self.optimizer, self.best_optimizer = optimizer, best_optimizer
 
     def better(self, hr: float, ndcg: float) -> bool:
         best_hr, best_ndcg = self.best_key
@@ -710,6 +715,8 @@ class EarlyStopping:
         key = (entry.validation["hr@10"], entry.validation["ndcg@10"])
         if self.better(*key):
             self.best_key, self.best_weights, self.waited = key, model.get_weights(), 0
+            if self.optimizer is not None:
+                self.best_optimizer = [np.array(v.numpy()) for v in self.optimizer.variables]
             self.result.best_epoch, self.result.best_validation = entry.epoch, entry.validation
             return
         self.waited += 1
@@ -729,7 +736,7 @@ def _state(model, optimizer, config: TrainConfig, stage: str, epoch: int, result
         best_epoch=result.best_epoch, best_validation=result.best_validation, best_key=search.best_key,
         waited=search.waited, model_variables=[np.asarray(v.numpy()) for v in model.variables],
         optimizer_variables=[np.asarray(v.numpy()) for v in optimizer.variables],
-        best_weights=search.best_weights, finished=finished, data=data,
+        best_weights=search.best_weights, finished=finished, data=data, best_optimizer=search.best_optimizer,
     )
 
 

@@ -23,7 +23,8 @@ def stop_in_second_epoch_of(stage, dataset, config, checkpoint) -> list[str]:
 
 
 def test_a_run_stopped_mid_training_resumes_and_ends_like_an_uninterrupted_one(dataset, tmp_path):
-    whole = fit(dataset, CONFIG, quiet).model.get_weights()
+    uninterrupted = fit(dataset, CONFIG, quiet)
+    whole = uninterrupted.model.get_weights()
 
     checkpoint = Checkpointer(tmp_path)
     epochs_seen = []
@@ -41,6 +42,9 @@ def test_a_run_stopped_mid_training_resumes_and_ends_like_an_uninterrupted_one(d
     assert [e.epoch for e in resumed.history] == [1, 2, 3, 4]
     for a, b in zip(resumed.model.get_weights(), whole):
         np.testing.assert_allclose(a, b, atol=1e-6)
+    # the best epoch's optimiser state survives the checkpoint too
+    for a, b in zip(resumed.optimizer.variables, uninterrupted.optimizer.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
 def test_a_run_stopped_during_its_refit_resumes_the_refit_alone(dataset, tmp_path):

@@ -82,6 +82,21 @@ def test_early_stopping_stops_and_keeps_the_best_epochs_weights(dataset):
     assert again["hr@10"] == pytest.approx(best.validation["hr@10"])
 
 
+def test_the_optimiser_state_kept_is_the_one_of_the_best_epochs_weights(dataset):
+    from ncf.training import optimizer_state
+
+    seen = []
+    config = TrainConfig(model="mf", factors=4, epochs=30, patience=2, learning_rate=0.05, batch_size=256,
+                         refit=False)
+    result = fit(dataset, config, on_epoch=seen.append)
+    assert result.best_epoch < len(seen)  # epochs ran after the best one: their steps must not ship
+    examples = len(dataset.train) * (1 + config.negatives)  # one chunk an epoch at this size
+    assert examples < 1 << 20
+    steps_per_epoch = -(-examples // config.batch_size)
+    state = optimizer_state(result.model, result.optimizer)
+    assert int(state["iterations"]) == result.best_epoch * steps_per_epoch
+
+
 def test_a_refit_trains_afresh_on_training_plus_validation_for_the_chosen_epochs(dataset):
     seen = []
     config = TrainConfig(model="mf", factors=4, epochs=30, patience=1, learning_rate=0.05, batch_size=256)

@@ -12,7 +12,8 @@
       saved_model/      TensorFlow SavedModel taking raw ids as strings (optional; TF Serving can host it)
 
 Arrays are read with `allow_pickle=False`, so a hostile folder cannot run code. `load` refuses a folder
-whose format version it does not know, naming both versions.
+whose format version it does not know, naming both versions. `save` over an existing model swaps the whole
+folder's contents: what loads is the complete old model, the complete new one, or nothing (see `save`).
 
 >>> save("model", artifact)              # doctest: +SKIP
 >>> load("model").metadata["kind"]       # doctest: +SKIP
@@ -21,9 +22,13 @@ whose format version it does not know, naming both versions.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import shutil
 import stat
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,13 @@ READABLE_VERSIONS = (1, 2)
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 OPTIMIZER = "optimizer.npz"
+#: Every entry `save` writes, metadata.json last. A save removes all of them before its own land, so no file
+#: of another model (its optimizer.npz, its saved_model/) stays beside the new one's.
+ENTRIES = ("vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", OPTIMIZER, SAVED_MODEL, METADATA)
+#: The folder inside the model folder that a save writes into before swapping the files in: inside, because
+#: the model folder itself may be a mount point (SageMaker's /opt/ml/model) that cannot be renamed, and only a
+#: move within one file system is a rename.
+STAGING = ".ncf-save-"
 
 
 @dataclass(frozen=True)
@@ -58,47 +70,145 @@ class ModelArtifact:
     optimizer: dict[str, np.ndarray] | None = None
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary name then rename, so a crash never leaves half a file under the real name."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save(path: str | Path, artifact: ModelArtifact, keras_model=None) -> Path:
     """Write the folder (created if missing); with `keras_model`, also the raw-id SavedModel.
 
-    A folder that cannot be written (read-only, disk full) raises `ArtifactError` naming the file."""
+    Invariant: whatever happens during a save over an existing model (an error, a full disk, a SIGKILL at any
+    point), `load` of the folder afterwards gives the complete old model, the complete new one, or an
+    `ArtifactError` ("holds no metadata.json"); never files of one beside the metadata (kind, calibration,
+    threshold) of the other. How: every file is written into a staging folder inside `path` first; only then
+    does the old metadata.json leave, the old entries follow, the new entries move in, and the new
+    metadata.json moves in last, each move a rename. So metadata.json present means every entry beside it came
+    from the save that wrote it. The folder itself is never renamed, as it may be a mount point.
+
+    A failure before the swap (disk full, read-only folder, a SavedModel that cannot be exported) leaves the
+    old model as it was; one during the swap leaves no model file at all. Either way the staging folder is
+    removed and the error raised is an `ArtifactError` naming the file. A kill leaves its staging folder,
+    which the next save into `path` removes. `load` checks that metadata.json is the same file after reading
+    the arrays, so a load that overlaps a save is refused too rather than mixing two models.
+    """
+    path = Path(path)
     try:
-        return _save(Path(path), artifact, keras_model)
+        return _save(path, artifact, keras_model)
     except OSError as e:
-        raise ArtifactError(f"cannot write to {e.filename or path}: {e.strerror or e}") from e
+        raise ArtifactError(f"cannot write to {_unstaged(e.filename or path)}: {e.strerror or e}") from e
+    except ArtifactError as e:  # the SavedModel's, naming its staging folder
+        raise ArtifactError(_unstaged(str(e))) from e
+
+
+def _unstaged(name) -> str:
+    """A path inside a staging folder as the file it becomes (`m/.ncf-save-x1/new/weights.npz` -> `m/weights.npz`),
+    the staging folder itself as the model folder."""
+    return re.sub(rf"/{re.escape(STAGING)}[^/]*(/new|/old)?(?=/|$)", "", str(name))
+
+
+def _step(done: str) -> None:
+    """Called after each change `save` makes on disk; the tests fail or kill a save here, at every step, and
+    check what the folder then loads as."""
 
 
 def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(path / OPTIMIZER):  # another model's state: gone before any of this model's files land
-        os.remove(path / OPTIMIZER)
+    for leftover in path.glob(f"{STAGING}*"):  # a killed save's
+        shutil.rmtree(leftover)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=path))
+    new, old = staging / "new", staging / "old"
+    emptied = placed = False  # the old metadata.json has left / the new one is in
+    try:
+        new.mkdir()
+        old.mkdir()
+        written = _write(new, artifact, keras_model)
+        if os.path.lexists(path / METADATA):
+            os.replace(path / METADATA, old / METADATA)
+        emptied = True
+        _sync(path)
+        _step(f"removed the old {METADATA}")
+        for name in ENTRIES[:-1]:
+            if os.path.lexists(path / name):
+                os.replace(path / name, old / name)  # a folder (saved_model/) moves whole, in one rename
+                _step(f"removed the old {name}")
+        for name in written[:-1]:
+            os.replace(new / name, path / name)
+            _step(f"moved in {name}")
+        _sync(path)  # every entry's move is on disk before the metadata that vouches for them
+        os.replace(new / METADATA, path / METADATA)
+        placed = True
+        _sync(path)
+        _step(f"moved in {METADATA}")
+    except BaseException:
+        if emptied and not placed:  # a half-swapped folder: no model rather than a mix of two
+            for name in ENTRIES:
+                _remove(path / name)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def _write(folder: Path, artifact: ModelArtifact, keras_model) -> list[str]:
+    """Every file of the model into `folder`, synced to disk; the names written, metadata.json last."""
     metadata = {**artifact.metadata, "format_version": FORMAT_VERSION, "kind": artifact.kind,
                 "users": len(artifact.users), "items": len(artifact.items)}
-    _atomic(path / "vocabulary.npz", lambda f: np.savez(f, users=artifact.users.ids, items=artifact.items.ids))
-    _atomic(path / "weights.npz", lambda f: np.savez(f, **artifact.weights))
-    _atomic(path / "seen.npz", lambda f: np.savez(f, indptr=artifact.seen.indptr, indices=artifact.seen.indices))
-    _atomic(path / "popularity.npy", lambda f: np.save(f, artifact.popularity))
+    arrays = {"vocabulary.npz": lambda f: np.savez(f, users=artifact.users.ids, items=artifact.items.ids),
+              "weights.npz": lambda f: np.savez(f, **artifact.weights),
+              "seen.npz": lambda f: np.savez(f, indptr=artifact.seen.indptr, indices=artifact.seen.indices),
+              "popularity.npy": lambda f: np.save(f, artifact.popularity)}
     if artifact.optimizer is not None:
-        _atomic(path / OPTIMIZER, lambda f: np.savez(f, **artifact.optimizer))
+        arrays[OPTIMIZER] = lambda f: np.savez(f, **artifact.optimizer)
+    for name, write in arrays.items():
+        _write_file(folder / name, write)
+        _step(f"wrote {name}")
+    written = list(arrays)
     if keras_model is not None:
         from .savedmodel import export_saved_model
 
-        export_saved_model(keras_model, artifact.users, artifact.items, path / SAVED_MODEL,
+        export_saved_model(keras_model, artifact.users, artifact.items, folder / SAVED_MODEL,
                            Calibration.from_dict(artifact.metadata.get("calibration")))
+        _sync_tree(folder / SAVED_MODEL)
         metadata["saved_model"] = SAVED_MODEL
-    # metadata last: a folder with metadata.json is a complete folder.
-    _atomic(path / METADATA, lambda f: f.write(json.dumps(metadata, indent=2, sort_keys=True).encode()))
-    return path
+        written.append(SAVED_MODEL)
+        _step(f"wrote {SAVED_MODEL}")
+    _write_file(folder / METADATA, lambda f: f.write(json.dumps(metadata, indent=2, sort_keys=True).encode()))
+    _step(f"wrote {METADATA}")
+    return written + [METADATA]
+
+
+def _write_file(file: Path, write) -> None:
+    with open(file, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync(folder: Path) -> None:
+    """A folder's entries (renames, removals) on disk, so a power cut keeps the order the swap made them in."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # EINVAL: a file system that cannot sync a folder (some FUSE mounts)
+            raise
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(folder: Path) -> None:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+        _sync(Path(root))
+
+
+def _remove(entry: Path) -> None:
+    """Best effort, on the way out of a failed save: the error that stopped it is the one to report."""
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif os.path.lexists(entry):
+            os.remove(entry)
+    except OSError:
+        pass
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -107,7 +217,8 @@ def read_metadata(path: str | Path) -> dict:
     if not path.is_dir():
         raise ArtifactError(f"model folder {path} does not exist")
     if not os.path.lexists(file):
-        raise ArtifactError(f"{path} holds no {METADATA}: not a model folder, or an incomplete one")
+        interrupted = "; a save into it was interrupted" if any(path.glob(f"{STAGING}*")) else ""
+        raise ArtifactError(f"{path} holds no {METADATA}: not a model folder, or an incomplete one{interrupted}")
     _regular_file(file)
     try:
         metadata = json.loads(file.read_text(encoding="utf-8"))
@@ -174,6 +285,7 @@ def load(path: str | Path, *, optimizer: bool = False) -> ModelArtifact:
     """Read a folder written by `save`, checking its version and the consistency of its arrays; with
     `optimizer`, also its optimiser state when the folder has one (a warm start's source)."""
     path = Path(path)
+    before = _identity(path / METADATA)
     metadata = read_metadata(path)
     vocab = _arrays(path / "vocabulary.npz")
     seen = _arrays(path / "seen.npz")
@@ -195,8 +307,21 @@ def load(path: str | Path, *, optimizer: bool = False) -> ModelArtifact:
         seen=seen_items, popularity=popularity, metadata=metadata,
         optimizer=_arrays(path / OPTIMIZER) if optimizer and os.path.lexists(path / OPTIMIZER) else None,
     )
+    if before is None or _identity(path / METADATA) != before:  # every save replaces metadata.json first
+        raise ArtifactError(f"{path} changed while it was read (a save into it at the same time); load it again")
     _check_consistent(path, artifact)
     return artifact
+
+
+def _identity(file: Path) -> tuple | None:
+    """Which file `file` is: a save puts a new metadata.json in place (a new inode, a new ctime) after removing
+    the old one before anything else, so the same identity before and after reading the arrays means no save
+    touched the folder in between."""
+    try:
+        st = os.lstat(file)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_ctime_ns
 
 
 def _check_consistent(path: Path, a: ModelArtifact) -> None:

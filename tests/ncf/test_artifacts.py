@@ -244,3 +244,177 @@ def test_compressed_arrays_are_refused_as_np_savez_never_writes_them(model_dir, 
         np.savez_compressed(f, **weights)
     with pytest.raises(ArtifactError, match="is compressed; model arrays are stored as np.savez writes them"):
         artifacts.load(folder)
+
+
+# Saving over a model: what loads afterwards is the whole old model, the whole new one, or nothing.
+
+ENTRIES = {"metadata.json", "vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", "optimizer.npz",
+           "saved_model"}
+
+def _model_files(folder):
+    """The entries of the model format in `folder` (staging leftovers aside), with a SavedModel's file bytes."""
+    from pathlib import Path
+
+    entries = {name for name in ENTRIES if (folder / name).exists()}
+    saved = folder / artifacts.SAVED_MODEL
+    tree = {str(p.relative_to(saved)): p.read_bytes() for p in sorted(Path(saved).rglob("*")) if p.is_file()}
+    return entries, tree
+
+
+def _same_model(a, b) -> bool:
+    """Two loaded artifacts hold the same arrays and metadata (np.savez stamps its zip entries with the time,
+    so equal models need not be equal bytes)."""
+    def arrays_equal(x, y):
+        return (x is None) == (y is None) and (x is None or (x.keys() == y.keys() and all(
+            np.array_equal(x[k], y[k]) for k in x)))
+
+    return (a.kind == b.kind and a.metadata == b.metadata and arrays_equal(a.weights, b.weights)
+            and arrays_equal(a.optimizer, b.optimizer) and np.array_equal(a.users.ids, b.users.ids)
+            and np.array_equal(a.items.ids, b.items.ids) and np.array_equal(a.seen.indices, b.seen.indices)
+            and np.array_equal(a.popularity, b.popularity))
+
+
+def what_loads(folder, references) -> str:
+    """'nothing' (a clear ArtifactError), or the name of the one reference folder whose whole model loads."""
+    try:
+        loaded = artifacts.load(folder, optimizer=True)
+    except ArtifactError as e:
+        assert "holds no metadata.json" in str(e)
+        return "nothing"
+    for name, reference in references.items():
+        if _model_files(folder) == _model_files(reference) and _same_model(
+                loaded, artifacts.load(reference, optimizer=True)):
+            return name
+    raise AssertionError(f"{folder} loads a mix of models: {sorted(_model_files(folder)[0])}")
+
+
+@pytest.fixture
+def old_and_new(model_dir, tmp_path):
+    """An old model (with optimizer.npz and saved_model/) and a new one that differs in weights, calibration and
+    threshold, and has neither of those two entries: what a mix of them would betray."""
+    from dataclasses import replace
+
+    old = tmp_path / "old"
+    import shutil
+    shutil.copytree(model_dir, old)
+    artifact = artifacts.load(old)
+    metadata = {key: value for key, value in artifact.metadata.items() if key != "saved_model"}
+    metadata.update(threshold=0.7, calibration={**metadata["calibration"], "scale": 3.0})
+    new = artifacts.save(tmp_path / "new", replace(
+        artifact, weights={k: v * 0.5 for k, v in artifact.weights.items()}, metadata=metadata, optimizer=None))
+    return old, new
+
+
+def save_steps(old, new, tmp_path) -> list[str]:
+    import shutil
+
+    steps = []
+    target = shutil.copytree(old, tmp_path / "steps")
+    original, artifacts._step = artifacts._step, steps.append
+    try:
+        artifacts.save(target, artifacts.load(new, optimizer=True))
+    finally:
+        artifacts._step = original
+    assert what_loads(target, {"new": new}) == "new"
+    return steps
+
+
+def test_a_savedmodel_export_that_fails_over_a_model_leaves_the_old_model_whole(old_and_new, tmp_path,
+                                                                                  monkeypatch):
+    import re
+    import shutil
+
+    import ncf.savedmodel
+
+    old, new = old_and_new
+    target = shutil.copytree(old, tmp_path / "target")
+
+    def full_disk(model, users, items, path, calibration=None):  # what TensorFlow leaves when the disk fills
+        (path / "variables").mkdir(parents=True, exist_ok=True)
+        (path / "variables" / "variables.data-00000-of-00001").write_bytes(b"half")
+        raise ArtifactError(f"cannot write the SavedModel to {path}: No space left on device")
+
+    monkeypatch.setattr(ncf.savedmodel, "export_saved_model", full_disk)
+    with pytest.raises(ArtifactError, match=re.escape(f"cannot write the SavedModel to {target / 'saved_model'}:")):
+        artifacts.save(target, artifacts.load(new, optimizer=True), keras_model=object())
+    assert what_loads(target, {"old": old, "new": new}) == "old"  # its calibration and threshold with its arrays
+    assert sorted(p.name for p in target.iterdir()) == sorted(ENTRIES)  # nothing of the save's left
+
+
+def test_a_save_that_fails_at_any_step_leaves_the_old_model_or_none_and_no_leftovers(old_and_new, tmp_path):
+    import errno
+    import shutil
+
+    old, new = old_and_new
+    outcomes = []
+    for n, step in enumerate(save_steps(old, new, tmp_path)):
+        target = shutil.copytree(old, tmp_path / f"failed-{n}")
+
+        def full_disk(done, at=step):
+            if done == at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        original, artifacts._step = artifacts._step, full_disk
+        try:
+            with pytest.raises(ArtifactError, match="No space left on device"):
+                artifacts.save(target, artifacts.load(new, optimizer=True))
+        finally:
+            artifacts._step = original
+        outcome = what_loads(target, {"old": old, "new": new})
+        left = {p.name for p in target.iterdir()}
+        assert not any(name.startswith(".") or name.endswith(".tmp") for name in left), (step, left)
+        if outcome == "nothing":  # failed half-way through the swap: no file of either model stays
+            assert left == set(), (step, left)
+        outcomes.append(outcome)
+    assert outcomes[0] == "old" and "nothing" in outcomes and outcomes[-1] == "new"  # every phase was hit
+
+
+KILL_AT = """
+import os, signal, sys
+from ncf import artifacts
+
+def step(done):
+    if done == sys.argv[3]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+artifacts._step = step
+artifacts.save(sys.argv[1], artifacts.load(sys.argv[2], optimizer=True))
+"""
+
+
+def test_a_save_killed_at_any_step_leaves_the_old_model_the_new_one_or_none(old_and_new, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    old, new = old_and_new
+    outcomes = {}
+    for n, step in enumerate(save_steps(old, new, tmp_path)):
+        target = shutil.copytree(old, tmp_path / f"killed-{n}")
+        killed = subprocess.run([sys.executable, "-c", KILL_AT, str(target), str(new), step], capture_output=True,
+                                text=True, timeout=120)
+        assert killed.returncode == -9, killed.stderr
+        outcomes[step] = what_loads(target, {"old": old, "new": new})
+        if outcomes[step] == "nothing":
+            with pytest.raises(ArtifactError, match="a save into it was interrupted"):
+                artifacts.load(target)
+        artifacts.save(target, artifacts.load(new, optimizer=True))  # the next save clears what the kill left
+        assert what_loads(target, {"new": new}) == "new" and not list(target.glob(".*"))
+    assert outcomes["wrote metadata.json"] == "old" and outcomes["moved in metadata.json"] == "new"
+    assert outcomes["removed the old metadata.json"] == "nothing", outcomes
+
+
+def test_a_load_that_overlaps_a_save_is_refused_rather_than_mixing_two_models(old_and_new, tmp_path,
+                                                                               monkeypatch):
+    old, new = old_and_new
+    target = copy_folder(old, tmp_path / "target")
+    read, saved, other = artifacts._arrays, [], artifacts.load(new)
+
+    def arrays_while_saving(file):
+        if not saved:  # after metadata.json was read: another process saves the new model over it
+            saved.append(artifacts.save(target, other))
+        return read(file)
+
+    monkeypatch.setattr(artifacts, "_arrays", arrays_while_saving)
+    with pytest.raises(ArtifactError, match="changed while it was read"):
+        artifacts.load(target)

@@ -27,6 +27,7 @@ import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from json.encoder import encode_basestring_ascii
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -387,7 +388,8 @@ class Costs:
     record, `pair_s` per scored pair.
     Every recommend record is costed as a known user (an unknown one gets the cheaper popular items): the
     estimate errs high. Bytes: `record_bytes` per response (its frame, the longest user id) plus
-    `entry_bytes` per entry (the longest item id, the longest float).
+    `entry_bytes` per entry (the longest item id, the longest float), plus what the answer echoes from the
+    request (`echo_bytes`).
 
     On ml-25m-sized models (59,000 items, factors 128, layers (128, 64, 32)), one core of a 2-core VM shared
     with other jobs: `user_s` 1.0-3.4 ms for MF, 8.5-37 ms for NeuMF (the VM's load moves it 4x), `entry_s`
@@ -471,10 +473,8 @@ class Costs:
         return self.line_s
 
     def answer_bytes(self, request) -> int:
-        if isinstance(request, BadRequest):
-            return self.record_bytes + len(request.message)
-        ignored = self.entry_bytes * len(request.items) if isinstance(request, Recommend) and request.items else 0
-        return self.record_bytes + ignored + self.entry_bytes * entries(request, self.n_items)
+        """Bytes of a request's answer but its `echo_bytes`."""
+        return self.record_bytes + self.entry_bytes * entries(request, self.n_items)
 
     @property
     def worst_per_byte(self) -> tuple[float, bytes]:
@@ -488,6 +488,41 @@ class Costs:
     def worst_record_s(self) -> float:
         """A record of `SMALLEST_RECORD`'s size asking for `MAX_K` items."""
         return self.line_s + self.user_s + self.entry_s * min(MAX_K, self.n_items)
+
+
+def _json_bytes(value) -> int:
+    """Bytes of an id or a message as the answer's JSON writes it: ASCII, so `é` is `\\u00e9` (6 bytes) and an
+    emoji a surrogate pair (12); the C encoder json.dumps itself uses."""
+    return len(encode_basestring_ascii(value)) if isinstance(value, str) else len(str(value))
+
+
+#: Bytes around one CSV row's reason in an answer: its key and separators in JSON (`"1234567": "...", `), or
+#: `error: ` and a newline in CSV, and the answer's `"error_count": n` once.
+ROW_ERROR_FRAME = 40
+#: The most bytes one character of an id takes in an error's message: `repr` keeps an emoji as it is and JSON
+#: writes it as a surrogate pair, `\ud83d\ude00`.
+ECHO_CHAR_BYTES = 12
+
+
+def echo_bytes(request) -> int:
+    """Bytes of an answer that repeat what its request sent, at most: an error's message (which may quote a
+    value), the user or item it answers for (an unknown user's id is not among the ids `record_bytes` knows),
+    the fold-in items it may list as ignored, a CSV body's described rows in error. Python runs per record
+    and per described row, and per pair only in C (`map(len, ...)`)."""
+    if isinstance(request, BadRequest):
+        return _json_bytes(request.message)
+    if isinstance(request, Recommend):
+        given = sum(_json_bytes(i) + 2 for i in request.items) if request.items else 0
+        return (_json_bytes(request.user) if request.user is not None else 0) + given
+    if isinstance(request, Similar):
+        return _json_bytes(request.item)
+    if isinstance(request, ScorePairs) and request.csv is not None:
+        rows = request.csv
+        described = sum(_json_bytes(why) + ROW_ERROR_FRAME for why in rows.errors.first.values())
+        longest = max(max(map(len, rows.users), default=0), max(map(len, rows.items), default=0))
+        unknown = len('line 12345678901: unknown user id: ""') + ECHO_CHAR_BYTES * longest + ROW_ERROR_FRAME
+        return ROW_ERROR_FRAME + described + min(codecs.MAX_ROW_ERRORS, len(rows.users)) * unknown
+    return 0
 
 
 @dataclass(frozen=True)
@@ -538,15 +573,17 @@ class Limits:
     def check(self, records, options: Options) -> None:
         """Raises `TooLarge` if answering `records` would take more than `budget_s` or make an answer larger
         than `answer_bytes`. Stops reading at the first record over a limit, so a huge body is refused fast."""
-        seconds, size, fitted = 0.0, 0, 0
+        seconds, size, echoed, fitted = 0.0, 0, 0, 0
         total = len(records)
         for request in requests(records, options):
             seconds += self.costs.seconds(request)
-            size += self.costs.answer_bytes(request)
             if seconds > self.budget_s:
                 raise self._too_slow(request, fitted, total)
-            if self.answer_bytes is not None and size > self.answer_bytes:
-                raise self._too_big(total)
+            if self.answer_bytes is not None:  # batch answers have no limit: their echo is not counted
+                echoed += echo_bytes(request)
+                size += self.costs.answer_bytes(request)
+                if size + echoed > self.answer_bytes:
+                    raise self._too_big(total, echoed * total // (fitted + 1))
             fitted += 1
 
     def _too_slow(self, request, fitted: int, total: int) -> TooLarge:
@@ -561,10 +598,15 @@ class Limits:
                         f"most {fitted:,} records like these per request", limit_s=self.budget_s,
                         max_records=fitted)
 
-    def _too_big(self, total: int) -> TooLarge:
-        room = max(self.answer_bytes - total * self.costs.record_bytes, 0)
+    def _too_big(self, total: int, echoed: int) -> TooLarge:
+        """`echoed`: the bytes the whole request's answer would repeat from it (`echo_bytes`), estimated from
+        the records read so far."""
+        room = max(self.answer_bytes - total * self.costs.record_bytes - echoed, 0)
         most = room // self.costs.entry_bytes
+        echo = (f", about {echoed:,} bytes of it repeating what the request sent (ids, fold-in items, error "
+                f"messages, as JSON writes them: 6 bytes for an 'é', 12 for an emoji)"
+                if echoed * 10 >= self.answer_bytes else "")
         return TooLarge(f"the answer would be larger than the {self.answer_bytes / MB:g} MB a real-time response "
-                        f"may carry: ask for at most {most:,} entries (the sum of k over recommend and "
+                        f"may carry{echo}: ask for at most {most:,} entries (the sum of k over recommend and "
                         f"similar-item records, plus pairs scored) in a request of {total:,} records, or use a "
                         f"batch transform", limit_bytes=self.answer_bytes, max_entries=most)

@@ -336,13 +336,15 @@ def test_too_many_pairs_in_one_request_is_413_saying_how_many_fit(recommender, m
 
 
 def test_a_real_time_answer_over_6_mb_is_413_saying_how_many_entries_fit(recommender, model_dir, ids):
-    # 100 bytes per entry, 1,000 records of 50 bytes each: (6 MB - 50,000) / 100 = 62,414 entries fit.
+    # 100 bytes per entry, 1,000 records of 50 bytes each and the user id each echoes:
+    # (6 MB - 1,000 x (50 + echo)) / 100 entries fit, 62,404 for a user id of one digit.
     client = _app(recommender, model_dir, _costs(entry_bytes=100), timeout=60)
-    refused = post(client, _lines(ids[0], 1000, k=63), "application/jsonlines")
-    assert refused.status_code == 413
-    assert refused.json["limit_bytes"] == 6 * 1024 * 1024 and refused.json["max_entries"] == 62_414
+    user = ids[0][:1]
+    refused = post(client, _lines(user, 1000, k=63), "application/jsonlines")
+    assert refused.status_code == 413 and refused.json["limit_bytes"] == 6 * 1024 * 1024
+    assert refused.json["max_entries"] == (6 * 1024 * 1024 - 1000 * (50 + len(json.dumps(user[0])))) // 100
     assert "6 MB a real-time response may carry" in refused.json["error"]
-    assert post(client, _lines(ids[0], 1000, k=62), "application/jsonlines").status_code == 200
+    assert post(client, _lines(user, 1000, k=62), "application/jsonlines").status_code == 200
 
 
 def test_a_batch_answer_has_no_6_mb_limit(recommender, model_dir, ids):

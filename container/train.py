@@ -50,10 +50,16 @@ def failure_reason(error: BaseException) -> str:
 
 
 class StopFlag:
-    """Set by SIGTERM (StopTrainingJob, spot interruption); training polls it every few steps (under a second)."""
+    """Set by SIGTERM (StopTrainingJob, spot interruption); training polls it every few steps (under a second).
+
+    Reading a channel cannot poll: a Pipe-mode FIFO whose writer stalls blocks in `read` until data comes, and
+    SageMaker kills the container 120 s after SIGTERM with no failure file. Inside `interrupting()` the
+    handler raises `Interrupted` instead, which ends the blocked read (Python retries a read that a signal
+    interrupts only when the handler returns)."""
 
     def __init__(self):
         self._event = threading.Event()
+        self._raise = False
 
     def __call__(self) -> bool:
         return self._event.is_set()
@@ -62,7 +68,21 @@ class StopFlag:
         def handler(signum, frame):
             log.warning("SIGTERM received: stopping within a few steps; the last checkpoint is kept")
             self._event.set()
+            if self._raise:
+                self._raise = False
+                raise Interrupted("stopped by request while reading the channels")
         signal.signal(signal.SIGTERM, handler)
+
+    @contextlib.contextmanager
+    def interrupting(self):
+        """A SIGTERM inside the block raises `Interrupted` at once (one received before it, on entry)."""
+        if self():
+            raise Interrupted("stopped by request before reading the channels")
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
 
 def run(job: TrainJob, should_stop=None) -> dict:
@@ -93,7 +113,8 @@ def run(job: TrainJob, should_stop=None) -> dict:
 
         hp = replace(hp, train=inherited(hp.train, previous, hp.given))
         job = replace(job, hyperparameters=hp)  # what the outputs and the model's metadata say was used
-    parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
+    with getattr(should_stop, "interrupting", contextlib.nullcontext)():  # a stalled Pipe read stops too
+        parts = {name: read_channel(channel, hp.columns) for name, channel in job.channels.items()}
     clock.lap("read")
     stop_point("after reading the channels")
     dataset = prepare(parts["train"], test_k=hp.test_k, validation_k=hp.validation_k, min_rating=hp.min_rating,

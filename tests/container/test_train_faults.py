@@ -60,6 +60,38 @@ def test_an_empty_pipe_fails_fast_instead_of_hanging(tmp_path):
     assert out.returncode == 3 and "train_0: file is empty" in failure(root)
 
 
+def test_sigterm_during_a_stalled_pipe_read_stops_at_once_with_a_failure_file(tmp_path, ratings):
+    import time
+
+    root = lay_out(tmp_path, {"train": {}}, {"model": "mf"}, mode="Pipe")
+    fifo = root / "input" / "data" / "train_0"
+    os.mkfifo(fifo)
+    opened, released = threading.Event(), threading.Event()
+
+    def write_a_little_then_stall():
+        with open(fifo, "wb") as writer:  # returns once `train` has opened the FIFO to read it
+            opened.set()
+            writer.write(csv_bytes(ratings)[:1000])  # a first part, then nothing until the test ends
+            writer.flush()
+            released.wait(60)
+
+    threading.Thread(target=write_a_little_then_stall, daemon=True).start()
+    process = subprocess.Popen(train_command(), cwd=ROOT, env=env(root), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        assert opened.wait(120), "train never opened the FIFO"
+        time.sleep(1)  # inside the FIFO's read by now, waiting for more
+        assert process.poll() is None
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+        assert time.monotonic() - signalled < 10
+        assert failure(root).startswith("Stopped: stopped by request while reading the channels")
+    finally:
+        released.set()
+        process.kill()
+
+
 def test_a_read_only_data_channel_is_fine_as_fast_file_mode_presents_it(tmp_path, ratings):
     root = lay_out(tmp_path, {"train": {"r.csv": csv_bytes(ratings)}}, {"model": "mf", "epochs": "1"}, mode="FastFile")
     folder = root / "input" / "data" / "train"

@@ -10,7 +10,9 @@ steps move every weight by about the full learning rate whatever its gradient, a
 quality for it (docs/benchmarks.md, "Warm start").
 
 The model's kind and the hyperparameters that shape its weights (`SHAPES`) come from the old model: a job
-that does not set them inherits them, one that sets them otherwise is refused, naming the mismatch.
+that does not set them inherits them, one that sets them otherwise is refused, naming the mismatch. So is a
+shape the old kind does not have (`mlp_layers` for MF or GMF, `factors` for MLP) set to anything but the old
+job's own value: it could not apply, and whoever set it expected a model it is not.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: The hyperparameters that decide the shapes of the weights, per model kind.
 SHAPES = {"neumf": ("factors", "mlp_layers"), "gmf": ("factors",), "mlp": ("mlp_layers",), "mf": ("factors",)}
+#: What a kind without one of the shapes lacks, for the message that refuses setting it.
+LACKS = {"factors": "factor embeddings (GMF or MF)", "mlp_layers": "MLP"}
 
 
 def inherited(config, artifact: ModelArtifact, given: Iterable[str]):
@@ -51,6 +55,12 @@ def inherited(config, artifact: ModelArtifact, given: Iterable[str]):
                               f"{key}={value}; a warm start keeps the model's shapes: leave {key!r} out, or "
                               "train afresh")
         shapes[key] = value
+    for key, lacks in LACKS.items():
+        # Equal to the old job's own value passes: its hyperparameters.json, reused as it is, sets every key.
+        recorded = tuple(old[key]) if isinstance(old.get(key), list) else old.get(key)
+        if key in given and key not in SHAPES[kind] and getattr(config, key) != recorded:
+            raise ConfigError(f"warm start: {key}={getattr(config, key)} but the model it starts from is {kind}, "
+                              f"which has no {lacks}; leave {key!r} out, or train afresh")
     return replace(config, **shapes)
 
 

@@ -95,3 +95,14 @@ def test_vocabularies_grow_sorted_and_text_ids_cannot_continue_integer_ones(data
     with pytest.raises(DataError, match="user ids are integers, this data's are text"):
         prepare(text, test_k=1, validation_k=0, known_users=dataset.users)
     assert isinstance(new_data.items, Vocabulary)
+
+
+def test_a_shape_the_old_kind_does_not_have_is_refused_unless_it_is_the_old_jobs_own(trained, dataset):
+    mf = to_artifact(trained["mf"], dataset)
+    with pytest.raises(ConfigError, match=r"mlp_layers=\(32, 16\) but the model it starts from is mf, which has no "
+                                          r"MLP; leave 'mlp_layers' out"):
+        inherited(TrainConfig(mlp_layers=(32, 16)), mf, given={"mlp_layers"})
+    with pytest.raises(ConfigError, match=r"factors=32 but the model it starts from is mlp, which has no factor"):
+        inherited(TrainConfig(factors=32), to_artifact(trained["mlp"], dataset), given={"factors"})
+    reused = inherited(TrainConfig(mlp_layers=(16, 8, 4)), mf, given={"mlp_layers"})  # its hyperparameters.json
+    assert reused.model == "mf"

@@ -48,14 +48,16 @@ def plot_reliability(calibration: dict, path: Path) -> None:
 
 
 def plot_curve(history: list[EpochLog], path: Path) -> None:
-    """Loss and validation HR@10 per epoch, one line per stage (pretraining stages included)."""
+    """Loss and validation HR@10 per validation round, at its fractional epoch (`EpochLog.position`), one line
+    per stage (pretraining stages included)."""
     plt = _pyplot()
     fig, (loss_ax, hr_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for stage in dict.fromkeys(e.stage for e in history):
         epochs = [e for e in history if e.stage == stage]
-        loss_ax.plot([e.epoch for e in epochs], [e.loss for e in epochs], marker="o", label=stage)
+        loss_ax.plot([e.position for e in epochs], [e.loss for e in epochs], marker="o", label=stage)
         if all("hr@10" in e.validation for e in epochs):
-            hr_ax.plot([e.epoch for e in epochs], [e.validation["hr@10"] for e in epochs], marker="o", label=stage)
+            hr_ax.plot([e.position for e in epochs], [e.validation["hr@10"] for e in epochs], marker="o",
+                       label=stage)
     loss_ax.set(title="training loss", xlabel="epoch", ylabel="binary cross-entropy")
     hr_ax.set(title="validation HR@10", xlabel="epoch", ylabel="HR@10")
     from matplotlib.ticker import MaxNLocator
@@ -71,18 +73,17 @@ def plot_curve(history: list[EpochLog], path: Path) -> None:
 
 
 class TensorBoardWriter:
-    """Scalars per epoch into `folder`, named as the MetricDefinitions name them."""
+    """Scalars per validation round into `folder`, named as the MetricDefinitions name them, at the round's
+    step in its stage (`EpochLog.step`): a resumed job continues the curve instead of writing over it."""
 
     def __init__(self, folder: Path):
         import tensorflow as tf
 
         self._tf = tf
         self._writer = tf.summary.create_file_writer(str(folder))
-        self._step = 0
 
     def __call__(self, entry: EpochLog) -> None:
-        self._step += 1
-        with self._writer.as_default(step=self._step):
+        with self._writer.as_default(step=entry.step):
             self._tf.summary.scalar(f"{entry.stage}/train_loss", entry.loss)
             self._tf.summary.scalar(f"{entry.stage}/samples_per_s", entry.samples_per_second)
             for name, value in entry.validation.items():

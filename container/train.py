@@ -240,6 +240,8 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
         "calibration": {**result.calibration.to_dict(), **report["calibration"]},
         "validation": result.best_validation,
         "best_epoch": result.best_epoch,
+        # a refit trains whole epochs: with several validation rounds an epoch, a little past the chosen round
+        "best_round": {"round": result.best_round[0], "of": result.best_round[1]},
         "test": test,
         "popularity": popularity,
         "against_popularity": verdict,

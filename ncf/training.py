@@ -155,6 +155,18 @@ class EpochLog:
     def samples_per_second(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else float("inf")
 
+    @property
+    def position(self) -> float:
+        """Epochs trained at the end of this round (2.5 after the first of two rounds of epoch 3): where a
+        curve plots it, so the rounds of one epoch do not stack at one x."""
+        return self.epoch - 1 + self.round / self.rounds
+
+    @property
+    def step(self) -> int:
+        """This round's ordinal in its stage, counting every round of the epochs before: TensorBoard's step,
+        the same whether the job ran through or resumed from a checkpoint."""
+        return (self.epoch - 1) * self.rounds + self.round
+
     def line(self) -> str:
         """The stable, regex-friendly line of the epoch (MetricDefinitions read these)."""
         metrics = "".join(f" validation:{k}={v:.4f}" for k, v in self.validation.items())
@@ -200,6 +212,9 @@ class TrainResult:
     optimizer: object = None
     #: With `pretrain`: each pretraining stage's best epoch, which its refit trains for.
     pretrained: dict[str, int] = field(default_factory=dict)
+    #: The round of `best_epoch` whose weights were chosen, of how many rounds that epoch had: a refit trains
+    #: whole epochs (`best_epoch` of them), so with several rounds it trains a little past the chosen point.
+    best_round: tuple[int, int] = (1, 1)
     #: The chosen model against popularity on the validation candidates (`evaluation.against_popularity`);
     #: empty without validation.
     against_popularity: dict = field(default_factory=dict)
@@ -423,7 +438,7 @@ def _refit(dataset: Dataset, config: TrainConfig, chosen: TrainResult, checkpoin
     return TrainResult(model=result.model, config=config, history=chosen.history + result.history,
                        best_epoch=chosen.best_epoch, best_validation=chosen.best_validation,
                        calibration=chosen.calibration, optimizer=result.optimizer, pretrained=chosen.pretrained,
-                       against_popularity=chosen.against_popularity)
+                       against_popularity=chosen.against_popularity, best_round=chosen.best_round)
 
 
 def _resumable(checkpoint, stage: str, config: TrainConfig, dataset: Dataset):
@@ -718,6 +733,7 @@ class EarlyStopping:
             if self.optimizer is not None:
                 self.best_optimizer = [np.array(v.numpy()) for v in self.optimizer.variables]
             self.result.best_epoch, self.result.best_validation = entry.epoch, entry.validation
+            self.result.best_round = (entry.round, entry.rounds)
             return
         self.waited += 1
         if self.patience and self.waited >= self.patience:

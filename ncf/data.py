@@ -30,7 +30,7 @@ import pandas as pd
 from . import arrowread
 from .arrowread import MAX_TIMESTAMP
 from .errors import DataError
-from .vocab import MAX_ID_CHARS
+from .vocab import MAX_ID_CHARS, integer_ids
 
 log = logging.getLogger(__name__)
 
@@ -469,11 +469,10 @@ def _ids(column: pd.Series, role: str, path: Path, where) -> np.ndarray:
     garbled = np.flatnonzero(text.str.contains("\ufffd", regex=False).to_numpy())
     if garbled.size:
         _fail(path, where, garbled, role, lambda r: "id is not UTF-8 text (save the file as UTF-8)")
-    # Integers only when every id is canonical ("7", "-3"), so that "007" and "7" stay two different ids.
-    canonical = text.str.fullmatch(r"0|-?[1-9][0-9]{0,17}")
-    if bool(canonical.all()):
-        return text.astype(np.int64).to_numpy()
-    return text.to_numpy(dtype=str)
+    # Integers only when every id is one by `vocab`'s rule ("7", "-3"), so "007" and "7" stay two ids.
+    ids = text.to_numpy(dtype=str)
+    integers = integer_ids(ids)
+    return ids if integers is None else integers
 
 
 def _numbers(column: pd.Series, role: str, path: Path, where) -> np.ndarray:

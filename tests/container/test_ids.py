@@ -10,14 +10,11 @@ from ncf import arrowread
 from ncf.data import read_interactions
 from ncf.vocab import INT64_DIGITS, Vocabulary, integer_ids, integer_text
 
-#: 19 digits within int64: integers by the one rule, which training's readers do not follow yet.
+#: 19 digits within int64: integers by the one rule, in training's readers as in serving.
 NINETEEN = ["1234567890123456789", "9223372036854775807", "-9223372036854775808"]
 IDS = ["7", "-3", "0", "123456789012345678", "-123456789012345678",  # integers, up to 18 digits
        "007", "-0", "+7", "7.0", "1e3", "\uff11", "\u0663\u0661", "\u00b2", "--1", "7a",  # text
        "9223372036854775808", "-9223372036854775809", "12345678901234567890"]  # past int64: text
-TRAINING_FOLLOWS = pytest.mark.xfail(strict=True, reason="ncf/data.py (`_ids`, its `{0,17}`) and ncf/arrowread.py "
-                                                         "(`_CANONICAL_INT`, `digits.max() > 18`) still stop at 18 "
-                                                         "digits; they should call ncf.vocab.integer_ids (#31 item 22)")
 
 
 def _declined(*args, **kwargs):
@@ -35,7 +32,7 @@ def read_users(tmp_path, monkeypatch, ids: list[str], reader: str) -> np.ndarray
 
 
 @pytest.mark.parametrize("reader", ["pyarrow", "pandas"])
-@pytest.mark.parametrize("text", IDS + [pytest.param(t, marks=TRAINING_FOLLOWS) for t in NINETEEN])
+@pytest.mark.parametrize("text", IDS + NINETEEN)
 def test_training_reads_an_id_as_an_integer_exactly_when_serving_does(tmp_path, monkeypatch, reader, text):
     users = read_users(tmp_path, monkeypatch, [text, "5"], reader)
     served = integer_text(text)

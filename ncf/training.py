@@ -631,6 +631,8 @@ def _fit_one(dataset: Dataset, config: TrainConfig, *, sampler: NegativeSampler,
                                resume.finished, config.min_delta, optimizer, resume.best_optimizer)
         result.history, result.best_epoch, result.best_validation = resume.history, resume.best_epoch, \
             resume.best_validation
+        result.best_round = next(((e.round, e.rounds) for e in resume.history if e.epoch == resume.best_epoch
+                                  and e.validation == resume.best_validation), (1, 1))
         first = resume.epoch + 1
         log.info("resuming %s from checkpoint after epoch %d", stage, resume.epoch)
     started, rounds_done, data = time.perf_counter(), 0, None

@@ -7,7 +7,8 @@ reason, and the log says it once.
 
 At creation the app times a few requests on the model (`invocations.Costs`, well under a second on an
 ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `MaxPayloadInMB` that
-`/execution-parameters` advertises. JSON Lines answers are streamed, one chunk of records at a time.
+`/execution-parameters` advertises. JSON Lines answers are streamed, one chunk of records at a time. A
+request's CPU work runs on its worker's scoring thread (`Turn.run`), so `/ping` answers while it scores.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ def _streamed(pieces, seconds: float, turn: Turn):
         raise
     finally:
         turn.end()
+
+
+def _scored(turn: Turn, pieces):
+    """`pieces`, each made on the worker's scoring thread (`Turn.run`)."""
+    end = object()
+    while (piece := turn.run(next, pieces, end)) is not end:
+        yield piece
 
 
 #: Seconds a request body may stall (no byte arriving) before the request is answered 408: a client that
@@ -121,7 +129,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                         "refused (413); raise SAGEMAKER_MODEL_SERVER_TIMEOUT and the job's InvocationsTimeoutInSeconds "
                         "together (up to 3600 s)",
                         limits.payload_mb, limits.budget_s)
-    turns = Turns()
+    turns = Turns(work_limit_s=config.timeout)
     ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": config.max_concurrent_transforms,
@@ -157,26 +165,33 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
 
             with deadline(left(), RequestTimeout(f"the request body did not arrive whole within {seconds} s")):
                 body = _body(config.max_payload_mb * 1024 * 1024, left())
-            records = codecs.DECODERS[request_type](body)
+
+            def work(body: bytes):
+                """The request's CPU work up to its answer's body (a JSON Lines answer: its first piece and the
+                rest to make), in one go on the scoring thread."""
+                records = codecs.DECODERS[request_type](body)
+                # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
+                # answered: keeping the typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
+                limits.check(records, options)
+                if request_type == codecs.JSONLINES:
+                    pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options),
+                                                                 len(records)))
+                    return next(pieces, ""), pieces  # before the status is sent: a fault here is a JSON 500
+                responses = answer(recommender, records, options)
+                if "error" in responses[0]:
+                    raise BadRequest(responses[0]["error"])
+                return "".join(codecs.ENCODERS[response_type]([responses], len(responses))), None
+
+            first, rest = turn.run(work, body)
             del body
-            # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
-            # answered: keeping the typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
-            limits.check(records, options)
-            if request_type == codecs.JSONLINES:
-                pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options),
-                                                             len(records)))
-                first = next(pieces, "")  # before the status is sent: a fault in the first block is a JSON 500
-                streaming = _streamed(itertools.chain([first], pieces), left(), turn)
-                turn.end_with(streaming)
-                streamed = Response(streaming, status=200, mimetype=response_type)
-                streamed.call_on_close(turn.end)
-                turn = None
-                return streamed
-            responses = answer(recommender, records, options)
-            if "error" in responses[0]:
-                raise BadRequest(responses[0]["error"])
-            body = "".join(codecs.ENCODERS[response_type]([responses], len(responses)))
-            return Response(body, status=200, mimetype=response_type)
+            if rest is None:
+                return Response(first, status=200, mimetype=response_type)
+            streaming = _streamed(itertools.chain([first], _scored(turn, rest)), left(), turn)
+            turn.end_with(streaming)
+            streamed = Response(streaming, status=200, mimetype=response_type)
+            streamed.call_on_close(turn.end)
+            turn = None
+            return streamed
         finally:
             if turn is not None:
                 turn.end()

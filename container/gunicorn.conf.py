@@ -12,6 +12,7 @@ import sys
 
 from gunicorn import util
 
+from container import turns
 from container.serve_config import ServeConfig
 
 _config = ServeConfig.from_env(os.environ)
@@ -25,17 +26,20 @@ workers = _config.workers
 # gevent workers: a worker holds many connections, so a client that trickles its headers, its body or its
 # reading of the answer costs one greenlet, not the worker, and /ping answers beside it (a sync worker was
 # held by one slow client for as long as it lasted). /invocations still takes turns, one per worker at a
-# time (container/turns.py): scoring is numpy holding the CPU. Chosen over nginx in front (AWS's examples: a
-# second server to configure, supervise and keep answering JSON) and over gthread (a slow client holds a
-# thread, and a busy request is never killed at the timeout).
+# time (container/turns.py): scoring is numpy holding the CPU. Its work runs on the worker's scoring thread,
+# so the gevent loop answers /ping while the worker scores (SageMaker replaces an instance whose /ping takes
+# over 2 s). Chosen over nginx in front (AWS's examples: a second server to configure, supervise and keep
+# answering JSON) and over gthread (a slow client holds a thread, and a busy request is never killed at the
+# timeout).
 worker_class = "gevent"
 # Connections one worker holds at once; past them a connection waits in the listen backlog.
 worker_connections = 1000
 # Seconds a connection may take to deliver its request's headers; then it is closed without an answer.
 # (gunicorn bounds the header read only on its keep-alive path, so that path is on; see pre_request.)
 keepalive = 5
-# Seconds one request may hold the CPU before gunicorn replaces its worker (a request scoring yields nothing,
-# so the worker's heartbeat stops); what waits on the network instead is cut at the same deadline by the app.
+# Seconds one request's work may hold the worker's scoring thread before the worker exits and gunicorn
+# replaces it (container/turns.py: the loop, free meanwhile, keeps the heartbeat going, so the worker does it
+# itself); what waits on the network instead is cut at the same deadline by the app.
 # Real time: 60, SageMaker's own limit, past which the answer is lost anyway. Batch transform
 # (SAGEMAKER_BATCH=true): 600, what SageMaker waits when the job does not set
 # ModelClientConfig.InvocationsTimeoutInSeconds. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either (up to 3600).
@@ -64,6 +68,12 @@ errorlog = "-"
 loglevel = "info"
 
 
+def on_starting(server):
+    # Before the workers fork: where they say since when they are busy, so that a busy one leaves new
+    # connections to one that may serve them sooner (container/turns.py).
+    turns.share_board(workers)
+
+
 def when_ready(server):
     server.log.info("serving on %s with %d workers (%s, timeout %d s, body limit %d MB)", bind, workers,
                     "batch transform" if _config.batch else "real time", timeout, _config.max_payload_mb)
@@ -77,14 +87,23 @@ def post_fork(server, worker):
         threadpool_limits(1)
     except ImportError:
         pass
+    # While this worker holds a turn, new connections go to a worker that may serve them sooner
+    # (container/turns.py): gunicorn's gevent worker accepts with its module's StreamServer, built after
+    # this hook.
+    from gunicorn.workers import ggevent
+
+    turns.join_board()
+    ggevent.StreamServer = turns.idle_first_server()
     server.log.info("worker %d ready", worker.pid)
 
 
 def worker_abort(worker):
-    # The arbiter's SIGABRT to a worker that held the CPU past the timeout. gunicorn would raise SystemExit in
-    # the greenlet that holds it, and the gevent worker swallows that and drains for graceful_timeout while
-    # still sending heartbeats, so nothing would replace it for 25 s. Exit at once, as a sync worker did.
-    worker.log.critical("worker %d: a request held the CPU past the %d s timeout; exiting", worker.pid, timeout)
+    # The arbiter's SIGABRT to a worker whose loop missed its heartbeats for the timeout: something held the
+    # loop itself (scoring runs on the scoring thread, whose own limit exits the worker). gunicorn would raise
+    # SystemExit in the greenlet that holds it, and the gevent worker swallows that and drains for
+    # graceful_timeout while still sending heartbeats, so nothing would replace it for 25 s. Exit at once, as
+    # a sync worker did.
+    worker.log.critical("worker %d: its loop was held past the %d s timeout; exiting", worker.pid, timeout)
     sys.stderr.flush()
     os._exit(1)
 

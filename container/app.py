@@ -8,7 +8,8 @@ reason, and the log says it once.
 At creation the app times a few requests on the model (`invocations.Costs`, well under a second on an
 ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `MaxPayloadInMB` that
 `/execution-parameters` advertises. JSON Lines answers are streamed, one chunk of records at a time. A
-request's CPU work runs on its worker's scoring thread (`Turn.run`), so `/ping` answers while it scores.
+request's CPU work runs on its worker's scoring thread (`Turn.run`), so `/ping` answers while it scores; a
+request whose turn came too late for its estimated work to finish by its deadline is answered 503 (`Busy`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,44 @@ from ncf.recommender import Recommender
 
 from . import codecs
 from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, as_http_error
-from .invocations import Costs, Limits, Options, answer, answer_chunks
+from .invocations import Costs, Limits, Options, answer, answer_chunks, requests
 from .serve_config import ServeConfig
 from .turns import Turn, Turns, deadline
 
 log = logging.getLogger("container.app")
 
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+#: What a 503 "busy" answer asks a client to wait before it tries again (`Retry-After`, and `retry_after_s` in
+#: its JSON: SageMaker passes a container's body on to the caller, not its headers). The worker's queue is
+#: not the retry's: it may reach another worker or instance, so a short pause, not the backlog's length.
+RETRY_AFTER_S = 1
+
+
+class Busy(NotReady):
+    """503: this worker could not serve the request by its deadline (its turn came too late); another try
+    may find a worker free. Answered with `Retry-After`."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retry_after_s=RETRY_AFTER_S)
+
+
+def _overdue(limits: Limits, records, options: Options, seconds_left: float) -> float | None:
+    """The estimated seconds of answering `records` (checked by `limits`) when they are more than
+    `seconds_left`, counted up to the first record past it (a lower bound then); None when they fit.
+
+    `Limits.check` has passed, so the whole estimate is within `limits.budget_s`: only a request left with
+    less than that (one that waited long for its turn, or whose body was slow) is estimated again, record by
+    record, which costs parsing the records once more, only then."""
+    if seconds_left >= limits.budget_s:
+        return None
+    seconds = 0.0
+    for request_ in requests(records, options):
+        seconds += limits.costs.seconds(request_)
+        if seconds > seconds_left:
+            return seconds
+    return None
 
 
 def _json(body: dict, status: int) -> Response:
@@ -155,24 +187,41 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         seconds = config.deadline_s
-        ends = time.monotonic() + seconds  # one deadline for the whole request: its wait, body and answer
+        arrived = time.monotonic()
+        ends = arrived + seconds  # one deadline for the whole request: its wait, body and answer
         turn = turns.take(seconds)
         if turn is None:
-            raise NotReady(f"busy: earlier requests held this worker for {seconds} s; retry")
+            raise Busy(f"busy: earlier requests held this worker for the {seconds} s this request may last; retry")
         try:
             def left() -> float:
-                return max(1.0, ends - time.monotonic())
+                return ends - time.monotonic()
 
-            with deadline(left(), RequestTimeout(f"the request body did not arrive whole within {seconds} s")):
-                body = _body(config.max_payload_mb * 1024 * 1024, left())
+            waited = time.monotonic() - arrived
+            if left() <= 0:
+                raise Busy(f"busy: this request waited {waited:.1f} s for its turn, all of the {seconds} s it may "
+                           "last; retry")
+            # Network waits get at least a second: a body sent while the request waited is read in one, and
+            # the answer's estimated work is checked against the time left before any is done.
+            late_body = RequestTimeout(f"the request body did not arrive whole within {seconds} s")
+            with deadline(max(1.0, left()), late_body):
+                body = _body(config.max_payload_mb * 1024 * 1024, max(1.0, left()))
+            reading = time.monotonic() - arrived - waited
 
             def work(body: bytes):
                 """The request's CPU work up to its answer's body (a JSON Lines answer: its first piece and the
                 rest to make), in one go on the scoring thread."""
                 records = codecs.DECODERS[request_type](body)
-                # 413 now rather than a worker killed midway. JSON Lines records are parsed here and again when
-                # answered: keeping the typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
+                # 413 now rather than a worker killed midway; then 503 rather than work finished after the
+                # caller gave up. JSON Lines records are parsed here and again when answered: keeping the
+                # typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
                 limits.check(records, options)
+                late = _overdue(limits, records, options, left())
+                if late is not None:
+                    why = (f"the {max(left(), 0):.1f} s left of the {seconds} s it may last cannot cover its work, "
+                           f"estimated at {late:.1f} s or more")
+                    if reading > waited:  # the client's doing, not the server's load
+                        raise RequestTimeout(f"the request body took {reading:.1f} s to arrive, and {why}")
+                    raise Busy(f"busy: this request waited {waited:.1f} s for its turn, and {why}; retry")
                 if request_type == codecs.JSONLINES:
                     pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options),
                                                                  len(records)))
@@ -186,7 +235,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             del body
             if rest is None:
                 return Response(first, status=200, mimetype=response_type)
-            streaming = _streamed(itertools.chain([first], _scored(turn, rest)), left(), turn)
+            streaming = _streamed(itertools.chain([first], _scored(turn, rest)), max(1.0, left()), turn)
             turn.end_with(streaming)
             streamed = Response(streaming, status=200, mimetype=response_type)
             streamed.call_on_close(turn.end)
@@ -204,7 +253,10 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
         if http is None:
             log.exception("internal error answering %s %s", request.method, request.path)
             return _json({"error": "internal error; see the endpoint's log"}, 500)
-        return _json({"error": http.message, **http.details}, http.status)
+        response = _json({"error": http.message, **http.details}, http.status)
+        if isinstance(http, Busy):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     return app
 

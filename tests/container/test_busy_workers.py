@@ -1,5 +1,7 @@
 """`serve` with its workers busy, on loopback: `/ping` answers within SageMaker's 2 s (here: 1 s) while every
-worker scores a request of several seconds, and while one worker scores, new requests go to the idle one."""
+worker scores a request of several seconds; while one worker scores, new requests go to the idle one; and a
+request whose turn (or body) came too late for its estimated work to finish by its deadline is refused (503
+with Retry-After, or 408) instead of being scored for a caller that gave up."""
 
 import json
 import math
@@ -14,7 +16,7 @@ from benchmarks.fake_model import fake_model
 from container.invocations import Costs, Options, parse
 from ncf.recommender import Recommender
 from tests.container.test_serve import Server, request
-from tests.container.test_serve_faults import holder_of
+from tests.container.test_serve_faults import Trickler, holder_of
 from tests.waiting import wait_until
 
 
@@ -147,6 +149,61 @@ def test_ping_answers_within_a_second_while_every_worker_scores_for_seconds(two_
     for post in posts:  # the requests themselves are answered in full
         post.join(timeout=300)
         assert post.status == 200, post.answer[:300]
+
+
+@pytest.fixture
+def one_worker(tiny):
+    """One worker whose requests may last 12 s (real time: 6 s of estimated work each)."""
+    s = Server(tiny, SAGEMAKER_MODEL_SERVER_WORKERS="1", SAGEMAKER_MODEL_SERVER_TIMEOUT="12")
+    s.wait_until_ready()
+    yield s
+    s.stop()
+
+
+def most_fold_ins(server) -> int:
+    """The most fold-ins the server's own estimate lets one request ask (what its 413 says)."""
+    status, _, answer = request(server.port, "POST", "/invocations", fold_ins(100_000),
+                                {"Content-Type": "application/jsonlines"}, timeout=60)
+    assert status == 413 and json.loads(answer)["max_records"] >= 20, answer[:300]
+    return json.loads(answer)["max_records"]
+
+
+def test_a_request_whose_turn_came_too_late_for_its_work_is_503_with_retry_after_not_scored(one_worker):
+    most = most_fold_ins(one_worker)
+    # The first request holds the worker's turn for all of its 12 s: a body trickled a byte a second (never
+    # stalling), never whole, answered 408 at its deadline.
+    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n")
+    holder = Trickler(one_worker.port, [head] + [b" "] * 30, 1.0)
+    holder.start()
+    wait_until(lambda: holder.cut or holder_of(one_worker, holder.conn), 30, lambda: "never accepted")
+    time.sleep(0.3)
+    # Queued behind it: half the 6 s of estimated work a request may take (by the server's own estimate),
+    # whose turn comes with ~0.3 s of its deadline left; then a request of a millisecond, which still fits.
+    late = Post(one_worker.port, fold_ins(most // 2), "application/jsonlines")
+    late.start()
+    time.sleep(0.2)
+    quick = Post(one_worker.port, b'{"user": 1, "k": 3}', "application/json")
+    quick.start()
+    for client in (holder, late, quick):
+        client.join(timeout=60)
+    assert holder.answer.startswith(b"HTTP/1.1 408"), holder.answer[:200]
+    assert late.status == 503, late.answer[:300]
+    assert late.headers["retry-after"] == "1" and late.headers["content-type"] == "application/json"
+    answer = json.loads(late.payload)
+    assert "waited" in answer["error"] and "estimated" in answer["error"] and answer["retry_after_s"] == 1
+    assert quick.status == 200 and len(json.loads(quick.payload)["itemList"]) == 3, quick.answer[:300]
+
+
+def test_a_body_that_took_so_long_that_its_work_cannot_finish_in_time_is_408_not_scored(one_worker):
+    # Half the estimated work a request may take, its body trickled over ~10 of the 12 s it may last (never
+    # stalling): ~2 s are left for ~3 s of work. The client was slow, not the server: 408, no Retry-After.
+    slow = Post(one_worker.port, fold_ins(most_fold_ins(one_worker) // 2), "application/jsonlines",
+                pieces=12, interval=0.9)
+    slow.start()
+    slow.join(timeout=60)
+    assert slow.status == 408 and "retry-after" not in slow.headers, slow.answer[:300]
+    assert "estimated" in json.loads(slow.payload)["error"]
 
 
 def test_while_one_worker_scores_for_seconds_short_requests_go_to_the_idle_one(two_workers, costs):

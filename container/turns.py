@@ -38,7 +38,6 @@ import mmap
 import os
 import struct
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -144,7 +143,7 @@ class _Flock(ctypes.Structure):
 
 class _Board:
     """Since when each of gunicorn's workers has been busy, and when it last accepted a connection, for all
-    of them to read: a page shared by the master before it forks (an unlinked file, mapped), a slot per
+    of them to read: a page shared by the master before it forks (a memfd, mapped), a slot per
     worker holding when its current request took the turn (0 when idle) and when it last accepted, in
     `time.monotonic()` (the same clock in every process). A worker owns its slot by a POSIX lock on the
     slot's byte of the file, held for its life: the kernel drops a dead worker's lock, so its slot reads as
@@ -154,9 +153,9 @@ class _Board:
     CLOSED = -math.inf  # shutting down: accepts nothing, as good as long busy
 
     def __init__(self, slots: int):
-        self._file = tempfile.TemporaryFile()
-        self._file.truncate(16 * slots)
-        self._times = mmap.mmap(self._file.fileno(), 16 * slots)  # MAP_SHARED: the workers see one page
+        self._fd = os.memfd_create("ncf-turns", os.MFD_CLOEXEC)  # no file system needed
+        os.ftruncate(self._fd, 16 * slots)
+        self._times = mmap.mmap(self._fd, 16 * slots)  # MAP_SHARED: the workers see one page
         self._slots = slots
         self._mine: int | None = None
 
@@ -164,7 +163,7 @@ class _Board:
         """In a new worker: claim a free slot, idle."""
         for slot in range(self._slots):
             try:
-                fcntl.lockf(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
+                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, slot)
             except OSError:
                 continue
             self._mine = slot
@@ -192,7 +191,7 @@ class _Board:
             if slot == self._mine:
                 continue
             query = bytes(_Flock(fcntl.F_WRLCK, os.SEEK_SET, slot, 1, 0))
-            if _Flock.from_buffer_copy(fcntl.fcntl(self._file, fcntl.F_GETLK, query)).l_type != fcntl.F_UNLCK:
+            if _Flock.from_buffer_copy(fcntl.fcntl(self._fd, fcntl.F_GETLK, query)).l_type != fcntl.F_UNLCK:
                 yield struct.unpack_from("dd", self._times, 16 * slot)
 
     def worth_waiting(self, now: float) -> bool:
@@ -213,9 +212,14 @@ _servers: "weakref.WeakSet" = weakref.WeakSet()
 
 def share_board(workers: int) -> None:
     """In gunicorn's master, before it forks: the board on which its workers say since when they are busy
-    (room for as many replacements as workers, while a dead worker's slot is freed)."""
+    (room for as many replacements as workers, while a dead worker's slot is freed). Without one, a busy
+    worker accepts as readily as an idle one: `/ping` is answered all the same."""
     global _board
-    _board = _Board(2 * workers)
+    try:
+        _board = _Board(2 * workers)
+    except OSError as error:
+        log.warning("workers cannot share whether they are busy (%s): a busy worker may queue requests that an "
+                    "idle one could serve", error)
 
 
 def join_board() -> None:

@@ -185,6 +185,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             raise NotReady(not_ready)
         request_type = codecs.media_type(request.headers.get("Content-Type"))
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
+        encoding = codecs.content_encoding(request.headers.get("Content-Encoding"))  # 415 before the body
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         seconds = config.deadline_s
         arrived = time.monotonic()
@@ -210,6 +211,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             def work(body: bytes):
                 """The request's CPU work up to its answer's body (a JSON Lines answer: its first piece and the
                 rest to make), in one go on the scoring thread."""
+                body = codecs.decompressed(body, encoding, config.max_payload_mb * 1024 * 1024)
                 records = codecs.DECODERS[request_type](body)
                 # 413 now rather than a worker killed midway; then 503 rather than work finished after the
                 # caller gave up. JSON Lines records are parsed here and again when answered: keeping the

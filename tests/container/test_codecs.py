@@ -126,10 +126,6 @@ def test_a_real_time_csv_body_of_blank_lines_is_413_in_a_few_bytes(real_time):
 
 # ---------------------------------------------------------------------------------------------- Content-Encoding
 
-GZIP_WIRED = pytest.mark.xfail(strict=True, reason="container/app.py does not yet call codecs.content_encoding "
-                                                   "before reading the body and codecs.decompressed after (#31 "
-                                                   "item 22); remove this mark when it does")
-
 
 @pytest.mark.parametrize("header, coding", [(None, "identity"), ("", "identity"), ("identity", "identity"),
                                             ("gzip", "gzip"), (" GZIP ", "gzip"), ("x-gzip", "gzip"),
@@ -167,7 +163,6 @@ def test_a_corrupt_or_truncated_gzip_body_is_400_saying_so(body, why):
         decompressed(body, "gzip", 1024 * 1024)
 
 
-@GZIP_WIRED
 def test_a_gzipped_csv_body_is_answered_as_the_plain_one(real_time):
     plain = post(real_time, b"1,3\n2,4\n", "text/csv")
     zipped = real_time.post("/invocations", data=gzip.compress(b"1,3\n2,4\n"), content_type="text/csv",
@@ -175,14 +170,12 @@ def test_a_gzipped_csv_body_is_answered_as_the_plain_one(real_time):
     assert zipped.status_code == 200 and zipped.get_data() == plain.get_data()
 
 
-@GZIP_WIRED
 def test_another_content_encoding_is_415_through_the_app(real_time):
     response = real_time.post("/invocations", data=b"1,3\n", content_type="text/csv",
                               headers={"Content-Encoding": "br"})
     assert response.status_code == 415 and "Content-Encoding 'br'" in response.json["error"]
 
 
-@GZIP_WIRED
 def test_a_gzip_bomb_is_413_through_the_app(real_time):
     response = real_time.post("/invocations", data=gzip.compress(b"\n" * (7 * 1024 * 1024)), content_type="text/csv",
                               headers={"Content-Encoding": "gzip"})

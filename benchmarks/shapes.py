@@ -188,10 +188,7 @@ def matrix(data: Dataset, parts: list[Pairs]) -> sp.csr_matrix:
 
 def peer_rows(data: Dataset, sample: TestSample) -> dict[str, dict]:
     """Each peer tuned on validation HR@10, refit on training + validation, ranked on the job's test users."""
-    ranked = sample_users(data.test, sample.candidates(), seed=sample.seed)
-    test = draw_candidates(ranked, data.seen, 99, seed=sample.seed)
-    full = sample_users(data.test, sample.full_ranking(data.n_items), seed=sample.seed)
-    known = data.seen_before_test(np.unique(full.user))
+    test, full, known = sample.draw(data)  # the job's own test users and candidates
     validation = draw_candidates(sample_users(data.validation, sample.candidates(), seed=1), data.seen, 99, seed=1)
     X_train, X_full = matrix(data, [data.train]), matrix(data, [data.train, data.validation])
     rows = {}

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 from benchmarks.ab import parse_config  # noqa: E402
 from benchmarks.scale import stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
+from ncf.defaults import resolved  # noqa: E402
 from ncf.vocab import Vocabulary  # noqa: E402
 
 EXAMPLES = 1 << 21
@@ -72,6 +73,7 @@ def samples_per_s(config, n_users: int, n_items: int, users, items, labels, vari
     a leading "bf16": under `mixed_bfloat16` (float32 again afterwards)."""
     import keras
 
+    config = resolved(config, len(labels) // (1 + config.negatives))[0]  # batch_size=auto: the job's choice
     bf16, variant = variant.startswith("bf16"), variant.removeprefix("bf16").strip()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
     try:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
+from ncf.defaults import resolved  # noqa: E402
 from ncf.evaluation import draw_candidates, evaluate_candidates  # noqa: E402
 
 AXES = {
@@ -64,6 +65,7 @@ def main() -> None:
     from benchmarks.ab import parse_config
 
     best = replace(TrainConfig(model=args.model), **parse_config(f"start:{args.set}")[1])
+    best = resolved(best, len(data.train))[0]  # batch_size=auto as the job resolves it: the axis scales from it
     tried: dict[str, dict] = {}
 
     def run(config: TrainConfig) -> dict:

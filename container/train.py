@@ -54,8 +54,9 @@ class StopFlag:
 
     Reading a channel cannot poll: a Pipe-mode FIFO whose writer stalls blocks in `read` until data comes, and
     SageMaker kills the container 120 s after SIGTERM with no failure file. Inside `interrupting()` the
-    handler raises `Interrupted` instead, which ends the blocked read (Python retries a read that a signal
-    interrupts only when the handler returns)."""
+    handler raises instead, which ends the blocked read (Python retries a read that a signal interrupts only
+    when the handler returns). It raises `_StopRequested`, a BaseException, so that no reader's
+    `except Exception` can take it for a damaged file; the block turns it into `Interrupted`."""
 
     def __init__(self):
         self._event = threading.Event()
@@ -70,7 +71,7 @@ class StopFlag:
             self._event.set()
             if self._raise:
                 self._raise = False
-                raise Interrupted("stopped by request while reading the channels")
+                raise _StopRequested
         signal.signal(signal.SIGTERM, handler)
 
     @contextlib.contextmanager
@@ -81,8 +82,14 @@ class StopFlag:
         self._raise = True
         try:
             yield
+        except _StopRequested:
+            raise Interrupted("stopped by request while reading the channels") from None
         finally:
             self._raise = False
+
+
+class _StopRequested(BaseException):
+    """SIGTERM inside `StopFlag.interrupting`: passes through `except Exception` to the block's end."""
 
 
 def run(job: TrainJob, should_stop=None) -> dict:
@@ -211,6 +218,7 @@ class PhaseClock:
 def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_point=lambda where: None) -> dict:
     """The chief's part: test metrics (`ncf.evaluation.test_metrics`), the model folder, and the outputs."""
     from ncf import artifacts
+    from ncf.defaults import RESOLVED
     from ncf.evaluation import TestSample, test_metrics
     from ncf.inference import NumpyScorer
     from ncf.models import export_weights
@@ -266,7 +274,8 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     clock.lap("export")
     log.info("timing: %s", " ".join(f"{phase}_s={seconds:.1f}" for phase, seconds in clock.seconds.items()))
     try:
-        write_outputs(job.output_data_dir, metrics, {**hp.to_dict(), **result.config.to_dict()}, result.history)
+        used = {**hp.to_dict(), **{key: getattr(result.config, key) for key in RESOLVED}}  # auto's values
+        write_outputs(job.output_data_dir, metrics, used, result.history)
     except OSError as e:
         raise ArtifactError(f"cannot write to {e.filename or job.output_data_dir}: {e.strerror}") from e
     log.info("model written to %s", job.model_dir)

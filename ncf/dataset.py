@@ -21,7 +21,7 @@ from .data import Interactions
 from .errors import DataError
 from .seen import SeenItems
 from .splits import chronological_order, leave_last_k
-from .vocab import Vocabulary
+from .vocab import Vocabulary, integer_ids
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Dataset:
         evaluated model trained on them or was selected on them (and a served model excludes all it saw).
 
         `users`: only their rows are filled (the others are empty). Full ranking evaluates a sample of users
-        (5,000 of ml-25m's 162k), and building every user's rows costs a sort of all the training keys: ~1 GB
+        (`evaluation.TestSample`: ~850 of ml-25m's 162k), and building every user's rows costs a sort of all the training keys: ~1 GB
         at the peak of a 23M-interaction job's final evaluation, where these users' rows cost a mask over the
         pairs."""
         parts = [self.train] + ([self.validation] if self.validation is not None else [])
@@ -158,7 +158,8 @@ def prepare(
             they are instead of being carved from `interactions`. Their rows whose user or item never occurs
             in `interactions` are dropped (logged): the model has learned nothing about them. They are
             authoritative: a test pair leaves training and validation, a validation pair leaves training, and
-            repeats inside one count once (each logged with its count).
+            repeats inside one count once (each logged with its count); a held-out row whose user or item
+            then keeps no training pair is dropped too (logged).
         known_users, known_items: vocabularies of a model this data continues (a warm start): the new ones
             hold their ids too, so every id the model knew keeps its row (`ncf.warmstart`), and grow with the
             data's new ids. Vocabularies stay sorted, so an id's index may change; its row goes with it.
@@ -182,21 +183,22 @@ def prepare(
     i = i[keep]
     del keep
 
-    n_items = len(items)
+    n_users, n_items = len(users), len(items)
     if test is None:
         test_mask = leave_last_k(u, np.arange(len(u)), test_k)
         test_pairs = Pairs(u[test_mask], i[test_mask])
     else:
         test_pairs = _known_pairs(test.with_min_rating(min_rating), users, items, "test")
-        test_mask = _held_out(u * n_items + i, test_pairs, n_items, "test", "training")
+        test_mask = _held_out(Pairs(u, i), test_pairs, n_users, n_items, "test", "training")
     rest = ~test_mask
     train_mask = rest
     validation_pairs = None
     if validation is not None:
         validation_pairs = _known_pairs(validation.with_min_rating(min_rating), users, items, "validation")
         if test is not None:
-            validation_pairs = _without(validation_pairs, test_pairs, n_items)
-        train_mask = rest & ~_held_out(u * n_items + i, validation_pairs, n_items, "validation", "training")
+            drop = _held_out(validation_pairs, test_pairs, n_users, n_items, "test", "validation")
+            validation_pairs = Pairs(validation_pairs.user[~drop], validation_pairs.item[~drop])
+        train_mask = rest & ~_held_out(Pairs(u, i), validation_pairs, n_users, n_items, "validation", "training")
     elif validation_k > 0:
         val_in_rest = leave_last_k(u[rest], np.arange(rest.sum()), validation_k)
         val_mask = np.zeros(len(u), dtype=bool)
@@ -204,7 +206,6 @@ def prepare(
         train_mask = rest & ~val_mask
         validation_pairs = Pairs(u[val_mask], i[val_mask])
     held = [p for p, given in ((validation_pairs, validation), (test_pairs, test)) if given is not None]
-    n_users = len(users)
     if held:
         seen = SeenItems.from_pairs(np.concatenate([u] + [p.user for p in held]),
                                     np.concatenate([i] + [p.item for p in held]), n_users, n_items)
@@ -212,6 +213,16 @@ def prepare(
         seen = SeenItems.from_pairs(u, i, n_users, n_items)
     train = Pairs(u[train_mask], i[train_mask])
     del u, i
+    if len(train) == 0:
+        raise DataError("no training interaction is left: every pair of train is also in the test or "
+                        "validation channel")
+    if test is not None:
+        test_pairs = _trained(test_pairs, train, n_users, n_items, "test")
+    if validation is not None:
+        validation_pairs = _trained(validation_pairs, train, n_users, n_items, "validation")
+        if len(validation_pairs) == 0:
+            raise DataError("every validation pair is also a test pair, or of a user or item with no training "
+                            "interaction: nothing is left to validate on")
     return Dataset(
         users=users,
         items=items,
@@ -230,8 +241,12 @@ def _grown(known: Vocabulary | None, raw: np.ndarray, what: str) -> Vocabulary:
         return Vocabulary.fit(raw)
     if (known.ids.dtype.kind == "i") != (raw.dtype.kind == "i"):
         kinds = {True: "integers", False: "text"}
+        why = ""
+        if known.ids.dtype.kind != "i" and integer_ids(known.ids) is not None:
+            why = (" (the model read ids of 19 digits as text, as training did before it read them as integers "
+                   "by the server's rule: train this model afresh once)")
         raise DataError(f"the warm-start model's {what} ids are {kinds[known.ids.dtype.kind == 'i']}, this data's "
-                        f"are {kinds[raw.dtype.kind == 'i']}: they cannot name the same {what}s")
+                        f"are {kinds[raw.dtype.kind == 'i']}: they cannot name the same {what}s{why}")
     return Vocabulary.fit(np.concatenate([known.ids, raw]))
 
 
@@ -248,24 +263,27 @@ def _latest_of_each_pair(key: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _held_out(keys: np.ndarray, held: Pairs, n_items: int, name: str, source: str) -> np.ndarray:
-    """`[len(keys)]` mask of the `user * n_items + item` keys that `held` also holds: they leave `source`
-    (logged, with the count). `held`'s keys are distinct (`_known_pairs`)."""
-    held_keys = np.sort(held.user * n_items + held.item)
-    at = np.minimum(np.searchsorted(held_keys, keys), max(len(held_keys) - 1, 0))
-    mask = held_keys[at] == keys if len(held_keys) else np.zeros(len(keys), dtype=bool)
+def _held_out(pairs: Pairs, held: Pairs, n_users: int, n_items: int, name: str, source: str) -> np.ndarray:
+    """`[len(pairs)]` mask of the `pairs` that `held` also holds: they leave `source` (logged, with the count)."""
+    mask = SeenItems.from_pairs(held.user, held.item, n_users, n_items).contains(pairs.user, pairs.item)
     if mask.any():
         log.info("%s: %d pairs also in %s leave %s (a held-out channel is authoritative)", name,
                  int(mask.sum()), source, source)
     return mask
 
 
-def _without(part: Pairs, held: Pairs, n_items: int) -> Pairs:
-    """`part` less the pairs that `held` holds (validation less test)."""
-    drop = _held_out(part.user * n_items + part.item, held, n_items, "test", "validation")
-    if drop.all():
-        raise DataError("every validation pair is also a test pair: nothing is left to validate on")
-    return Pairs(part.user[~drop], part.item[~drop])
+def _trained(part: Pairs, train: Pairs, n_users: int, n_items: int, name: str) -> Pairs:
+    """`part` less its pairs whose user or item kept no training pair once the held-out pairs left training
+    (logged): the model learns nothing of them, as of ids `train` never held (`_known_pairs`)."""
+    users, items = np.zeros(n_users, dtype=bool), np.zeros(n_items, dtype=bool)
+    users[train.user], items[train.item] = True, True
+    keep = users[part.user] & items[part.item]
+    if not keep.all():
+        log.warning("%s: %d of %d rows dropped: their user or item has no training interaction left once the "
+                    "held-out pairs left training", name, int((~keep).sum()), len(keep))
+    if name == "test" and not keep.any():
+        raise DataError("no test interaction has a user and an item that keep a training interaction")
+    return Pairs(part.user[keep], part.item[keep])
 
 
 def _known_pairs(part: Interactions, users: Vocabulary, items: Vocabulary, name: str) -> Pairs:

@@ -21,6 +21,9 @@ MIN_STEPS_PER_EPOCH = 100
 #: The batch sizes `auto` chooses from: below 256 a step's fixed cost dominates; 4,096 is MovieLens' default.
 BATCH_SIZES = (256, 4096)
 AUTO = "auto"
+#: The settings `resolved` may change: what a job's hyperparameters.json records as resolved, and nothing else
+#: (`pretrain=auto` stays `auto`, so the file can start a warm start as it is).
+RESOLVED = ("batch_size",)
 
 
 def auto_batch_size(examples_per_epoch: int) -> int:

@@ -176,13 +176,15 @@ def against_popularity(model_scores: np.ndarray, popularity_scores: np.ndarray, 
     A model that learned nothing still scores about popularity's HR@k (its items are the ones sampled most),
     so "above popularity" is the least a trained model must show before anyone serves it. Returns both HR@k,
     the margin (model minus popularity), its standard error, and `beats_popularity`: the margin is above
-    `BEATS_POPULARITY_Z` standard errors."""
+    `BEATS_POPULARITY_Z` standard errors. Rows are held-out positives (one per user under LOO). Empty under
+    two rows: one row cannot say how far its margin may be from the truth."""
+    if len(model_scores) < 2:
+        return {}
     model_hits = (positive_ranks(model_scores) < k).astype(np.float64)
     popular_hits = (positive_ranks(popularity_scores) < k).astype(np.float64)
     margin, error = float(np.mean(model_hits - popular_hits)), standard_error(model_hits - popular_hits)
-    error = 0.0 if not np.isfinite(error) else error
     return {f"hr@{k}": float(np.mean(model_hits)), f"popularity_hr@{k}": float(np.mean(popular_hits)),
-            "margin": margin, "margin_se": error, "users": int(len(model_hits)),
+            "margin": margin, "margin_se": error, "rows": int(len(model_hits)),
             "beats_popularity": bool(margin > BEATS_POPULARITY_Z * error and margin > 0)}
 
 
@@ -217,6 +219,17 @@ class TestSample:
         low, high = FULL_RANKING_USERS
         return int(np.clip(FULL_RANKING_CELLS // max(n_items, 1), low, high))
 
+    def draw(self, dataset: Dataset) -> tuple[Candidates, Pairs, SeenItems]:
+        """The test's sampled candidates, its full-ranking users' held-out pairs, and those users' training
+        and validation items (what full ranking excludes): what every model and peer is ranked on."""
+        ranked = sample_users(dataset.test, self.candidates(), seed=self.seed)
+        full = sample_users(dataset.test, self.full_ranking(dataset.n_items), seed=self.seed)
+        return (draw_candidates(ranked, dataset.seen, 99, seed=self.seed), full,
+                dataset.seen_before_test(unique(full.user)))  # the ranked users' rows alone
+
+
+TestSample.__test__ = False  # a library class, not a pytest test class
+
 
 def test_metrics(logits: Scorer, all_items: Callable[[np.ndarray], np.ndarray], dataset: Dataset,
                  calibration: Calibration, threshold: float = 0.5, sample: TestSample = TestSample()) -> dict:
@@ -232,8 +245,7 @@ def test_metrics(logits: Scorer, all_items: Callable[[np.ndarray], np.ndarray], 
     against the plain sigmoid's, the paired comparison with popularity on the test candidates, and how many
     users each protocol ranked of how many.
     """
-    ranked = sample_users(dataset.test, sample.candidates(), seed=sample.seed)
-    candidates = draw_candidates(ranked, dataset.seen, 99, seed=sample.seed)
+    candidates, full, known = sample.draw(dataset)
     test, popularity, report, verdict = {}, {}, {}, {}
     if len(candidates):
         scores = score_candidates(logits, candidates)
@@ -249,8 +261,6 @@ def test_metrics(logits: Scorer, all_items: Callable[[np.ndarray], np.ndarray], 
         popular = score_candidates(popularity_scorer(dataset.popularity), candidates)
         popularity = rank_metrics(positive_ranks(popular))
         verdict = against_popularity(scores, popular)
-    full = sample_users(dataset.test, sample.full_ranking(dataset.n_items), seed=sample.seed)
-    known = dataset.seen_before_test(unique(full.user))  # the ranked users' rows alone
     test.update(evaluate_full_ranking(scorer_top_k(all_items, known), full, dataset.n_items, prefix="full_"))
     popularity.update(evaluate_full_ranking(popularity_top_k(dataset.popularity, known), full, dataset.n_items,
                                             prefix="full_"))
@@ -258,3 +268,6 @@ def test_metrics(logits: Scorer, all_items: Callable[[np.ndarray], np.ndarray], 
     return {"test": test, "popularity": popularity, "calibration": report, "against_popularity": verdict,
             "candidate_users": {"evaluated": int(len(unique(candidates.users))), "of": of, "seed": sample.seed},
             "full_ranking_users": {"evaluated": int(len(unique(full.user))), "of": of, "seed": sample.seed}}
+
+
+test_metrics.__test__ = False  # a library function, not a pytest test

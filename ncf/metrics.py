@@ -7,7 +7,8 @@ non-finite score (NaN, +inf) counts as the worst, as in serving's top-k (`arrays
 comparison with NaN is False, so a NaN positive would otherwise rank first.
 
 Each mean comes with its standard error (`<name>_se`, the sample standard deviation over users / sqrt(n)),
-so a figure on a sample of users says how far it may be from the figure on all of them.
+so a figure on a sample of users says how far it may be from the figure on all of them; under two users
+there is none (the key is left out: JSON has no NaN).
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ def rank_metrics(ranks: np.ndarray, k: int = 10) -> dict[str, float]:
     """HR@k and NDCG@k of `[rows]` ranks, each with its standard error (`hr@k_se`, `ndcg@k_se`)."""
     hits = (ranks < k).astype(np.float64)
     gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return {f"hr@{k}": hit_rate(ranks, k), f"hr@{k}_se": standard_error(hits),
-            f"ndcg@{k}": ndcg(ranks, k), f"ndcg@{k}_se": standard_error(gains)}
+    return _with_errors({f"hr@{k}": hits, f"ndcg@{k}": gains}) if len(ranks) else {}
 
 
 def top_k_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray) -> dict[str, float]:
@@ -63,9 +63,15 @@ def top_k_metrics(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray)
     ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
     precision_at_i = np.cumsum(relevant, axis=1) / np.arange(1, k + 1)
     average_precision = (precision_at_i * relevant).sum(axis=1) / np.minimum(n_relevant, k)
-    per_user = {f"precision@{k}": hits / k, f"recall@{k}": hits / n_relevant, f"ndcg@{k}": dcg / ideal,
-                f"map@{k}": average_precision}
+    return _with_errors({f"precision@{k}": hits / k, f"recall@{k}": hits / n_relevant, f"ndcg@{k}": dcg / ideal,
+                         f"map@{k}": average_precision})
+
+
+def _with_errors(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """Each name's mean, and its standard error as `<name>_se` where there are two values or more."""
     out = {}
     for name, values in per_user.items():
-        out[name], out[f"{name}_se"] = float(np.mean(values)), standard_error(values)
+        out[name] = float(np.mean(values))
+        if len(values) > 1:
+            out[f"{name}_se"] = standard_error(values)
     return out

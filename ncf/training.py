@@ -309,7 +309,8 @@ def fit(
     if validation is not None:
         result.against_popularity = against_popularity(
             scores, score_candidates(popularity_scorer(searched.popularity), validation))
-        _warn_unless_learned(result.against_popularity, result, config, len(searched.train))
+        if result.against_popularity:
+            _warn_unless_learned(result.against_popularity, result, config, len(searched.train))
     # The paper's towers were measured without a refit, and keep it so (benchmarks: "NeuMF, today's default").
     if validation is not None and config.pretrain != "towers" and _refits(config, searched is dataset):
         result = _refit(dataset, config, result, checkpoint, **{**run, "validation": None})
@@ -390,9 +391,9 @@ def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig
         cause = ("the data may hold little beyond popularity (few interactions per user, or most of them on a "
                  "few items), or the model is undertrained: try more epochs and patience, model=mf, or more data")
     log.warning("the model does not beat popularity on validation: HR@10 %.4f against %.4f (margin %+.4f, "
-                "standard error %.4f, %d users). Likely cause: %s. The model is saved; check it before serving.",
-                verdict["hr@10"], verdict["popularity_hr@10"], verdict["margin"], verdict["margin_se"],
-                verdict["users"], cause)
+                "standard error %.4f, %d held-out rows). Likely cause: %s. The model is saved; check it before "
+                "serving.", verdict["hr@10"], verdict["popularity_hr@10"], verdict["margin"], verdict["margin_se"],
+                verdict["rows"], cause)
 
 
 def _calibrate(logits: np.ndarray | None, config: TrainConfig) -> Calibration:

@@ -92,34 +92,50 @@ def pairs_of(data, part):
 
 def test_a_test_channel_pair_that_also_occurs_in_train_leaves_training(caplog):
     # repeat use: user 1 watched 10 again after the cut, user 2 bought 12 twice
-    train = interactions([(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 12, 2), (2, 11, 3)])
+    train = interactions([(1, 10, 1), (1, 11, 2), (2, 10, 1), (2, 12, 2), (2, 11, 3), (3, 12, 1)])
     test = interactions([(1, 10, 5), (2, 12, 6)])
     with caplog.at_level("INFO", logger="ncf.dataset"):
         data = prepare(train, test=test, validation_k=0)
     assert pairs_of(data, data.test) == [(1, 10), (2, 12)]
-    assert pairs_of(data, data.train) == [(1, 11), (2, 10), (2, 11)]
+    assert pairs_of(data, data.train) == [(1, 11), (2, 10), (2, 11), (3, 12)]
     assert not data.train_seen.contains(data.test.user, data.test.item).any()
-    assert data.popularity[data.items.lookup([12])[0]] == 0
+    assert data.popularity[data.items.lookup([12])[0]] == 1
     assert "2 pairs also in training leave training" in caplog.text
 
 
 def test_a_validation_channel_pair_leaves_training_and_a_test_pair_leaves_validation(caplog):
-    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3), (2, 10, 1), (2, 11, 2), (2, 12, 3)])
+    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3), (2, 10, 1), (2, 11, 2), (2, 12, 3), (3, 11, 1),
+                          (3, 12, 1)])
     validation = interactions([(1, 11, 4), (2, 12, 4)])
     test = interactions([(2, 12, 5), (1, 12, 5)])
     with caplog.at_level("INFO", logger="ncf.dataset"):
         data = prepare(train, test=test, validation=validation)
     assert pairs_of(data, data.test) == [(1, 12), (2, 12)]
     assert pairs_of(data, data.validation) == [(1, 11)]
-    assert pairs_of(data, data.train) == [(1, 10), (2, 10), (2, 11)]
+    assert pairs_of(data, data.train) == [(1, 10), (2, 10), (2, 11), (3, 11), (3, 12)]
     assert "test: 1 pairs also in validation leave validation" in caplog.text
 
 
 def test_with_a_test_channel_validation_is_carved_from_what_is_left():
-    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3)])
+    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3), (2, 12, 1)])
     data = prepare(train, test=interactions([(1, 12, 9)]), validation_k=1)
     assert pairs_of(data, data.validation) == [(1, 11)]
-    assert pairs_of(data, data.train) == [(1, 10)]
+    assert pairs_of(data, data.train) == [(1, 10), (2, 12)]
+
+
+def test_a_held_out_pair_whose_user_or_item_keeps_no_training_pair_is_dropped_and_counted(caplog):
+    # user 1's only training pair is also its test pair: nothing of user 1 is left to learn from
+    train = interactions([(1, 10, 1), (2, 10, 1), (2, 11, 2), (3, 11, 1)])
+    with caplog.at_level("INFO", logger="ncf.dataset"):
+        data = prepare(train, test=interactions([(1, 10, 5), (2, 11, 6)]), validation_k=0)
+    assert pairs_of(data, data.test) == [(2, 11)]
+    assert "test: 1 of 2 rows dropped: their user or item has no training interaction left" in caplog.text
+
+
+def test_a_test_channel_that_holds_every_training_pair_is_an_error():
+    rows = [(1, 10, 1), (1, 11, 2), (2, 10, 1)]
+    with pytest.raises(DataError, match="no training interaction is left"):
+        prepare(interactions(rows), test=interactions(rows), validation_k=0)
 
 
 def test_repeats_inside_a_held_out_channel_count_once(caplog):
@@ -132,7 +148,7 @@ def test_repeats_inside_a_held_out_channel_count_once(caplog):
 
 
 def test_a_validation_channel_that_the_test_channel_holds_whole_is_an_error():
-    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3)])
+    train = interactions([(1, 10, 1), (1, 11, 2), (1, 12, 3), (2, 12, 1)])
     with pytest.raises(DataError, match="every validation pair is also a test pair"):
         prepare(train, test=interactions([(1, 12, 9)]), validation=interactions([(1, 12, 8)]))
 
@@ -161,3 +177,12 @@ def test_the_seen_items_before_test_of_chosen_users_are_their_rows_of_everyones(
     assert all(len(everyone.row(user)) for user in chosen)  # training and validation items, not nothing
     assert not some.contains(data.test.user[np.isin(data.test.user, chosen)],
                              data.test.item[np.isin(data.test.user, chosen)]).any()  # test stays out
+
+
+def test_a_warm_start_from_a_model_that_read_19_digit_ids_as_text_says_to_train_afresh_once():
+    from ncf.vocab import Vocabulary
+
+    old = Vocabulary.fit(np.array(["1234567890123456789", "7"]))  # as training read them before
+    data = Interactions(np.array([1234567890123456789, 7]), np.array([1, 2]))
+    with pytest.raises(DataError, match="19 digits as text, .*: train this model afresh once"):
+        prepare(data, test_k=1, validation_k=0, known_users=old)

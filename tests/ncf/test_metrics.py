@@ -113,7 +113,7 @@ def test_a_nan_score_ranks_worst_not_first():
     assert positive_ranks(scores).tolist() == [2.0, 0.0, 2.0]
 
 
-def test_a_model_scoring_nan_everywhere_ranks_like_chance_in_evaluation():
+def test_a_model_scoring_nan_everywhere_ties_every_candidate_and_hits_nothing():
     candidates = Candidates(np.array([0]), np.arange(100)[None, :])
     m = evaluate_candidates(lambda u, i: np.full(len(i), np.nan), candidates, probabilities=False)
     assert m["hr@10"] == 0.0
@@ -134,6 +134,7 @@ def test_each_mean_has_its_standard_error_over_users():
 
     m = rank_metrics(np.array([0.0, 20.0, 0.0, 20.0]))
     assert m["hr@10"] == 0.5 and m["hr@10_se"] == pytest.approx(np.std([1, 0, 1, 0], ddof=1) / 2)
+    assert rank_metrics(np.array([0.0])) == {"hr@10": 1.0, "ndcg@10": 1.0}  # one user: no error to state
 
 
 def test_a_model_no_better_than_popularity_does_not_beat_it():
@@ -147,4 +148,5 @@ def test_a_model_no_better_than_popularity_does_not_beat_it():
     oracle[:, 0] = 2.0  # the held-out item always first
     better = against_popularity(oracle, popular)
     assert better["beats_popularity"] and better["margin"] > 0.8 and better["margin_se"] > 0
-    assert better["hr@10"] == 1.0 and better["users"] == 400
+    assert better["hr@10"] == 1.0 and better["rows"] == 400
+    assert against_popularity(oracle[:1], popular[:1]) == {}  # one row says nothing of its error

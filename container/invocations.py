@@ -51,6 +51,9 @@ MAX_FOLD_IN = FoldInConfig.max_items
 #: Answer entries (items of item lists, scored pairs) per chunk: ~65k entries are ~3 MB of JSON and ~15 MB
 #: of response objects, however large the request.
 CHUNK_ENTRIES = 1 << 16
+#: Bytes of JSON one answer entry takes, about (`{"itemId": 12345, "score": 0.98765432}, `): what an answer
+#: repeats from its request (`echo_bytes`) counts towards `CHUNK_ENTRIES` as that many bytes an entry.
+ENTRY_JSON_BYTES = 48
 #: The smallest record that costs a whole top-k: the worst case per byte of a batch payload.
 SMALLEST_RECORD = b'{"user":1}\n'
 #: The smallest fold-in record: one item, and the fold-in's fixed cost (its steps) whatever the count.
@@ -245,7 +248,9 @@ def answer_chunks(recommender: Recommender, records: Iterable, options: Options)
     n_items = len(recommender.items)
     for request in requests(records, options):
         chunk.append(request)
-        size += entries(request, n_items)
+        # The echo too (fold-in items listed as ignored, up to ~3 MB a record): uncounted, 41 lines of 1,000
+        # unknown long ids were one 61.9 MB chunk, and a worker's RSS rose by 218 MB.
+        size += entries(request, n_items) + echo_bytes(request) // ENTRY_JSON_BYTES
         if len(chunk) >= recommender.block_users or size >= CHUNK_ENTRIES:
             yield _answer_parsed(recommender, chunk)
             chunk, size = [], 0
@@ -383,17 +388,28 @@ class Costs:
 
     A request's estimated seconds are, per record, `line_s` (parsing it: once to check, once to answer) plus
     `user_s + entry_s * min(k, n_items)` for a recommend record (score every item, mask, top-k, then build and
-    encode `k` entries), plus `fold_in_s + fold_in_item_s * items` when it folds items in (the steps cost the
-    same whatever the count; each item adds its sampled rows), `similar_s + entry_s * k` for a similar-items
-    record, `pair_s` per scored pair.
-    Every recommend record is costed as a known user (an unknown one gets the cheaper popular items): the
-    estimate errs high. Bytes: `record_bytes` per response (its frame, the longest user id) plus
+    encode `k` entries), or `fold_in_s + fold_in_item_s * items + entry_s * min(k, n_items)` when it folds
+    items in (plus `fold_in_user_s` when it names a user), plus `exclude_s` per excluded id; `similar_s + entry_s * k` for a similar-items record,
+    `pair_s` per scored pair.
+    Every recommend record is costed as a known user (an unknown one gets the cheaper popular items), and
+    every fold-in that names a user as the known user with the most history (the fold-in's prior), giving only
+    known items, each counted even when repeated: the estimate errs high.
+
+    A fold-in is timed whole (parse, `Recommender.recommend_from_items`, encode), after a warm-up, at 1 item,
+    32 and the most a request may give (`MAX_FOLD_IN`, or every item), as a fixed cost (1 item: `fold_in_s`
+    anonymous, `fold_in_user_s` more for the user) and the steepest per-item slope of the two larger sizes,
+    never below the 1-item cost / `MAX_FOLD_IN` (so the largest fold-in is costed at twice the smallest at
+    least): its cost per item comes from the fold-in's own
+    code as it is today, not from constants. Timed once, cold, at 1 and 32 items, the slope had come out
+    negative and was clamped to 0: 1,000-item fold-ins were estimated 8.5x too cheap and a request the
+    estimate admitted had its worker killed at the timeout. Bytes: `record_bytes` per response (its frame, the longest user id) plus
     `entry_bytes` per entry (the longest item id, the longest float), plus what the answer echoes from the
     request (`echo_bytes`).
 
     On ml-25m-sized models (59,000 items, factors 128, layers (128, 64, 32)), one core of a 2-core VM shared
     with other jobs: `user_s` 1.0-3.4 ms for MF, 8.5-37 ms for NeuMF (the VM's load moves it 4x), `entry_s`
-    1.3-5 us; measuring takes ~0.25 s for NeuMF (16 users, 16 items, 1,024 pairs).
+    1.3-5 us; measuring takes ~0.25 s for NeuMF (16 users, 16 items, 1,024 pairs), plus the fold-ins': a
+    1,000-item fold-in of an ml-25m-sized NeuMF is 0.17-0.28 s, timed once (the smaller sizes three times).
     """
 
     line_s: float
@@ -406,6 +422,8 @@ class Costs:
     entry_bytes: int
     fold_in_s: float = 0.0
     fold_in_item_s: float = 0.0
+    exclude_s: float = 0.0
+    fold_in_user_s: float = 0.0
 
     @classmethod
     def measure(cls, recommender: Recommender, sample: int = 16) -> "Costs":
@@ -415,6 +433,19 @@ class Costs:
                  if n_users else ["?"] * sample)
         items = recommender.items.decode(np.linspace(0, n_items - 1, min(sample, n_items)).round().astype(int))
         lines = codecs.decode_jsonlines("".join(json.dumps({"user": u}) + "\n" for u in users).encode())
+
+        def whole(records: list[dict], options: Options, repeat: int = 1) -> float:
+            """Median seconds to check (parse) and answer `records` sent as JSON Lines, over `repeat` runs."""
+            body = "".join(json.dumps(r) + "\n" for r in records).encode()
+            runs = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                lines = codecs.decode_jsonlines(body)
+                for _ in requests(lines, options):  # `Limits.check`'s pass
+                    pass
+                timed(lines, options)
+                runs.append(time.perf_counter() - start)
+            return float(np.median(runs))
 
         def timed(records, options: Options) -> tuple[float, int]:
             """Seconds to answer and encode `records`, and the entries made."""
@@ -442,13 +473,26 @@ class Costs:
             if items:
                 seconds, made = timed([{"item": i} for i in items], Options(k=1))
                 similar_s = max(seconds - entry_s * made, 0.0) / len(items)
-            given = np.arange(min(32, n_items))
-            start = time.perf_counter()
-            recommender.fold_in.solve(given[:1])
-            fold_in_s = time.perf_counter() - start
-            start = time.perf_counter()
-            recommender.fold_in.solve(given)
-            fold_in_item_s = max(time.perf_counter() - start - fold_in_s, 0.0) / max(len(given) - 1, 1)
+            fold_in_s = fold_in_user_s = fold_in_item_s = exclude_s = 0.0
+            if n_items:
+                # The known user with the most history (the fold-in's prior costs most), or anonymous.
+                who = ({"user": recommender.users.decode([int(np.argmax(recommender.artifact.seen.counts()))])[0]}
+                       if n_users else {})
+                ids = recommender.items.decode(np.arange(min(MAX_FOLD_IN, n_items)))
+                sizes = sorted({1, min(32, len(ids)), len(ids)})
+                fold = {n: [{**who, "items": ids[:n], "k": 1}] for n in sizes}
+                for n in sizes[:2]:  # warm-up: first calls allocate, fill caches
+                    whole(fold[n], Options())
+                took = {n: whole(fold[n], Options(), repeat=1 if n == sizes[-1] and n > 32 else 3) for n in sizes}
+                fold_in_s = whole([{"items": ids[:1], "k": 1}], Options(), repeat=3)  # anonymous: no prior
+                fold_in_user_s = max(took[1] - fold_in_s, 0.0)
+                slopes = [(took[n] - took[1]) / (n - 1) for n in sizes[1:]]
+                fold_in_item_s = max([*slopes, took[1] / MAX_FOLD_IN])
+                excluded = recommender.items.decode(np.arange(MAX_EXCLUDE) % n_items)
+                plain = whole([{**who, "k": 1}], Options(), repeat=3)
+                exclude_s = max(whole([{**who, "k": 1, "exclude": excluded}], Options(), repeat=3) - plain,
+                                0.0) / MAX_EXCLUDE
+                exclude_s = max(exclude_s, MIN_ID_S)
             pair_s = 0.0
             if n_users and n_items:  # as CSV sends them: ids as text, the slower lookup
                 csv = "".join(f"{u},{i}\n" for u, i in zip(users * 64, items * 1024)).encode()
@@ -456,7 +500,8 @@ class Costs:
                 _, made = timed(codecs.decode_csv(csv), Options())
                 pair_s = (time.perf_counter() - start) / max(made, 1)
         return cls(line_s=line_s, user_s=user_s, similar_s=similar_s, entry_s=entry_s, pair_s=pair_s,
-                   n_items=n_items, fold_in_s=fold_in_s, fold_in_item_s=fold_in_item_s,
+                   n_items=n_items, fold_in_s=fold_in_s, fold_in_item_s=fold_in_item_s, exclude_s=exclude_s,
+                   fold_in_user_s=fold_in_user_s,
                    record_bytes=len('{"user": , "itemList": [], "fallback": false}\n')
                    + _longest_json(recommender.users),
                    entry_bytes=max(len('{"itemId": , "score": }, ') + _longest_json(recommender.items),
@@ -464,8 +509,10 @@ class Costs:
 
     def seconds(self, request) -> float:
         if isinstance(request, Recommend):
-            folded = self.fold_in_s + self.fold_in_item_s * len(request.items) if request.items is not None else 0.0
-            return self.line_s + self.user_s + folded + self.entry_s * min(request.k, self.n_items)
+            work = (self.user_s if request.items is None else self.fold_in_s + self.fold_in_item_s * len(request.items)
+                    + (self.fold_in_user_s if request.user is not None else 0.0))
+            return (self.line_s + work + self.exclude_s * len(request.exclude)
+                    + self.entry_s * min(request.k, self.n_items))
         if isinstance(request, Similar):
             return self.line_s + self.similar_s + self.entry_s * min(request.k, self.n_items)
         if isinstance(request, ScorePairs):
@@ -478,16 +525,20 @@ class Costs:
 
     @property
     def worst_per_byte(self) -> tuple[float, bytes]:
-        """The most work per byte of payload and the record that does it: `SMALLEST_RECORD` asking for `MAX_K`
-        items, or `SMALLEST_FOLD_IN` (a fold-in of one item) asking for as many."""
-        fold_in = self.worst_record_s + self.fold_in_s + self.fold_in_item_s
-        return max((self.worst_record_s / len(SMALLEST_RECORD), SMALLEST_RECORD),
-                   (fold_in / len(SMALLEST_FOLD_IN), SMALLEST_FOLD_IN))
+        """The most estimated work per byte of payload and the record that does it, all asking for `MAX_K`
+        items: `SMALLEST_RECORD`, `SMALLEST_FOLD_IN` (a fold-in of one item), or the largest fold-in and
+        exclusion lists in the fewest bytes (one-digit ids, repeated). The estimate is linear in the lists'
+        lengths, so the worst per byte is at one end of each."""
+        options = Options(k=MAX_K)
+        return max((self.seconds(parse(json.loads(line), options)) / len(line), line) for line in WORST_LINES)
 
-    @property
-    def worst_record_s(self) -> float:
-        """A record of `SMALLEST_RECORD`'s size asking for `MAX_K` items."""
-        return self.line_s + self.user_s + self.entry_s * min(MAX_K, self.n_items)
+
+#: The least a request's id costs, parsed and looked up: the floor of `Costs.exclude_s`.
+MIN_ID_S = 1e-7
+#: The records whose estimated work per byte may be the most (`Costs.worst_per_byte`).
+WORST_LINES = (SMALLEST_RECORD, SMALLEST_FOLD_IN,
+               b'{"items":[' + b",".join([b"1"] * MAX_FOLD_IN) + b']}\n',
+               b'{"user":1,"exclude":[' + b",".join([b"1"] * MAX_EXCLUDE) + b']}\n')
 
 
 def _json_bytes(value) -> int:
@@ -534,8 +585,8 @@ class Limits:
             `deadline_s`, the seconds a request may last.
         answer_bytes: the largest answer (real time: 6 MB), or None (batch: answers stream to S3).
         payload_mb: the `MaxPayloadInMB` to advertise. Batch mode: the most MB of the costliest lines per byte
-            (`Costs.worst_per_byte`: `SMALLEST_RECORD` or `SMALLEST_FOLD_IN`) at
-            `MAX_K` that fit the budget, at least 1 (the API's smallest), at most the body limit and 100 /
+            (`Costs.worst_per_byte`: `WORST_LINES`) at `MAX_K`
+            that fit the budget, at least 1 (the API's smallest), at most the body limit and 100 /
             MaxConcurrentTransforms (the API's rule for their product). Real time: the body limit (only a
             batch transform reads it).
         fits: whether a batch payload of that size fits the budget (False only when even 1 MB does not).

@@ -106,3 +106,39 @@ def test_a_real_time_request_that_would_outlive_the_timeout_is_413_before_any_wo
         assert request(server.port, "GET", "/ping")[0] == 200
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def neumf(tmp_path_factory):
+    """/opt/ml with a NeuMF of the default widths and 1,200 items: a 1,000-item fold-in is ~0.3 s here, its MLP
+    pass per step dominating."""
+    base = tmp_path_factory.mktemp("opt_ml")
+    fake_model(base / "model", "neumf", users=500, items=1200, interactions=30_000, seed=0)
+    return base
+
+
+@pytest.mark.parametrize("record", [
+    {"user": 414, "items": list(range(1, 1001)), "k": 1},  # the issue's: the MLP pass per step dominates
+    # every extreme: the excluded ids looked up (not known here, so that the answer still lists the other items)
+    {"user": 414, "items": list(range(1, 1001)), "k": 1000, "exclude": list(range(5001, 15_001))},
+], ids=["1000 items", "1000 items, k=1000, 10000 excluded"])
+def test_as_many_records_as_a_413_admits_finish_within_the_timeout(neumf, record):
+    # Before: fold-ins were costed as if their items were free (a cold 1-item solve, no per-item slope), so the
+    # max_records a 413 named took ~8x its estimate: the worker was killed at the timeout, the reply empty.
+    server = Server(neumf, SAGEMAKER_BATCH="true", SAGEMAKER_MODEL_SERVER_TIMEOUT="10",
+                    SAGEMAKER_MAX_PAYLOAD_IN_MB="20", SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    try:
+        server.wait_until_ready()
+        line = json.dumps(record).encode() + b"\n"
+        status, _, body = post_lines(server.port, line * 200, timeout=30)
+        assert status == 413, body[:300]
+        admitted = json.loads(body)["max_records"]
+        assert 0 < admitted < 200
+        status, _, answer = post_lines(server.port, line * admitted, timeout=30)  # the worker's 10 s, and more
+        lines = answer.decode().splitlines()
+        assert status == 200 and len(lines) == admitted
+        answers = [json.loads(n) for n in lines]
+        assert "error" not in answers[0] and answers[0]["itemList"] and answers[-1] == answers[0]
+        assert request(server.port, "GET", "/ping")[0] == 200
+    finally:
+        server.stop()

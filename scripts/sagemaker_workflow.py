@@ -35,6 +35,10 @@ log = logging.getLogger("sagemaker_workflow")
 
 #: What batch transform sends: one JSON object per line, many lines per request (the container's JSON Lines codec).
 JSON_LINES = "application/jsonlines"
+#: CreateTransformJob's BatchStrategy, as the API spells it (the container's SAGEMAKER_BATCH_STRATEGY and
+#: /execution-parameters say MULTI_RECORD and SINGLE_RECORD; the API rejects those spellings).
+MULTI_RECORD, SINGLE_RECORD = "MultiRecord", "SingleRecord"
+MB = 1024 * 1024
 
 
 class WorkflowError(Exception):
@@ -193,9 +197,57 @@ def endpoint_request(name: str, config: str) -> dict:
     return {"EndpointName": name, "EndpointConfigName": config}
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How a transform groups an input file's lines into requests, chosen from the file (`batching`).
+
+    MultiRecord packs up to MaxPayloadInMB of lines (1 MB at the least) into one request: right for
+    recommend, similar-item and scoring lines, whose worst case per byte (`{"user":1}` asking k=1000) the
+    container sizes the payload it advertises on. A fold-in line costs a whole solve (100 steps of its items
+    and their negatives through the model: 10 ms to 0.3 s a line) in as few as 14 bytes, so 1 MB of 3-item
+    fold-ins (33,201 lines) was a 413 of which the first 9,398 fit in 300 s: no payload the API allows
+    holds few enough of them. SingleRecord sends one line per request instead, which the container answers
+    within any timeout (a 1,000-item fold-in is well under a second), at one HTTP round trip a line.
+
+    Attributes:
+        strategy: `MULTI_RECORD` or `SINGLE_RECORD`.
+        max_payload_mb: MaxPayloadInMB: at least the longest line (a record over it fails the job).
+        longest_line: bytes of the file's longest line.
+        fold_ins: lines that fold items in (`"items"`).
+    """
+
+    strategy: str
+    max_payload_mb: int
+    longest_line: int = 0
+    fold_ins: int = 0
+
+
+def batching(lines: Path, strategy: str = "auto", max_payload_mb: int = 1) -> Batching:
+    """`strategy` auto: SingleRecord when any line of `lines` (JSON Lines) folds items in, else MultiRecord;
+    MaxPayloadInMB `max_payload_mb` raised to the longest line's size. Reads the file once, a line at a time;
+    a line that is not JSON is left to the container, which answers its error in its place."""
+    longest = fold_ins = 0
+    with open(lines, "rb") as f:
+        for line in f:
+            longest = max(longest, len(line))
+            if b'"items"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                fold_ins += isinstance(record, dict) and "items" in record
+    if strategy == "auto":
+        strategy = SINGLE_RECORD if fold_ins else MULTI_RECORD
+    return Batching(strategy={"multi": MULTI_RECORD, "single": SINGLE_RECORD}.get(strategy, strategy),
+                    max_payload_mb=max(max_payload_mb, -(-longest // MB), 1), longest_line=longest,
+                    fold_ins=fold_ins)
+
+
 def transform_request(name: str, model: str, input_s3: str, output_s3: str, instance_type: str,
-                      max_payload_mb: int = 1, concurrent: int = 1, timeout_s: int = BATCH_TIMEOUT_MAX) -> dict:
-    """SplitType=Line with MULTI_RECORD: many users per request, one output line per input line, in order.
+                      max_payload_mb: int = 1, concurrent: int = 1, timeout_s: int = BATCH_TIMEOUT_MAX,
+                      strategy: str = MULTI_RECORD) -> dict:
+    """SplitType=Line: one output line per input line, in order; `strategy` MultiRecord packs many lines into
+    a request, SingleRecord sends one (fold-ins: `Batching`).
 
     The invocation timeout is set twice to the same value: `ModelClientConfig.InvocationsTimeoutInSeconds`
     (how long SageMaker waits; 600 s when unset) and the container's `SAGEMAKER_MODEL_SERVER_TIMEOUT` (how
@@ -207,8 +259,10 @@ def transform_request(name: str, model: str, input_s3: str, output_s3: str, inst
     if not 1 <= max_payload_mb <= 100 or max_payload_mb * concurrent > 100:
         raise WorkflowError(f"--max-payload-mb must be 1 to 100, and times MaxConcurrentTransforms ({concurrent}) "
                             f"at most 100; got {max_payload_mb}")
+    if strategy not in (MULTI_RECORD, SINGLE_RECORD):
+        raise WorkflowError(f"BatchStrategy must be {MULTI_RECORD} or {SINGLE_RECORD}, got {strategy!r}")
     return {
-        "TransformJobName": name, "ModelName": model, "BatchStrategy": "MULTI_RECORD",
+        "TransformJobName": name, "ModelName": model, "BatchStrategy": strategy,
         "MaxPayloadInMB": max_payload_mb, "MaxConcurrentTransforms": concurrent,
         "ModelClientConfig": {"InvocationsTimeoutInSeconds": timeout_s},
         "Environment": {"SAGEMAKER_MODEL_SERVER_TIMEOUT": str(timeout_s)},
@@ -298,10 +352,15 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
 
 def transform(sm, s3, image: str, role: str, model_data: str, users_file: Path, input_s3: str, output_s3: str,
               instance_type: str, max_payload_mb: int = 1, invocations_timeout: int = BATCH_TIMEOUT_MAX,
-              timeout: float = 6 * 3600) -> str:
-    """Uploads a JSON Lines file of users, runs a batch transform over it, and returns its output."""
-    job = transform_request("-", "-", input_s3, output_s3, instance_type, max_payload_mb,
-                            timeout_s=invocations_timeout)  # a bad argument fails before any upload
+              timeout: float = 6 * 3600, strategy: str = "auto") -> str:
+    """Uploads a JSON Lines file of requests, runs a batch transform over it, and returns its output."""
+    batch = batching(users_file, strategy, max_payload_mb)
+    if batch.max_payload_mb > max_payload_mb:
+        log.info("MaxPayloadInMB %d: the longest line is %d bytes", batch.max_payload_mb, batch.longest_line)
+    if batch.strategy == SINGLE_RECORD and strategy == "auto":
+        log.info("BatchStrategy %s: %d line(s) fold items in, a whole solve each", SINGLE_RECORD, batch.fold_ins)
+    job = transform_request("-", "-", input_s3, output_s3, instance_type, batch.max_payload_mb,
+                            timeout_s=invocations_timeout, strategy=batch.strategy)  # fails before any upload
     bucket, key = split_s3(input_s3.rstrip("/") + "/" + users_file.name)
     s3.upload_file(str(users_file), bucket, key)
     name = unique("ncf-batch")
@@ -397,12 +456,16 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--items", default="[1, 2, 3]", help="raw item ids for the demo requests, JSON list")
     sub.choices["deploy"].add_argument("--keep", action="store_true", help="leave the endpoint running")
     tf = sub.choices["transform"]
-    tf.add_argument("--users", type=Path, required=True, help='JSON Lines: {"user": 1, "k": 10} per line')
+    tf.add_argument("--users", type=Path, required=True,
+                    help='JSON Lines: a request per line, {"user": 1, "k": 10} or any other kind /invocations takes')
     tf.add_argument("--input-s3", help="s3:// prefix to upload --users to")
     tf.add_argument("--output-s3", help="s3:// prefix for the output")
     tf.add_argument("--max-payload-mb", type=int, default=1,
                     help="MaxPayloadInMB (default 1, the smallest; up to what the container's "
-                         "/execution-parameters advertises for the model)")
+                         "/execution-parameters advertises for the model; raised to the longest line's size)")
+    tf.add_argument("--batch-strategy", choices=["auto", "multi", "single"], default="auto",
+                    help="how lines are grouped into requests: auto (default) sends one line per request "
+                         "(SingleRecord) when any line folds items in, else many (MultiRecord)")
     tf.add_argument("--invocations-timeout", type=int, default=BATCH_TIMEOUT_MAX,
                     help=f"seconds per request, for SageMaker and the container alike "
                          f"(default {BATCH_TIMEOUT_MAX}, the most a transform job allows)")
@@ -451,7 +514,7 @@ def _run(args) -> int:
     if not (args.input_s3 and args.output_s3):
         raise WorkflowError("transform needs --input-s3 and --output-s3")
     print(transform(sm, s3, args.image, args.role, args.model_data, args.users, args.input_s3, args.output_s3,
-                    instance_type, args.max_payload_mb, args.invocations_timeout))
+                    instance_type, args.max_payload_mb, args.invocations_timeout, strategy=args.batch_strategy))
     return 0
 
 

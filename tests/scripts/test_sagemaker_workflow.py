@@ -120,7 +120,7 @@ def test_batch_transform_sends_json_lines_split_by_line_and_shows_the_output(aws
                           f"s3://{BUCKET}/m/model.tar.gz", "--users", str(users), "--input-s3",
                           f"s3://{BUCKET}/ncf/batch-in", "--output-s3", f"s3://{BUCKET}/ncf/batch-out"))
     [job] = aws.calls("CreateTransformJob")
-    assert job["BatchStrategy"] == "MULTI_RECORD"
+    assert job["BatchStrategy"] == "MultiRecord"  # the API's spelling (it rejects the container's MULTI_RECORD)
     # SageMaker waits as long as the container's workers may take (its default, 600 s, is not what serve uses)
     assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600}
     assert job["Environment"] == {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "3600"}
@@ -147,6 +147,31 @@ def test_a_transform_takes_the_advertised_payload_and_one_timeout_for_sagemaker_
     assert job["MaxPayloadInMB"] == 12
     assert job["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 1200}
     assert job["Environment"] == {"SAGEMAKER_MODEL_SERVER_TIMEOUT": "1200"}
+
+
+def test_a_transform_of_fold_ins_sends_one_line_per_request_at_any_payload(aws, tmp_path):
+    # A fold-in line costs a whole solve in as few as 14 bytes: 1 MB of 3-item fold-ins (33,201 lines) was one
+    # MultiRecord request, a 413 (the first 9,398 fit in 300 s). SingleRecord: one line a request.
+    lines = tmp_path / "clicks.jsonl"
+    lines.write_text('{"user": 1, "k": 3}\n' + '{"items": [1, 2, 3], "k": 3}\n' * 33_201)
+    aws.aws("s3api", "put-object", "--bucket", BUCKET, "--key", "out/clicks.jsonl.out", "--body", str(lines))
+    ok(workflow(aws, "transform", "--image", IMAGE, "--role", ROLE, "--model-data", f"s3://{BUCKET}/m/model.tar.gz",
+                "--users", str(lines), "--input-s3", f"s3://{BUCKET}/in", "--output-s3", f"s3://{BUCKET}/out"))
+    [job] = aws.calls("CreateTransformJob")
+    assert job["BatchStrategy"] == "SingleRecord" and job["MaxPayloadInMB"] == 1
+    assert job["TransformInput"]["SplitType"] == "Line" and job["TransformOutput"]["AssembleWith"] == "Line"
+
+
+def test_a_transform_raises_the_payload_to_its_longest_line_and_takes_the_strategy_it_is_told(aws, tmp_path):
+    lines = tmp_path / "users.jsonl"
+    excluded = [f"{n:0256d}" for n in range(10_000)]  # 2.6 MB: one record larger than the 1 MB default
+    lines.write_text(json.dumps({"user": 1, "exclude": excluded}) + "\n" + '{"items": [1]}\n')
+    aws.aws("s3api", "put-object", "--bucket", BUCKET, "--key", "out/users.jsonl.out", "--body", str(lines))
+    ok(workflow(aws, "transform", "--image", IMAGE, "--role", ROLE, "--model-data", f"s3://{BUCKET}/m/model.tar.gz",
+                "--users", str(lines), "--input-s3", f"s3://{BUCKET}/in", "--output-s3", f"s3://{BUCKET}/out",
+                "--batch-strategy", "multi"))
+    [job] = aws.calls("CreateTransformJob")
+    assert job["BatchStrategy"] == "MultiRecord" and job["MaxPayloadInMB"] == 3
 
 
 @pytest.mark.parametrize("args, message", [

@@ -165,7 +165,11 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
     ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": config.max_concurrent_transforms,
-        "BatchStrategy": "MULTI_RECORD",
+        # One record a request when even the smallest payload the API allows (1 MB) of the costliest records
+        # cannot be answered within the timeout (fold-ins of a large NeuMF): a transform that leaves its
+        # strategy to the container then still succeeds, a round trip a line.
+        "BatchStrategy": "SINGLE_RECORD" if config.batch and limits is not None and not limits.fits
+        else "MULTI_RECORD",
         "MaxPayloadInMB": limits.payload_mb if limits else config.max_payload_mb,
     })
 

@@ -8,9 +8,21 @@ latest interaction held out for test, LOO-99 candidates as everywhere here); mod
 folded into B (`ncf.foldin`) from all their interactions but the latest, or from their latest 1, 3, 10 and 30
 of them, and their latest interaction is ranked against the same 99 candidates A ranked it against. Printed:
 HR@10 and NDCG@10 of the folded-in users next to the same users trained in (A), and popularity (B's counts);
-the target is folded-in >= 90% of trained-in. Then the latency of a fold-in request of 30 items (top 10)
-through the real server (gunicorn, one worker, one connection, keep-alive) on B's model: p50 / p99, with the
-server's own settings (`FoldInConfig`'s defaults). Several `--config`s compare fold-in settings on the same trained models.
+the target is folded-in >= 90% of trained-in.
+
+Known users (every user of A, `"user"` given, their history the items A trained on): their latest 1, 3 and
+10 items before the held-out one folded in on top of their trained rows, the held-out item ranked as above
+(target: >= their own trained-in HR@10 and NDCG@10; the differences with a paired bootstrap); and, with `--recent N` (3 by default, 0 skips it), a
+model C trained on the same data less each user's latest N items before the held-out one, those N folded in
+on top of C's user ("since training"), next to A (which trained on them) and to C's user alone. Then how
+much of a user's top 10 (A's, seen items excluded) one click keeps: on their own top-1 (target: >= 0.9 of
+the other 9 on average) and on a random unseen item (drawn with `--seed`), and how far the click on the
+top-1 moves their parameters (all user rows as one vector, as a multiple of its trained norm).
+
+Then the latency of a fold-in request of 30 items (top 10) through the real server (gunicorn, one worker,
+one connection, keep-alive) on B's model, for a new user and for a known one (B's users, 30 of their own
+items): p50 / p99, with the server's own settings (`FoldInConfig`'s defaults). Several `--config`s compare
+fold-in settings on the same trained models.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
-from benchmarks.paired import rank_metrics  # noqa: E402
+from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
 from benchmarks.scale import stamp  # noqa: E402
 from ncf.data import Interactions, read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
@@ -41,6 +53,7 @@ from ncf.evaluation import Candidates, draw_candidates  # noqa: E402
 from ncf.foldin import FoldInConfig  # noqa: E402
 
 GIVEN = (1, 3, 10, 30, None)  # None: all but the latest
+KNOWN = (1, 3, 10)  # a known user's latest items folded in on top of their trained rows
 
 
 def histories(raw: Interactions, users: np.ndarray, held_out: dict) -> dict:
@@ -59,10 +72,13 @@ def histories(raw: Interactions, users: np.ndarray, held_out: dict) -> dict:
     return out
 
 
-def fold_in_scores(recommender, raw_candidates: np.ndarray, given: list) -> np.ndarray:
-    """`[100]` logits of one folded-in user for their raw candidate items (-inf where B does not know one)."""
+def fold_in_scores(recommender, raw_candidates: np.ndarray, given: list, user: int | None = None) -> np.ndarray:
+    """`[100]` logits of one folded-in user for their raw candidate items (-inf where the model does not know
+    one): a new user, or known `user` (an index) on top of their trained rows, their seen items as history
+    (as `Recommender.recommend_from_items` solves)."""
     index = recommender.items.lookup(list(given))
-    side = recommender.fold_in.solve(index[index >= 0])
+    seen = None if user is None else recommender.artifact.seen.row(user).astype(np.int64)
+    side = recommender.fold_in.solve(index[index >= 0], user, excluded=seen, history=seen)
     items = recommender.items.lookup(list(raw_candidates))
     out = np.full(len(items), -np.inf)
     known = items >= 0
@@ -70,8 +86,32 @@ def fold_in_scores(recommender, raw_candidates: np.ndarray, given: list) -> np.n
     return out
 
 
-def latency(model_dir: Path, given: list[list], requests: int = 300) -> tuple[float, float]:
-    """p50 / p99 ms of `{"items": [30 items], "k": 10}` through gunicorn, one worker, one connection."""
+def keeps(recommender, users: np.ndarray, seed: int) -> dict:
+    """How much of each user's top 10 one click keeps, users by index (known to `recommender`): `own` on their
+    top-1 (the share of the other 9 still in the new top 10), `random` on a random unseen item (the share of
+    the top 10 less that item), and `moved`: after the click on the top-1, `|theta - start| / |start|` over
+    all the user's rows as one vector. `[users]` each."""
+    rng = np.random.default_rng(seed)
+    fold, out = recommender.fold_in, {"own": [], "random": [], "moved": []}
+    for user, raw_user in zip(users.tolist(), recommender.users.decode(users)):
+        top = recommender.recommend(raw_user, k=10).items
+        seen = recommender.artifact.seen.row(user).astype(np.int64)
+        unseen = np.setdiff1d(np.arange(len(recommender.items)), seen)
+        clicked = recommender.items.decode(rng.choice(unseen, 1))[0]
+        for key, item in (("own", top[0]), ("random", clicked)):
+            rest = set(top) - {item}
+            after = recommender.recommend_from_items([item], k=10, user=raw_user).items
+            out[key].append(len(rest & set(after)) / len(rest))
+        start = fold.start(user)
+        theta = fold.fit(recommender.items.lookup([top[0]]), user, excluded=seen, history=seen)
+        out["moved"].append(float(np.linalg.norm(fold._flat(theta) - fold._flat(start))
+                                  / np.linalg.norm(fold._flat(start))))
+    return {key: np.asarray(values) for key, values in out.items()}
+
+
+def latency(model_dir: Path, bodies: list[dict], requests: int = 300) -> tuple[float, float]:
+    """p50 / p99 ms of fold-in requests (`bodies` in turn, `"k": 10`) through gunicorn, one worker, one
+    connection."""
     from benchmarks.serve_bench import Server
 
     base = model_dir.parent
@@ -80,7 +120,7 @@ def latency(model_dir: Path, given: list[list], requests: int = 300) -> tuple[fl
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         times = []
         for n in range(requests + 20):
-            body = json.dumps({"items": given[n % len(given)], "k": 10})
+            body = json.dumps({**bodies[n % len(bodies)], "k": 10})
             t0 = time.perf_counter()
             connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             response = connection.getresponse()
@@ -105,6 +145,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                    help="fold-in settings to compare on the same models (FoldInConfig fields; default: its defaults)")
+    p.add_argument("--recent", type=int, default=3,
+                   help="known users' latest items left out of model C, folded in on top of it (0: no model C)")
+    p.add_argument("--skip-new", action="store_true", help="only the known users (no model B, no latency)")
     p.add_argument("--skip-latency", action="store_true")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -117,16 +160,39 @@ def main() -> None:
         label, _, settings = text.partition(":")
         pairs = [pair.split("=", 1) for pair in settings.split(",") if pair]
         configs[label] = replace(FoldInConfig(), **{k: type(getattr(FoldInConfig(), k))(v) for k, v in pairs})
-    rows, latencies = [], {}
+    rows, known_rows, keep_rows, latencies = [], [], [], {}
     for name in args.movielens.split(","):
         raw = read_interactions(movielens(name, args))
         full = prepare(raw, test_k=1, validation_k=1)
         candidates = draw_candidates(full.test, full.seen, 99, seed=0)
         draws = np.random.default_rng(args.seed).permutation(full.n_users)
+        all_raw_users = full.users.decode(candidates.users)
+        all_raw_cands = np.asarray(full.items.decode(candidates.items.ravel())).reshape(-1, 100)
+        all_history = histories(raw, np.asarray(all_raw_users), dict(zip(all_raw_users, all_raw_cands[:, 0].tolist())))
+        data_c = None
+        if args.recent:  # each user's latest `recent` items before the held-out one out of the data
+            latest = {(u, i) for u, items in all_history.items() for i in items[-args.recent:]}
+            data_c = prepare(raw.select(np.array([pair not in latest for pair in zip(raw.users.tolist(),
+                                                                                     raw.items.tolist())])),
+                             test_k=1, validation_k=1)
         for kind in args.models.split(","):
             config = TrainConfig(model=kind, seed=args.seed)
-            model_a = fit(full, config, on_epoch=lambda e: None).model
-            logits_a = keras_logits(model_a)
+            result_a = fit(full, config, on_epoch=lambda e: None)
+            # The history a known user brings: what A trained on (the held-out item is not in it).
+            recommender_a = Recommender(replace(to_artifact(result_a, full), seen=full.seen_before_test()))
+            recommender_c = None
+            if data_c is not None:
+                recommender_c = Recommender(replace(to_artifact(fit(data_c, config, on_epoch=lambda e: None), data_c),
+                                                    seen=data_c.seen_before_test()))
+            known = known_users(recommender_a, recommender_c, candidates, all_raw_cands, all_history, configs, args)
+            for label, (cases, kept) in known.items():
+                known_rows += [(name, kind, label, *case) for case in cases]
+                keep_rows.append((name, kind, label, len(kept["own"]), kept["own"].mean(), kept["own"].min(),
+                                  kept["random"].mean(), kept["moved"].mean()))
+            print(f"  {name} {kind}: known users done", file=sys.stderr, flush=True)
+            if args.skip_new:
+                continue
+            logits_a = keras_logits(result_a.model)
             results = {(label, n): ([], []) for label in configs for n in GIVEN}
             trained_in, popular = ([], []), ([], [])
             for fold in range(args.folds):
@@ -145,7 +211,7 @@ def main() -> None:
                 for part, values in zip(popular, rank_metrics(np.where(index >= 0, pop[np.maximum(index, 0)],
                                                                        -np.inf))):
                     part.append(values)
-                history = histories(raw, np.asarray(raw_users), dict(zip(raw_users, raw_cands[:, 0].tolist())))
+                history = {u: all_history[u] for u in raw_users}
                 for label, fold_config in configs.items():
                     recommender_b.fold_in.config = fold_config
                     for n in GIVEN:
@@ -159,7 +225,12 @@ def main() -> None:
                     with tempfile.TemporaryDirectory() as tmp:
                         folder = Path(tmp) / "model"
                         artifacts.save(folder, recommender_b.artifact)
-                        latencies[(name, kind)] = latency(folder, [h[-30:] for h in history.values()])
+                        b_users = np.linspace(0, len(recommender_b.users) - 1, 100).round().astype(int)
+                        latencies[(name, kind)] = (
+                            latency(folder, [{"items": h[-30:]} for h in history.values()]),
+                            latency(folder, [{"user": user, "items": list(recommender_b.items.decode(
+                                recommender_b.artifact.seen.row(u)[-30:]))}
+                                for u, user in zip(b_users, recommender_b.users.decode(b_users))]))
             hr_a, ndcg_a = (np.concatenate(part).mean() for part in trained_in)
             hr_p, ndcg_p = (np.concatenate(part).mean() for part in popular)
             users = sum(len(part) for part in trained_in[0])
@@ -174,17 +245,65 @@ def main() -> None:
     print(f"\n#### Fold-in against training ({stamp()})\n")
     for label, fold_config in configs.items():
         print(f"- `{label}`: {fold_config}")
-    print("\n| data | model | fold-in | held-out users | items folded in | HR@10 folded in | NDCG@10 folded in "
-          "| HR@10 trained in | NDCG@10 trained in | folded / trained (HR) | popularity HR@10 |")
-    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for name, kind, label, users, given, hr, ndcg, hr_a, ndcg_a, hr_p, _ in rows:
-        print(f"| {name} | {kind} | {label} | {users} | {given} | {hr:.4f} | {ndcg:.4f} | {hr_a:.4f} | "
-              f"{ndcg_a:.4f} | {hr / hr_a:.2f} | {hr_p:.4f} |")
+    if rows:
+        print("\nNew users (held out of model B):\n")
+        print("| data | model | fold-in | held-out users | items folded in | HR@10 folded in | NDCG@10 folded in "
+              "| HR@10 trained in | NDCG@10 trained in | folded / trained (HR) | popularity HR@10 |")
+        print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for name, kind, label, users, given, hr, ndcg, hr_a, ndcg_a, hr_p, _ in rows:
+            print(f"| {name} | {kind} | {label} | {users} | {given} | {hr:.4f} | {ndcg:.4f} | {hr_a:.4f} | "
+                  f"{ndcg_a:.4f} | {hr / hr_a:.2f} | {hr_p:.4f} |")
+    print("\nKnown users (every user; trained in: model A):\n")
+    print("| data | model | fold-in | users | case | HR@10 | NDCG@10 | HR@10 trained in | NDCG@10 trained in "
+          "| HR@10 - trained (95% CI) | NDCG@10 - trained (95% CI) |")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---|---|")
+    for name, kind, label, users, case, hr, ndcg, hr_a, ndcg_a, paired in known_rows:
+        ci = [f"{mean:+.4f} ({low:+.4f}, {high:+.4f})" for mean, low, high in (paired["hr"], paired["ndcg"])]
+        print(f"| {name} | {kind} | {label} | {users} | {case} | {hr:.4f} | {ndcg:.4f} | {hr_a:.4f} | {ndcg_a:.4f} "
+              f"| {ci[0]} | {ci[1]} |")
+    print("\nOne click on top of a known user (model A): the share of their top 10 kept, and how far the click on "
+          "their top-1 moves them:\n")
+    print("| data | model | fold-in | users | own top-1: kept (mean) | own top-1: kept (worst) "
+          "| a random item: kept (mean) | own top-1: moved (x norm) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for name, kind, label, users, own, worst, random, moved in keep_rows:
+        print(f"| {name} | {kind} | {label} | {users} | {own:.3f} | {worst:.2f} | {random:.3f} | {moved:.3f} |")
     if latencies:
         print("\nA fold-in request of 30 items, top 10, through gunicorn (1 worker, 1 connection), ms:\n")
-        print("| data | model | p50 | p99 |\n|---|---|---:|---:|")
-        for (name, kind), (p50, p99) in latencies.items():
-            print(f"| {name} | {kind} | {p50:.2f} | {p99:.2f} |")
+        print("| data | model | new user p50 | new user p99 | known user p50 | known user p99 |\n"
+              "|---|---|---:|---:|---:|---:|")
+        for (name, kind), ((p50, p99), (k50, k99)) in latencies.items():
+            print(f"| {name} | {kind} | {p50:.2f} | {p99:.2f} | {k50:.2f} | {k99:.2f} |")
+
+
+def known_users(recommender_a, recommender_c, candidates: Candidates, raw_cands: np.ndarray, history: dict,
+                configs: dict, args) -> dict:
+    """Per fold-in setting: the known-user cases as `(users, case, HR@10, NDCG@10, trained-in HR@10,
+    trained-in NDCG@10, paired bootstrap of the differences)` rows, and `keeps` on A. `recommender_c` (or
+    None): model C, trained without each user's latest `args.recent` items before the held-out one."""
+    raw_users = recommender_a.users.decode(candidates.users)
+    scores_a = recommender_a.scorer.pairs(np.repeat(candidates.users, 100), candidates.items.ravel())
+    trained = rank_metrics(scores_a.reshape(-1, 100))
+    users_c = None if recommender_c is None else recommender_c.users.lookup(list(raw_users))
+    out = {}
+    for label, fold_config in configs.items():
+        recommender_a.fold_in.config = replace(fold_config, negatives=recommender_a.fold_in.config.negatives)
+        cases = []
+        for n in KNOWN:
+            scores = np.stack([fold_in_scores(recommender_a, raw_cands[r], history[u][-n:], user)
+                               for r, (u, user) in enumerate(zip(raw_users, candidates.users.tolist()))])
+            cases.append((f"latest {n} on top", *rank_metrics(scores)))
+        if recommender_c is not None:
+            recommender_c.fold_in.config = replace(fold_config, negatives=recommender_c.fold_in.config.negatives)
+            for case, given in ((f"model C alone (latest {args.recent} never seen)", lambda u: []),
+                                (f"latest {args.recent} since training (C)", lambda u: history[u][-args.recent:])):
+                scores = np.stack([fold_in_scores(recommender_c, raw_cands[r], given(u), int(user))
+                                   for r, (u, user) in enumerate(zip(raw_users, users_c))])
+                cases.append((case, *rank_metrics(scores)))
+        out[label] = ([(len(raw_users), case, hr.mean(), ndcg.mean(), trained[0].mean(), trained[1].mean(),
+                        bootstrap((hr, ndcg), trained, case, "trained in")) for case, hr, ndcg in cases],
+                      keeps(recommender_a, candidates.users, args.seed))
+    return out
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ class Recommender:
         if user_index < 0 and len(given) == 0:
             return replace(self._popular(k, excluded), ignored=ignored)
         seen = self.artifact.seen.row(user_index).astype(np.int64) if user_index >= 0 else np.zeros(0, np.int64)
-        side = self.fold_in.solve(given, None if user_index < 0 else user_index, excluded=seen)
+        side = self.fold_in.solve(given, None if user_index < 0 else user_index, excluded=seen, history=seen)
         logits = self.scorer.all_items_of(side)[0]
         logits[excluded] = -np.inf
         if exclude_seen and len(seen):

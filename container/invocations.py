@@ -634,6 +634,8 @@ class Limits:
                 echoed += echo_bytes(request)
                 size += self.costs.answer_bytes(request)
                 if size + echoed > self.answer_bytes:
+                    if fitted == 0 and isinstance(request, ScorePairs):  # one body of pairs or CSV rows
+                        raise self._too_many_rows(request, size + echoed)
                     raise self._too_big(total, echoed * total // (fitted + 1))
             fitted += 1
 
@@ -648,6 +650,16 @@ class Limits:
         return TooLarge(f"{total:,} records would take more than {limit}: the first {fitted:,} fit; send at "
                         f"most {fitted:,} records like these per request", limit_s=self.budget_s,
                         max_records=fitted)
+
+    def _too_many_rows(self, request: "ScorePairs", size: int) -> TooLarge:
+        """One request of pairs or CSV rows whose answer, of `size` bytes, would pass the real-time limit: how
+        many rows fit, at the bytes a row of this request costs."""
+        what = "rows" if request.csv is not None else "pairs"
+        most = int(self.answer_bytes * request.answers // max(size, 1))
+        return TooLarge(f"{request.answers:,} {what} would make an answer larger than the "
+                        f"{self.answer_bytes / MB:g} MB a real-time response may carry: send at most {most:,} {what} "
+                        f"like these per request, or use a batch transform", limit_bytes=self.answer_bytes,
+                        max_pairs=most)
 
     def _too_big(self, total: int, echoed: int) -> TooLarge:
         """`echoed`: the bytes the whole request's answer would repeat from it (`echo_bytes`), estimated from

@@ -91,6 +91,12 @@ class FoldIn:
         self.rows = {name: np.asarray(weights[name], np.float32) for name in names}
         self.mean = {name: rows.mean(axis=0) if len(rows) else np.zeros(rows.shape[1:], np.float32)
                      for name, rows in self.rows.items()}
+        #: Where each block lies in the flat `[dim]` vector (`_flat`): name, slice, the block's shape.
+        self.layout, at = [], 0
+        for name, rows in self.rows.items():
+            size = int(np.prod(rows.shape[1:], dtype=np.int64))
+            self.layout.append((name, slice(at, at + size), rows.shape[1:]))
+            at += size
 
     def start(self, user: int | None) -> dict[str, np.ndarray]:
         """The parameters to start from: the known user's trained rows, else the mean user's."""
@@ -153,14 +159,14 @@ class FoldIn:
             curvature, count = prior
             total = cfg.recency * len(labels) + count
             scale, curvature = np.float32(cfg.recency * len(labels) / total), curvature / np.float32(total)
-            names, flat_start = list(start), self._flat(start)
+            flat_start = self._flat(start)
         m = {name: np.zeros_like(v) for name, v in theta.items()}
         v2 = {name: np.zeros_like(v) for name, v in theta.items()}
         for step in range(1, cfg.steps + 1):
             grads = self._gradients(theta, rows, labels)
-            if prior is not None:
-                pull = self._blocks(curvature @ (self._flat(theta) - flat_start), start)
-                grads = {name: scale * grads[name] + pull[name] for name in names}
+            if prior is not None:  # ~8 us a step for NeuMF's 96 parameters (20 through dicts of blocks)
+                pull = curvature @ (self._flat(theta) - flat_start)
+                grads = {name: scale * grads[name] + pull[part].reshape(shape) for name, part, shape in self.layout}
             correction = float(np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step))
             for name, g in grads.items():
                 g += 2.0 * cfg.l2 * (theta[name] - start[name])
@@ -197,17 +203,12 @@ class FoldIn:
         return weighted.T @ jacobian, float(len(seen) * len(examples) / len(sample))
 
     def _flat(self, theta: dict[str, np.ndarray]) -> np.ndarray:
-        """The parameter blocks as one `[dim]` vector, in `rows`' order."""
-        return np.concatenate([np.ravel(theta[name]) for name in self.rows])
+        """The parameter blocks as one `[dim]` vector (`layout`)."""
+        return np.concatenate([np.ravel(theta[name]) for name, _, _ in self.layout])
 
-    def _blocks(self, flat: np.ndarray, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """`_flat`'s inverse, shaped as `like`."""
-        out, at = {}, 0
-        for name in self.rows:
-            size = like[name].size
-            out[name] = flat[at:at + size].reshape(like[name].shape).astype(np.float32)
-            at += size
-        return out
+    def _blocks(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """`_flat`'s inverse."""
+        return {name: flat[part].reshape(shape) for name, part, shape in self.layout}
 
     def _item_rows(self, items: np.ndarray) -> dict:
         """The item side of `items`, gathered once for every step: what `_gradients` reads."""
@@ -256,7 +257,7 @@ class FoldIn:
         if "mlp/user" in theta:
             delta = self._backward(np.broadcast_to(s.mlp_out, (len(logits), len(s.mlp_out))), active)
             parts["mlp/user"] = delta @ s.user_kernel.T
-        return logits, np.concatenate([parts[name] for name in self.rows], axis=1).astype(np.float32)
+        return logits, np.concatenate([parts[name] for name, _, _ in self.layout], axis=1).astype(np.float32)
 
     def _gradients(self, theta: dict[str, np.ndarray], rows: dict, labels: np.ndarray) -> dict:
         """Gradients of the mean binary cross-entropy over the gathered item `rows` with `labels`, per

@@ -119,8 +119,8 @@ def test_the_history_jacobian_is_the_logit_derivative_of_every_user_parameter(tr
     for column in range(len(flat)):
         step = np.zeros_like(flat)
         step[column] = 1e-3
-        up = fold.scorer.pairs_of(fold.side(fold._blocks(flat + step, theta)), items).astype(np.float64)
-        down = fold.scorer.pairs_of(fold.side(fold._blocks(flat - step, theta)), items).astype(np.float64)
+        up = fold.scorer.pairs_of(fold.side(fold._blocks(flat + step)), items).astype(np.float64)
+        down = fold.scorer.pairs_of(fold.side(fold._blocks(flat - step)), items).astype(np.float64)
         np.testing.assert_allclose(jacobian[:, column], (up - down) / 2e-3, atol=2e-3, err_msg=str(column))
 
 

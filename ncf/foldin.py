@@ -63,8 +63,8 @@ class FoldInConfig:
     # the top 10 best but added 3 items since training to NeuMF worse than 2-5; 3 and 5 kept less for no
     # gain. A sample of 100 items kept what 200 did to 0.001 and ranked within 2 users' hits of it, at 2/3 of
     # the curvature's cost; 50 began to slip. Default NeuMF on ml-latest-small, one item, a user of 200+
-    # items: 11.3 ms against 8.4-8.9 for a new user (1.5 ms the curvature, 2.3 at 200; the rest its product
-    # at each step); MF 6.9 against 4.8-5.0.
+    # items: +3.5 ms over a new user's 9-12 ms (1.8 ms the curvature, 2.7 at 200; ~2 ms its pull over the
+    # steps); MF +2.3 ms over 5-7 ms.
     history: int = 100
     recency: float = 2.0
 

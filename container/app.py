@@ -5,7 +5,7 @@
 model that cannot be loaded does not crash the server into a restart loop: `/ping` answers 503 with the
 reason, and the log says it once.
 
-At creation the app times a few requests on the model (`invocations.Costs`, well under a second on an
+At creation the app times a few requests on the model (`limits.Costs`, well under a second on an
 ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `MaxPayloadInMB` that
 `/execution-parameters` advertises. JSON Lines answers are streamed, one chunk of records at a time. A
 request's CPU work runs on its worker's scoring thread (`Turn.run`), so `/ping` answers while it scores; a
@@ -27,8 +27,10 @@ from werkzeug.exceptions import HTTPException
 from ncf.recommender import Recommender
 
 from . import codecs
+from .answers import answer, answer_chunks
 from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, as_http_error
-from .invocations import Costs, Limits, Options, answer, answer_chunks, requests
+from .limits import Costs, Limits
+from .requests import Options, requests
 from .serve_config import ServeConfig
 from .turns import Turn, Turns, deadline
 

@@ -285,7 +285,7 @@ def test_the_app_never_runs_in_debug_mode_even_when_the_environment_asks(recomme
         def __getattr__(self, name):
             raise RuntimeError("secret detail")
 
-    from container.invocations import Costs, Limits
+    from container.limits import Costs, Limits
 
     limits = Limits.derive(Costs.measure(recommender), ServeConfig(model_dir=model_dir))
     broken = create_app(Broken(), ServeConfig(model_dir=model_dir), limits=limits)
@@ -297,14 +297,14 @@ def test_the_app_never_runs_in_debug_mode_even_when_the_environment_asks(recomme
 
 def _costs(user_s=0.0, entry_s=0.0, pair_s=0.0, n_items=200, entry_bytes=50, record_bytes=50):
     """Costs as if measured: round binary fractions, so that the sums below are exact."""
-    from container.invocations import Costs
+    from container.limits import Costs
 
     return Costs(line_s=0.0, user_s=user_s, similar_s=user_s, entry_s=entry_s, pair_s=pair_s, n_items=n_items,
                  record_bytes=record_bytes, entry_bytes=entry_bytes)
 
 
 def _app(recommender, model_dir, costs=None, **settings):
-    from container.invocations import Limits
+    from container.limits import Limits
 
     config = ServeConfig(model_dir=model_dir, **settings)
     return create_app(recommender, config, limits=Limits.derive(costs, config) if costs else None).test_client()
@@ -369,7 +369,7 @@ def test_batch_mode_advertises_the_payload_whose_worst_case_fits_half_the_timeou
 
 
 def test_batch_mode_advertises_the_payload_the_models_costs_allow(recommender, model_dir):
-    from container.invocations import Costs
+    from container.limits import Costs
 
     # costs as an idle machine measures them (tests/container/test_costs.py checks the measuring): a loaded
     # one measures a fold-in up to 3x slower, and 1 MB of one-item fold-ins then no longer fits an hour

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from benchmarks.fake_model import fake_model
-from container.invocations import Costs, Options, parse
+from container.limits import Costs
+from container.requests import Options, parse
 from ncf.recommender import Recommender
 from tests.container.test_serve import Server, request
 from tests.container.test_serve_faults import Trickler, holder_of

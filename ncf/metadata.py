@@ -20,6 +20,7 @@ header, so a model folder stays loadable by numpy alone.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -208,44 +209,106 @@ class ItemMetadata:
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         np.savez(file, **arrays)
 
+    def rows(self, item_ids: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+        """Every row that holds a value, as text: its id (`item_ids[i]` for model item `i`, else its extra id)
+        and its value in each column ("" where missing). What a model over other items rebuilds its metadata
+        from (a warm start's new vocabulary); a model item without any value had no row, and gets none."""
+        if len(item_ids) != self.n_items:
+            raise ConfigError(f"{len(item_ids):,} item ids for metadata of {self.n_items:,} items")
+        ids = list(item_ids) + list(self.extra_ids)
+        texts = {c.name: c.text.all() for c in self.columns}
+        held = np.zeros(len(ids), dtype=bool)
+        for c in self.columns:
+            held |= np.diff(c.text.offsets) > 0
+        keep = np.flatnonzero(held).tolist()
+        return [ids[r] for r in keep], {name: [values[r] for r in keep] for name, values in texts.items()}
+
+    def describe(self) -> str:
+        """The columns and their kinds, for a log line: `title: categorical, year: numeric`."""
+        return ", ".join(f"{c.name}: {c.kind}" for c in self.columns) or "none"
+
     @classmethod
     def load(cls, file: str | Path, n_items: int) -> "ItemMetadata":
-        """The metadata saved in `file`, checked against a model of `n_items` items."""
+        """The metadata saved in `file`, checked against a model of `n_items` items.
+
+        >>> metadata.save("items.npz"); ItemMetadata.load("items.npz", metadata.n_items)   # doctest: +SKIP
+        """
         try:
             with np.load(file, allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
+                arrays = {k: z[k] for k in z.files}
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ArtifactError(f"{file}: item metadata is damaged ({type(e).__name__}: {e})") from e
+        return cls.from_arrays(arrays, n_items, str(file))
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], n_items: int, file: str) -> "ItemMetadata":
+        """The metadata from the arrays `save` wrote (read by the caller: `ncf.artifacts` reads a model
+        folder's arrays with its own checks), checked so that a file that loads cannot fail a request later:
+        every offset inside its bytes and on a character's first byte, every category code in range."""
+        try:
             header = json.loads(a["header"].tobytes().decode("utf-8"))
-            if header.get("version") != FORMAT_VERSION:
-                raise ArtifactError(f"{file}: item metadata of format {header.get('version')!r}, this library "
-                                    f"reads {FORMAT_VERSION}")
+            if not isinstance(header, dict) or header.get("version") != FORMAT_VERSION:
+                raise ArtifactError(f"{file}: item metadata of format "
+                                    f"{header.get('version') if isinstance(header, dict) else None!r}, this "
+                                    f"library reads {FORMAT_VERSION}")
             if header["n_items"] != n_items:
                 raise ArtifactError(f"{file}: item metadata for {header['n_items']:,} items, the model has "
                                     f"{n_items:,}")
-            extra = Strings(a["extra_ids/data"], a["extra_ids/offsets"]).all()
+            extra = _strings(a, "extra_ids", file).all()
             rows = n_items + len(extra)
-            columns = []
+            columns, names = [], set()
             for n, spec in enumerate(header["columns"]):
-                kind = spec["kind"]
+                name, kind = str(spec["name"]), spec["kind"]
                 if kind not in KINDS:
-                    raise ArtifactError(f"{file}: column {spec['name']!r} has an unknown kind {kind!r}")
-                text = Strings(a[f"{n}/text/data"], a[f"{n}/text/offsets"])
+                    raise ArtifactError(f"{file}: column {name!r} has an unknown kind {kind!r}")
+                if name.upper() in names:
+                    raise ArtifactError(f"{file}: column {name!r} appears twice")
+                names.add(name.upper())
+                text = _strings(a, f"{n}/text", file)
                 parts = {}
                 if kind == "numeric":
-                    parts["numbers"] = a[f"{n}/numbers"].astype(np.float64, copy=False)
+                    parts["numbers"] = _floats(a[f"{n}/numbers"], rows, name, file)
                 elif kind == "boolean":
-                    parts["flags"] = a[f"{n}/flags"].astype(np.int8, copy=False)
+                    flags = a[f"{n}/flags"]
+                    if flags.shape != (rows,) or flags.dtype.kind not in "iu" or not np.isin(flags, (-1, 0, 1)).all():
+                        raise ArtifactError(f"{file}: column {name!r}'s flags are not {rows:,} of -1, 0, 1")
+                    parts["flags"] = flags.astype(np.int8)
                 else:
-                    parts["categories"] = Strings(a[f"{n}/categories/data"], a[f"{n}/categories/offsets"])
-                    parts["indptr"], parts["codes"] = a[f"{n}/indptr"], a[f"{n}/codes"]
-                    if len(parts["indptr"]) != rows + 1 or (len(parts["codes"]) and (
-                            parts["codes"].min() < 0 or parts["codes"].max() >= len(parts["categories"]))):
-                        raise ArtifactError(f"{file}: column {spec['name']!r}'s categories do not fit its rows")
-                if len(text) != rows or any(len(p) != rows for k, p in parts.items() if k in ("numbers", "flags")):
-                    raise ArtifactError(f"{file}: column {spec['name']!r} does not have {rows:,} rows")
-                columns.append(Column(spec["name"], kind, n_items, text, **parts))
-        except (KeyError, ValueError, OSError, UnicodeDecodeError) as e:
+                    parts["categories"] = _strings(a, f"{n}/categories", file)
+                    indptr, codes = a[f"{n}/indptr"], a[f"{n}/codes"]
+                    if (indptr.shape != (rows + 1,) or indptr.dtype.kind not in "iu" or codes.ndim != 1
+                            or codes.dtype.kind not in "iu" or indptr[0] != 0 or indptr[-1] != len(codes)
+                            or np.any(np.diff(indptr.astype(np.int64)) < 0) or (len(codes) and (
+                                codes.min() < 0 or codes.max() >= len(parts["categories"])))):
+                        raise ArtifactError(f"{file}: column {name!r}'s categories do not fit its rows")
+                    parts["indptr"], parts["codes"] = indptr.astype(np.int64), codes.astype(np.int32)
+                if len(text) != rows:
+                    raise ArtifactError(f"{file}: column {name!r} does not have {rows:,} rows")
+                columns.append(Column(name, kind, n_items, text, **parts))
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError, AttributeError) as e:
             raise ArtifactError(f"{file}: item metadata is damaged ({type(e).__name__}: {e})") from e
         return cls(n_items=n_items, extra_ids=extra, columns=columns)
+
+
+def _strings(a: dict[str, np.ndarray], key: str, file: str) -> Strings:
+    """`Strings` from `key/data` and `key/offsets`, checked: offsets run from 0 to the end of the bytes without
+    going back, each on the first byte of a UTF-8 character, and the bytes are UTF-8."""
+    data, offsets = a[f"{key}/data"], a[f"{key}/offsets"]
+    if (data.dtype != np.uint8 or data.ndim != 1 or offsets.ndim != 1 or offsets.dtype.kind not in "iu"
+            or len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(data)
+            or np.any(np.diff(offsets.astype(np.int64)) < 0)):
+        raise ArtifactError(f"{file}: {key} is not text with its offsets")
+    inside = offsets[:-1][offsets[:-1] < len(data)]
+    if np.any((data[inside] & 0xC0) == 0x80):  # a continuation byte: an offset splits a character
+        raise ArtifactError(f"{file}: {key} has an offset inside a character")
+    data.tobytes().decode("utf-8")  # UnicodeDecodeError: damaged
+    return Strings(data, offsets.astype(np.int64))
+
+
+def _floats(numbers: np.ndarray, rows: int, name: str, file: str) -> np.ndarray:
+    if numbers.shape != (rows,) or numbers.dtype.kind != "f" or np.isinf(numbers).any():
+        raise ArtifactError(f"{file}: column {name!r}'s numbers are not {rows:,} finite floats or NaN")
+    return numbers.astype(np.float64, copy=False)
 
 
 def _column(name: str, values: Sequence[str], order: np.ndarray, n_items: int) -> Column:

@@ -1,7 +1,9 @@
-"""NeuMF and friends for implicit feedback: data, training, evaluation, artifacts and numpy inference.
+"""NeuMF and friends for implicit feedback: reading data, vocabularies, splits, negative sampling, models,
+training, evaluation, the model folder, item metadata and filters, and numpy inference (top-k, fold-in).
 
-Importing `ncf` does not import TensorFlow: serving (`ncf.recommender`) runs on numpy alone. Modules that
-train (`models`, `training`, `savedmodel`) import TensorFlow when they are imported themselves.
+Importing `ncf` does not import TensorFlow: serving (`ncf.recommender`, `ncf.inference`, `ncf.foldin`,
+`ncf.filters`, `ncf.metadata`) runs on numpy alone. The modules that train (`models`, `training`,
+`distribute`, `savedmodel`) import TensorFlow when they are imported themselves.
 """
 
 __version__ = "0.1.0"

@@ -1,9 +1,9 @@
 """Named training configurations against the first one: test quality over seeds on two data sets, with a
 paired bootstrap, and training speed, in one run.
 
-    .venv/bin/python benchmarks/ab.py --config neumf:model=neumf --config mf:model=mf      # (~25 min, 2 cores)
-    .venv/bin/python benchmarks/ab.py --config lazy:optimizer=lazy_adam --config dense:optimizer=adam
-    .venv/bin/python benchmarks/ab.py --config neumf:model=neumf --config mf:model=mf --peer "EASE^R"
+    .venv/bin/python -m benchmarks.ab --config neumf:model=neumf --config mf:model=mf      # (~25 min, 2 cores)
+    .venv/bin/python -m benchmarks.ab --config lazy:optimizer=lazy_adam --config dense:optimizer=adam
+    .venv/bin/python -m benchmarks.ab --config neumf:model=neumf --config mf:model=mf --peer "EASE^R"
 
 Each `--config NAME:KEY=VALUE,...` is the library's defaults (`TrainConfig`: early stopping, refit) with those
 hyperparameters changed (values as `train --set` takes them); the first is the reference. Every (data set,
@@ -23,17 +23,14 @@ import os
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
-from benchmarks.scale import stamp  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.errors import ConfigError  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
@@ -113,7 +110,7 @@ def main() -> None:
             means = {name: (np.mean(h, axis=0), np.mean(g, axis=0)) for name, (h, g) in per_user.items()}
             verdicts += [(data_name, bootstrap(means[name], (hits, gains), name, peer)) for name in configs]
 
-    print(f"\n#### A/B against `{reference}` ({stamp()})\n")
+    print(f"\n#### A/B against `{reference}` ({describe(stamp())})\n")
     for name, overrides in configs.items():
         print(f"- `{name}`: defaults with {overrides or 'nothing changed'}")
     print("\n| data | config | seed | HR@10 | NDCG@10 | val HR@10 | val NDCG@10 | best epoch | samples/s | job s |")

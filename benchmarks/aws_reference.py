@@ -1,6 +1,6 @@
 """Training speed of the AWS blog sample's recipe beside ours, measured in one run on the same data.
 
-    .venv/bin/python benchmarks/aws_reference.py --movielens ml-latest-small \
+    .venv/bin/python -m benchmarks.aws_reference --movielens ml-latest-small \
         --plot quality_vs_time.png
 
 The reference is written here from the blog's description (none of its code is used): raw ids as one-hot
@@ -28,12 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
-from benchmarks.scale import stamp  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, evaluate_candidates  # noqa: E402
@@ -209,7 +208,7 @@ def main() -> None:
     reference = curves[reference_name]
     ref_rate, ref_final = later_rate(reference), reference[-1]
     print(f"\nTraining speed on {label(args)} ({len(data.train):,} training positives); "
-          f"validation HR@10 after each epoch ({stamp()})\n")
+          f"validation HR@10 after each epoch ({describe(stamp())})\n")
     print("| run | samples/s (model's epochs 2+) | vs reference | best val HR@10 "
           "| seconds to the reference's final HR@10 | test acc@0.5 (balanced) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -1,6 +1,6 @@
 """Fold-in against training: users the model never saw, folded in from their items, ranked like trained users.
 
-    .venv/bin/python benchmarks/foldin.py --movielens ml-latest-small,ml-100k --models neumf,mf
+    .venv/bin/python -m benchmarks.foldin --movielens ml-latest-small,ml-100k --models neumf,mf
 
 For each data set and model kind (default hyperparameters): model A is trained on every user (each user's
 latest interaction held out for test, LOO-99 candidates as everywhere here); model B on the same data less
@@ -39,14 +39,12 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
-from benchmarks.scale import stamp  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
 from ncf.data import Interactions, read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import Candidates, draw_candidates  # noqa: E402
@@ -112,7 +110,7 @@ def keeps(recommender, users: np.ndarray, seed: int) -> dict:
 def latency(model_dir: Path, bodies: list[dict], requests: int = 300) -> tuple[float, float]:
     """p50 / p99 ms of fold-in requests (`bodies` in turn, `"k": 10`) through gunicorn, one worker, one
     connection."""
-    from benchmarks.serve_bench import Server
+    from benchmarks.server import Server
 
     base = model_dir.parent
     server = Server(base, None, workers=1)
@@ -242,7 +240,7 @@ def main() -> None:
             print(f"  {name} {kind}: trained-in {hr_a:.4f}, all-but-latest folded in "
                   f"{rows[-1][5]:.4f}", file=sys.stderr, flush=True)
 
-    print(f"\n#### Fold-in against training ({stamp()})\n")
+    print(f"\n#### Fold-in against training ({describe(stamp())})\n")
     for label, fold_config in configs.items():
         print(f"- `{label}`: {fold_config}")
     if rows:

@@ -1,6 +1,6 @@
 """Training samples/s of one `train` host against two on loopback, same data and hyperparameters, in one run.
 
-    .venv/bin/python benchmarks/multi_host.py --movielens ml-latest-small
+    .venv/bin/python -m benchmarks.multi_host --movielens ml-latest-small
 
 Each host is a real `train` process with its own /opt/ml tree and a resourceconfig.json naming algo-1 and
 algo-2, joined through NCF_HOST_ADDRESSES exactly as tests/container/test_multi_host.py does. On one 2-core
@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 

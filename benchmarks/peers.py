@@ -1,7 +1,7 @@
 """This project's models beside classical peers, on the same split and the same candidates, in one run.
 
     .venv/bin/pip install -r requirements/bench.lock     # `implicit` (item-kNN, iALS, BPR): benchmark-only
-    .venv/bin/python benchmarks/peers.py --movielens ml-latest-small
+    .venv/bin/python -m benchmarks.peers --movielens ml-latest-small
 
 LOO-99 (each user's latest interaction against 99 items they never interacted with). Each peer is tuned on the validation split (each user's latest
 training interaction) over a small grid, then refit on training + validation and ranked on the test
@@ -23,7 +23,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for this; numpy's matmuls barely care
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402

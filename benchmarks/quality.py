@@ -1,6 +1,6 @@
 """Quality and training speed of each model kind on one ratings file, in one run, as a Markdown table.
 
-    .venv/bin/python benchmarks/quality.py --movielens ml-latest-small
+    .venv/bin/python -m benchmarks.quality --movielens ml-latest-small
 
 Every model uses the library's default hyperparameters (the container's defaults) with only the kind changed,
 early-stops on the validation split (each user's latest training interaction) and is ranked on the same
@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402

@@ -1,7 +1,7 @@
 """Scale: the whole training job and the server from 100k to 25M interactions, as Markdown tables.
 
-    .venv/bin/python benchmarks/scale.py                       # every section (~40 min on 2 cores)
-    .venv/bin/python benchmarks/scale.py --sizes 100k,1m --skip-serve
+    .venv/bin/python -m benchmarks.scale                       # every section (~40 min on 2 cores)
+    .venv/bin/python -m benchmarks.scale --sizes 100k,1m --skip-serve
 
 Every job is the real `train` (one process, as SageMaker runs it) on synthetic data from `ncf.synthetic`
 with ml-25m's shape scaled down (`shape`: users in proportion, items with the square root), so 23M
@@ -38,7 +38,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import random
 import re
 import shlex
@@ -50,10 +49,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
-from benchmarks.serve_bench import Server  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks.server import Server  # noqa: E402
 
 ML25M = {"interactions": 23_000_000, "users": 161_916, "items": 59_000}
 SIZES = {"100k": 100_000, "1m": 1_000_000, "5m": 5_000_000, "25m": ML25M["interactions"]}
@@ -113,18 +112,6 @@ def run_job(ratings: Path, out: Path, settings: dict[str, str]) -> dict:
             "model_mb": size / 1e6, "data": metrics["data"], "model_dir": str(out / "model")}
 
 
-def stamp() -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = " (+ uncommitted changes)" if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                                         cwd=ROOT, capture_output=True, text=True).stdout else ""
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    memory = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")) / 2**20
-    return (f"commit {commit}{dirty}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
-            f"({cpu}), {memory:.0f} GiB, Python {platform.python_version()}")
-
-
 def size_table(work: Path, sizes: list[str], model: str, settings: dict[str, str],
                real: tuple[str, Path] | None) -> list[dict]:
     rows = []
@@ -140,7 +127,7 @@ def size_table(work: Path, sizes: list[str], model: str, settings: dict[str, str
         result = run_job(path, work / "jobs" / label.replace(" ", "-"), {"model": model, **settings, **ONE_EPOCH})
         rows.append({"label": label, **result})
         print(f"{label}: {brief(result)}", file=sys.stderr, flush=True)
-    print(f"\n#### Training job by size ({_described(model, settings)}, one epoch, no refit; {stamp()})\n")
+    print(f"\n#### Training job by size ({_described(model, settings)}, one epoch, no refit; {describe(stamp())})\n")
     print("| data | interactions | users x items | read s | prepare s | samples/s | epoch s | evaluate s | export s "
           "| job s | peak RSS MB | model MB | test HR@10 | popularity HR@10 |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -164,7 +151,7 @@ def cost_curve(work: Path, model: str, settings: dict[str, str]) -> None:
         print(f"{name}: {brief(results[name])}", file=sys.stderr, flush=True)
     small, big = results["small tables"], results["ml-25m tables"]
     print(f"\n#### Cost curve: 1M interactions, two tables ({_described(model, settings)}, 2 epochs, no refit; "
-          f"{stamp()})\n")
+          f"{describe(stamp())})\n")
     print("| tables | users x items | samples/s | epoch s (mean) | job s | peak RSS MB |")
     print("|---|---|---:|---:|---:|---:|")
     for name, r in results.items():
@@ -194,7 +181,7 @@ def default_job(work: Path, size: str, settings: dict[str, str]) -> None:
     stopped = re.findall(r"early stop at epoch [^\n]*", result["log"])
     s, d = result["seconds"], result["data"]
     but = f" but {', '.join(f'{k}={v}' for k, v in settings.items())}" if settings else ""
-    print(f"\n#### A default job{but} on {d['interactions']:,} interactions ({stamp()})\n")
+    print(f"\n#### A default job{but} on {d['interactions']:,} interactions ({describe(stamp())})\n")
     print("| users x items | epochs run | validation rounds | best epoch | refit epochs | read + prepare s | train s "
           "| evaluate s | export s | job s (min) | peak RSS MB | test HR@10 | popularity HR@10 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -256,7 +243,7 @@ def read_table(work: Path, size: str) -> None:
             raise RuntimeError(f"reading in {mode} mode failed")
         rows.append((mode, int(out[0]), float(out[1]), wall, usage.ru_maxrss / 1024, most))
         shutil.rmtree(scratch)
-    print(f"\n#### Reading {path.stat().st_size / 2**20:,.0f} MiB of CSV ({n:,} rows) as a channel ({stamp()})\n")
+    print(f"\n#### Reading {path.stat().st_size / 2**20:,.0f} MiB of CSV ({n:,} rows) as a channel ({describe(stamp())})\n")
     print("| input mode | rows | read s | process s | peak RSS MB | most temporary disk MiB |")
     print("|---|---:|---:|---:|---:|---:|")
     for mode, count, read_s, wall, rss, most in rows:
@@ -324,7 +311,7 @@ def serve_table(work: Path, trained_model: Path | None) -> None:
         finally:
             server.stop()
         print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"\n#### Serving the 25M model (2 workers, 1 connection; {stamp()})\n")
+    print(f"\n#### Serving the 25M model (2 workers, 1 connection; {describe(stamp())})\n")
     print("| model | load s | first /ping s | PSS MB (master + 2 workers) | top-10 p50 ms | top-10 p99 ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, load_s, ping, pss, p50, p99 in rows:
@@ -371,7 +358,7 @@ def batch_table(work: Path, trained_model: Path | None) -> None:
         finally:
             server.stop()
         print(f"{name}: {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"\n#### Batch transform: the advertised payload on the 25M models (timeout 3600 s; {stamp()})\n")
+    print(f"\n#### Batch transform: the advertised payload on the 25M models (timeout 3600 s; {describe(stamp())})\n")
     print("| model | MaxPayloadInMB | records | status | seconds | answer lines | answer MB | worker peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, mb, records, status, seconds, answered, answer_mb, peak in rows:

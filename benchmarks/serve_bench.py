@@ -1,6 +1,6 @@
 """Serving speed of the real `serve` against two references, in one run, as a Markdown table.
 
-    .venv/bin/python benchmarks/serve_bench.py --movielens ml-latest-small
+    .venv/bin/python -m benchmarks.serve_bench --movielens ml-latest-small
 
 Trains a model on the ratings (default hyperparameters, few epochs: speed does not depend on quality), times
 the bare numpy arithmetic of one top-10 (`numpy_top10_ms`, the roofline top-10 requests are read against), then
@@ -19,8 +19,6 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,57 +29,11 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from benchmarks.datasets import add_arguments, ratings_path  # noqa: E402
+from benchmarks.server import Server  # noqa: E402
 
-CONFIG = str(ROOT / "container" / "gunicorn.conf.py")
 WORKERS = 2  # the servers' workers, one per core: the numpy roofline's requests/s is WORKERS / its time
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, base: Path, app: str | None, workers: int, extra_env: dict | None = None,
-                 worker_class: str | None = None):
-        self.port = free_port()
-        env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "SAGEMAKER_BIND_TO_PORT": str(self.port),
-               "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), "PYTHONPATH": str(ROOT), **(extra_env or {})}
-        command = [sys.executable, "-m", "gunicorn", "-c", CONFIG] + (
-            ["--worker-class", worker_class] if worker_class else []) + ([app] if app else [])
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
-        self.first_ping = self._wait()
-
-    def _wait(self) -> float:
-        while time.monotonic() - self.started < 120:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=1) as r:
-                    if r.status == 200:
-                        return time.monotonic() - self.started
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("server did not answer /ping")
-
-    def pss_mb(self) -> float:
-        pids = [self.process.pid] + [int(p) for p in subprocess.run(
-            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()]
-        total = 0
-        for pid in pids:
-            for line in open(f"/proc/{pid}/smaps_rollup"):
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        return total / 1024
-
-    def stop(self):
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=60)
 
 
 def wrk(port: int, bodies: list[str], content_type: str, connections: int, seconds: int) -> dict:
@@ -301,9 +253,9 @@ def main() -> None:
         return next(r for r in rows if r["server"] == server and r["request"] == request
                     and r["connections"] == connections)
 
-    from benchmarks.scale import stamp
+    from benchmarks.results import describe, stamp
 
-    print(f"\n#### Serving speed ({stamp()}; {args.model}, {args.seconds} s a row)")
+    print(f"\n#### Serving speed ({describe(stamp())}; {args.model}, {args.seconds} s a row)")
     print("\n| server | request | connections | requests/s | p50 ms | p99 ms | non-2xx |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:

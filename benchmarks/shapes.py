@@ -1,8 +1,8 @@
 """The data-shape matrix: every default of `train` judged on data that is not MovieLens, against tuned peers.
 
     .venv/bin/pip install -r requirements/bench.lock        # implicit (iALS): benchmark-only
-    .venv/bin/python benchmarks/shapes.py --quick            # the small shapes and MovieLens' two sets: minutes
-    .venv/bin/python benchmarks/shapes.py --only sparse-1m   # one row of the full matrix
+    .venv/bin/python -m benchmarks.shapes --quick            # the small shapes and MovieLens' two sets: minutes
+    .venv/bin/python -m benchmarks.shapes --only sparse-1m   # one row of the full matrix
 
 Each shape is planted data with known structure (`ncf.synthetic`) or a MovieLens set, written to a file and
 trained by the real `train` with no hyperparameters at all, as a user would start it (`benchmarks/scale.py`'s
@@ -32,13 +32,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for this
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
-from benchmarks.scale import run_job, stamp  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks.scale import run_job  # noqa: E402
 
 from ncf.arrays import BLOCK_SCORES  # noqa: E402
 from ncf.data import Interactions, read_interactions  # noqa: E402

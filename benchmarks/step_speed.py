@@ -1,9 +1,9 @@
 """Training-step speed alone: samples/s of `ncf.training`'s compiled step for named configurations on the
 tables of a ratings file, alternated in one run (the machine is shared; ratios are what to read).
 
-    .venv/bin/python benchmarks/step_speed.py --ratings /tmp/ncf-scale/synthetic-1000000-161916x59000.csv \
+    .venv/bin/python -m benchmarks.step_speed --ratings /tmp/ncf-scale/synthetic-1000000-161916x59000.csv \
         --config default --config mf128:model=mf,factors=128 --rounds 2
-    .venv/bin/python benchmarks/step_speed.py --ratings ~/.cache/ncf/movielens/ml-latest-small/ratings.csv \
+    .venv/bin/python -m benchmarks.step_speed --ratings ~/.cache/ncf/movielens/ml-latest-small/ratings.csv \
         --config default --config b16k:batch_size=16384,learning_rate=0.004 --row-wise --floor
 
 No sampling, evaluation or export: 2M examples drawn from the file's positives (a user and an item as the
@@ -26,13 +26,11 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from benchmarks.ab import parse_config  # noqa: E402
-from benchmarks.scale import stamp  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.defaults import resolved  # noqa: E402
 from ncf.vocab import Vocabulary  # noqa: E402
@@ -137,7 +135,7 @@ def main() -> None:
                                              labels, variant))
             print(f"  {name}: {rates[name][-1]:,.0f}", file=sys.stderr, flush=True)
     first = next(iter(configs))
-    print(f"\n#### Training step alone, {n_users:,} x {n_items:,} tables ({stamp()})\n")
+    print(f"\n#### Training step alone, {n_users:,} x {n_items:,} tables ({describe(stamp())})\n")
     print(f"| config | samples/s per round | best | vs {first} |")
     print("|---|---|---:|---:|")
     for name, values in rates.items():

@@ -1,7 +1,7 @@
 """Tunes our models' hyperparameters on the validation split, one axis at a time, and reports the test metrics.
 
-    .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model mf
-    .venv/bin/python benchmarks/tune.py --movielens ml-latest-small --model neumf --axes finetune_rate,factors
+    .venv/bin/python -m benchmarks.tune --movielens ml-latest-small --model mf
+    .venv/bin/python -m benchmarks.tune --movielens ml-latest-small --model neumf --axes finetune_rate,factors
 
 Coordinate search: starting from the library defaults, each axis in turn (learning rate, factors, layers,
 negatives, L2, dropout, batch size) is swept with the others held, and the value with the best validation
@@ -23,7 +23,6 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
@@ -98,9 +97,9 @@ def main() -> None:
         print(f"{axis}: {chosen}", file=sys.stderr, flush=True)
 
     final = run(best)
-    from benchmarks.scale import stamp
+    from benchmarks.results import describe, stamp
 
-    print(f"\n{args.model} on {label(args)} ({stamp()}), chosen on validation: {json.dumps(best.to_dict())}\n")
+    print(f"\n{args.model} on {label(args)} ({describe(stamp())}), chosen on validation: {json.dumps(best.to_dict())}\n")
     print(f"mean of {args.seeds} seed(s) per row\n")
     print("| setting | val HR@10 | val NDCG@10 | test HR@10 | test NDCG@10 | best epoch | s |")
     print("|---|---:|---:|---:|---:|---:|---:|")

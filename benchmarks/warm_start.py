@@ -1,6 +1,6 @@
 """Warm start against a fresh job on the same data: test quality and wall time, over seeds.
 
-    .venv/bin/python benchmarks/warm_start.py --movielens ml-latest-small,ml-100k --seeds 0,1,2
+    .venv/bin/python -m benchmarks.warm_start --movielens ml-latest-small,ml-100k --seeds 0,1,2
 
 A time split: the first 80% of each data set's interactions (by timestamp) train model 0, with the default
 hyperparameters; then all of them train twice: from model 0's weights (`ncf.warmstart`, as a job with a
@@ -17,17 +17,14 @@ import os
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
-from benchmarks.scale import stamp  # noqa: E402
+from benchmarks.results import describe, stamp  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, score_candidates  # noqa: E402
@@ -76,7 +73,7 @@ def main() -> None:
         pooled = {how: (np.concatenate(h), np.concatenate(g)) for how, (h, g) in per.items()}
         verdicts.append((name, bootstrap(pooled["warm"], pooled["fresh"], "warm", "fresh")))
 
-    print(f"\n#### Warm start against a fresh job ({stamp()}; {args.model}, default hyperparameters"
+    print(f"\n#### Warm start against a fresh job ({describe(stamp())}; {args.model}, default hyperparameters"
           f"{'; the warm job with ' + str(warm) if warm else ''})\n")
     print("| data | seed | job | HR@10 | NDCG@10 | epochs before the refit (best) | job s | model 0 s (80%) |")
     print("|---|---:|---|---:|---:|---|---:|---:|")

@@ -9,7 +9,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RESOLVE = """
 import argparse, sys
-sys.path.insert(0, ".")
 from benchmarks.datasets import add_arguments, label, ratings_path
 p = argparse.ArgumentParser()
 add_arguments(p)

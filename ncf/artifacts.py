@@ -9,6 +9,8 @@
       popularity.npy    interactions per item, for cold-start users
       optimizer.npz     Adam's moments of every weight (`m/gmf/user`, `v/gmf/user`, ...) and its step count
                         (`iterations`), for a warm start to continue from; serving never reads it
+      items.npz         item metadata aligned with the item vocabulary (`ncf.metadata`; optional: a model
+                        trained without an items table has none)
       saved_model/      TensorFlow SavedModel taking raw ids as strings (optional; TF Serving can host it)
 
 Arrays are read with `allow_pickle=False`, so a hostile folder cannot run code. `load` refuses a folder
@@ -37,6 +39,7 @@ import numpy as np
 
 from .calibration import Calibration
 from .errors import ArtifactError
+from .metadata import ItemMetadata
 from .seen import SeenItems
 from .vocab import Vocabulary
 
@@ -48,9 +51,10 @@ READABLE_VERSIONS = (1, 2)
 METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 OPTIMIZER = "optimizer.npz"
+ITEMS = "items.npz"
 #: Every entry `save` writes, metadata.json last. A save removes all of them before its own land, so no file
 #: of another model (its optimizer.npz, its saved_model/) stays beside the new one's.
-ENTRIES = ("vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", OPTIMIZER, SAVED_MODEL, METADATA)
+ENTRIES = ("vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", OPTIMIZER, ITEMS, SAVED_MODEL, METADATA)
 #: The folder inside the model folder that a save writes into before swapping the files in: inside, because
 #: the model folder itself may be a mount point (SageMaker's /opt/ml/model) that cannot be renamed, and only a
 #: move within one file system is a rename.
@@ -68,6 +72,8 @@ class ModelArtifact:
     metadata: dict = field(default_factory=dict)
     #: `training.optimizer_state`, or None (not exported, or not asked for by `load`).
     optimizer: dict[str, np.ndarray] | None = None
+    #: Rows aligned with `items` (`ncf.metadata`), or None: the model was trained without an items table.
+    item_metadata: ItemMetadata | None = None
 
 
 def save(path: str | Path, artifact: ModelArtifact, keras_model=None) -> Path:
@@ -155,6 +161,11 @@ def _write(folder: Path, artifact: ModelArtifact, keras_model) -> list[str]:
               "popularity.npy": lambda f: np.save(f, artifact.popularity)}
     if artifact.optimizer is not None:
         arrays[OPTIMIZER] = lambda f: np.savez(f, **artifact.optimizer)
+    if artifact.item_metadata is not None:
+        if artifact.item_metadata.n_items != len(artifact.items):
+            raise ArtifactError(f"item metadata for {artifact.item_metadata.n_items:,} items, the model has "
+                                f"{len(artifact.items):,}")
+        arrays[ITEMS] = artifact.item_metadata.save
     for name, write in arrays.items():
         _write_file(folder / name, write)
         _step(f"wrote {name}")
@@ -306,6 +317,8 @@ def load(path: str | Path, *, optimizer: bool = False) -> ModelArtifact:
         kind=str(metadata.get("kind")), weights=_arrays(path / "weights.npz"), users=users, items=items,
         seen=seen_items, popularity=popularity, metadata=metadata,
         optimizer=_arrays(path / OPTIMIZER) if optimizer and os.path.lexists(path / OPTIMIZER) else None,
+        item_metadata=ItemMetadata.from_arrays(_arrays(path / ITEMS), len(items), str(path / ITEMS))
+        if os.path.lexists(path / ITEMS) else None,
     )
     if before is None or _identity(path / METADATA) != before:  # every save replaces metadata.json first
         raise ArtifactError(f"{path} changed while it was read (a save into it at the same time); load it again")

@@ -45,6 +45,56 @@ def test_string_ids_survive_the_round_trip(tmp_path, trained, dataset):
     assert artifacts.load(tmp_path).items.ids.tolist() == text_items.ids.tolist()
 
 
+def genres(n_items: int, extra: int = 0):
+    """Item metadata for a model of `n_items` items: a genre each, every third item without a row, and `extra`
+    metadata-only rows."""
+    from ncf.metadata import ItemMetadata
+
+    index = np.concatenate([np.arange(0, n_items, 3), np.full(extra, -1)])
+    ids = [str(i) for i in index[:len(index) - extra]] + [f"only-{n}" for n in range(extra)]
+    return ItemMetadata.from_table(index, ids, {"GENRES": [f"g{i % 4}|all" for i in range(len(index))],
+                                                "year": [str(1990 + i % 30) for i in range(len(index))]}, n_items)
+
+
+def test_item_metadata_is_saved_beside_the_model_and_loads_with_it(tmp_path, trained, dataset):
+    from dataclasses import replace
+
+    metadata = genres(dataset.n_items, extra=2)
+    artifacts.save(tmp_path, replace(to_artifact(trained["mf"], dataset), item_metadata=metadata))
+    assert (tmp_path / "items.npz").is_file()
+    loaded = artifacts.load(tmp_path).item_metadata
+    assert loaded.names == ["GENRES", "year"] and loaded.extra_ids == ["only-0", "only-1"]
+    assert loaded.texts("genres", range(4)) == ["g0|all", None, None, "g1|all"]
+    assert loaded.find("GENRES").isin(["all"]).sum() == len(range(0, dataset.n_items, 3))
+    assert loaded.find("year").kind == "numeric"
+
+
+def test_a_folder_without_item_metadata_loads_as_before(model_dir):
+    assert not (model_dir / "items.npz").exists()
+    assert artifacts.load(model_dir).item_metadata is None
+
+
+def test_item_metadata_for_another_vocabulary_is_refused_at_save_and_at_load(model_dir, tmp_path, dataset):
+    from dataclasses import replace
+
+    folder = copy_folder(model_dir, tmp_path / "m")
+    artifact = artifacts.load(folder)
+    with pytest.raises(ArtifactError, match=f"item metadata for {dataset.n_items + 1} items, the model has"):
+        artifacts.save(tmp_path / "other", replace(artifact, item_metadata=genres(dataset.n_items + 1)))
+    genres(dataset.n_items + 1).save(folder / "items.npz")
+    with pytest.raises(ArtifactError, match=f"items.npz: item metadata for {dataset.n_items + 1} items"):
+        artifacts.load(folder)
+
+
+def test_a_damaged_items_file_is_an_artifact_error_naming_it(model_dir, tmp_path, dataset):
+    folder = copy_folder(model_dir, tmp_path / "m")
+    genres(dataset.n_items).save(folder / "items.npz")
+    assert artifacts.load(folder).item_metadata is not None
+    (folder / "items.npz").write_bytes((folder / "items.npz").read_bytes()[:300])
+    with pytest.raises(ArtifactError, match="items.npz is corrupt"):
+        artifacts.load(folder)
+
+
 def copy_folder(src, dst):
     import shutil
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("saved_model"))
@@ -249,7 +299,7 @@ def test_compressed_arrays_are_refused_as_np_savez_never_writes_them(model_dir, 
 # Saving over a model: what loads afterwards is the whole old model, the whole new one, or nothing.
 
 ENTRIES = {"metadata.json", "vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", "optimizer.npz",
-           "saved_model"}
+           "items.npz", "saved_model"}
 
 def _model_files(folder):
     """The entries of the model format in `folder` (staging leftovers aside), with a SavedModel's file bytes."""
@@ -268,7 +318,12 @@ def _same_model(a, b) -> bool:
         return (x is None) == (y is None) and (x is None or (x.keys() == y.keys() and all(
             np.array_equal(x[k], y[k]) for k in x)))
 
+    def same_items(x, y):
+        return (x is None) == (y is None) and (x is None or (x.names == y.names and x.extra_ids == y.extra_ids and all(
+            x.texts(name, range(x.n_items)) == y.texts(name, range(y.n_items)) for name in x.names)))
+
     return (a.kind == b.kind and a.metadata == b.metadata and arrays_equal(a.weights, b.weights)
+            and same_items(a.item_metadata, b.item_metadata)
             and arrays_equal(a.optimizer, b.optimizer) and np.array_equal(a.users.ids, b.users.ids)
             and np.array_equal(a.items.ids, b.items.ids) and np.array_equal(a.seen.indices, b.seen.indices)
             and np.array_equal(a.popularity, b.popularity))
@@ -290,14 +345,15 @@ def what_loads(folder, references) -> str:
 
 @pytest.fixture
 def old_and_new(model_dir, tmp_path):
-    """An old model (with optimizer.npz and saved_model/) and a new one that differs in weights, calibration and
-    threshold, and has neither of those two entries: what a mix of them would betray."""
+    """An old model (with optimizer.npz, items.npz and saved_model/) and a new one that differs in weights,
+    calibration and threshold, and has none of those three entries: what a mix of them would betray."""
     from dataclasses import replace
 
     old = tmp_path / "old"
     import shutil
     shutil.copytree(model_dir, old)
     artifact = artifacts.load(old)
+    genres(len(artifact.items)).save(old / "items.npz")
     metadata = {key: value for key, value in artifact.metadata.items() if key != "saved_model"}
     metadata.update(threshold=0.7, calibration={**metadata["calibration"], "scale": 3.0})
     new = artifacts.save(tmp_path / "new", replace(

@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ncf import artifacts
 from ncf.errors import ConfigError, UnknownIdError
+from ncf.filters import ItemFilter
 from ncf.inference import NumpyScorer
 from ncf.models import export_weights
 from ncf.recommender import Recommender
@@ -202,3 +205,186 @@ def test_ties_at_the_kth_score_go_to_the_lower_item_index():
     assert top[0, :counts[0]].tolist() == [1, 3, 2, 4]
     assert top[1, :counts[1]].tolist() == [0, 1, 2, 3]
     assert top[2, :counts[2]].tolist() == [2]  # only finite scores are ever chosen
+
+
+# Business rules (#32): a rule is applied before top-k, so every answer below equals a brute-force reference
+# that scores every item one pair at a time, drops what the rule and the request's options drop, and sorts by
+# (score descending, item index), the tie rule of `top_k_rows`.
+
+_EXACT: dict = {}
+
+
+def exact_recommender(kind: str = "neumf", n_items: int = 120) -> Recommender:
+    """`_exact_recommender`, built once per shape (hypothesis calls the tests many times)."""
+    if (kind, n_items) not in _EXACT:
+        _EXACT[kind, n_items] = _exact_recommender(kind, n_items=n_items)
+    return _EXACT[kind, n_items]
+
+
+@st.composite
+def item_filters(draw, n_items: int = 120):
+    """Any ItemFilter: random include / exclude masks from none to all items, and either seen-item flag."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def mask():
+        share = draw(st.sampled_from([None, 0.0, 0.03, 0.2, 0.7, 1.0]))
+        return None if share is None else rng.random(n_items) < share
+
+    return ItemFilter(n_items, include=mask(), include_seen=draw(st.booleans()), exclude=mask(),
+                      exclude_seen=draw(st.booleans()))
+
+
+def reference_order(scores: np.ndarray, allowed: np.ndarray) -> list[int]:
+    """Every allowed item with a finite score, by (score descending, index)."""
+    return sorted((i for i in np.flatnonzero(allowed).tolist() if np.isfinite(scores[i])),
+                  key=lambda i: (-scores[i], i))
+
+
+def user_logits(rec: Recommender, u: int) -> np.ndarray:
+    n_items = len(rec.items)
+    return rec.scorer.pairs(np.full(n_items, u), np.arange(n_items)).astype(np.float64)
+
+
+def options_allow(rec: Recommender, seen, exclude_seen: bool, exclude) -> np.ndarray:
+    """What the request's options let through, before any rule: not in `exclude`, not seen if asked."""
+    allowed = np.ones(len(rec.items), dtype=bool)
+    excluded = rec.items.lookup(list(exclude))
+    allowed[excluded[excluded >= 0]] = False
+    if exclude_seen and seen is not None:
+        allowed[seen] = False
+    return allowed
+
+
+def reference_recommend(rec: Recommender, user, k: int, exclude_seen: bool, exclude, rule) -> tuple[list, list]:
+    """A known user's top-k as indices and probabilities; an unknown user's popular items and shares."""
+    u = int(rec.users.lookup([user])[0])
+    seen = rec.artifact.seen.row(u) if u >= 0 else None
+    allowed = options_allow(rec, seen, exclude_seen, exclude) & (rule.allowed(seen) if rule else True)
+    if u < 0:
+        share = rec.artifact.popularity / max(rec.artifact.popularity.max(), 1)
+        top = reference_order(share, allowed)[:k]
+        return top, share[top].tolist()
+    logits = user_logits(rec, u)
+    top = reference_order(logits, allowed)[:k]
+    return top, rec.calibration.probability(logits[top]).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["mf", "neumf"]), rule=st.none() | item_filters(), k=st.integers(1, 130),
+       exclude_seen=st.booleans(), exclude=st.lists(st.integers(0, 119), max_size=6))
+def test_recommend_many_with_any_rule_equals_a_brute_force_top_k_of_what_passes(kind, rule, k, exclude_seen,
+                                                                              exclude):
+    import ncf.recommender
+
+    rec = exact_recommender(kind)
+    exclude = rec.items.decode(np.array(exclude, dtype=np.int64))
+    users = rec.users.decode(np.arange(len(rec.users))) + ["new", "another new one"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ncf.recommender, "BLOCK_SCORES", 7 * 120)  # several blocks of 7 users and a partial one
+        got = rec.recommend_many(users, k, exclude_seen=exclude_seen, exclude=exclude, rule=rule)
+    for user, r in zip(users, got):
+        top, scores = reference_recommend(rec, user, k, exclude_seen, exclude, rule)
+        assert (list(r.indices), r.scores) == (top, scores)
+        assert r.items == rec.items.decode(np.array(top, dtype=np.int64))
+        assert r.fallback == (user in ("new", "another new one")) and r.promoted == ()
+
+
+def test_a_rule_applies_before_top_k_so_k_items_come_back_whenever_k_pass():
+    rec = exact_recommender("mf")
+    user = rec.users.decode(np.array([4]))[0]
+    unfiltered = rec.recommend(user, 10)
+    keep = np.zeros(len(rec.items), dtype=bool)
+    keep[np.flatnonzero(~np.isin(np.arange(len(rec.items)), unfiltered.indices))[-15:]] = True  # none of the top 10
+    keep[list(rec.artifact.seen.row(4))] = False
+    got = rec.recommend(user, 10, rule=ItemFilter(len(rec.items), include=keep))
+    assert len(got.items) == 10 and set(got.indices) <= set(np.flatnonzero(keep).tolist())
+    assert len(rec.recommend(user, 20, rule=ItemFilter(len(rec.items), include=keep)).items) == int(keep.sum())
+
+
+def test_a_rule_over_seen_items_includes_or_excludes_them_per_user():
+    rec = exact_recommender("mf")
+    users = rec.users.decode(np.array([0, 1]))
+    only_seen = ItemFilter(len(rec.items), include_seen=True)
+    got = rec.recommend_many(users, 500, exclude_seen=False, rule=only_seen)
+    for u, r in enumerate(got):
+        assert sorted(r.indices) == sorted(rec.artifact.seen.row(u).tolist())
+    unseen = rec.recommend(users[0], 500, exclude_seen=False, rule=ItemFilter(len(rec.items), exclude_seen=True))
+    assert len(unseen.items) == len(rec.items) - len(rec.artifact.seen.row(0))
+    assert rec.recommend("new", 5, rule=only_seen).items == []  # someone unknown has seen nothing
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(["mf", "neumf"]), rule=st.none() | item_filters(), k=st.integers(1, 130),
+       given_items=st.lists(st.integers(-3, 119), max_size=5), user=st.sampled_from([None, 0, 7, -1]),
+       exclude_seen=st.booleans(), exclude=st.lists(st.integers(0, 119), max_size=4))
+def test_recommend_from_items_with_any_rule_equals_a_brute_force_top_k_of_the_folded_in_scores(
+        kind, rule, k, given_items, user, exclude_seen, exclude):
+    rec = exact_recommender(kind)
+    items = [rec.items.decode(np.array([i]))[0] if i >= 0 else f"unknown-{i}" for i in given_items]
+    raw_user = None if user is None else rec.users.decode(np.array([user]))[0] if user >= 0 else "new"
+    exclude = rec.items.decode(np.array(exclude, dtype=np.int64))
+    got = rec.recommend_from_items(items, k, user=raw_user, exclude_seen=exclude_seen, exclude=exclude, rule=rule)
+
+    given = np.array([i for i in given_items if i >= 0], dtype=np.int64)
+    seen = rec.artifact.seen.row(user).astype(np.int64) if user is not None and user >= 0 else None
+    allowed = options_allow(rec, seen, exclude_seen, exclude) & (rule.allowed(seen) if rule else True)
+    allowed[given] = False
+    if seen is None and len(given) == 0:
+        share = rec.artifact.popularity / max(rec.artifact.popularity.max(), 1)
+        top = reference_order(share, allowed)[:k]
+        expected = (top, share[top].tolist(), True)
+    else:  # the fold-in's solve is its own tests' business; what is chosen from its scores is this test's
+        empty = np.zeros(0, np.int64)
+        side = rec.fold_in.solve(given, user if seen is not None else None,
+                                 excluded=seen if seen is not None else empty, history=seen if seen is not None else empty)
+        logits = rec.scorer.all_items_of(side)[0].astype(np.float64)
+        top = reference_order(logits, allowed)[:k]
+        expected = (top, rec.calibration.probability(logits[top]).tolist(), False)
+    assert (list(got.indices), got.scores, got.fallback) == expected
+    assert got.ignored == tuple(i for i in items if str(i).startswith("unknown"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(rule=st.none() | item_filters(), k=st.integers(1, 130), item=st.integers(0, 119))
+def test_similar_items_with_any_rule_equal_a_brute_force_top_k_by_cosine_without_seen_items(rule, k, item):
+    rec = exact_recommender("neumf")
+    vectors = rec.scorer.item_vectors()
+    cosine = (vectors @ vectors[item]).astype(np.float64)
+    allowed = rule.allowed(None) if rule else np.ones(len(rec.items), dtype=bool)
+    allowed[item] = False
+    got = rec.similar_items(rec.items.decode(np.array([item]))[0], k, rule=rule)
+    top = reference_order(cosine, allowed)[:k]
+    assert (list(got.indices), got.scores) == (top, cosine[top].tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["mf", "neumf"]), rule=st.none() | item_filters(), user=st.integers(-1, 29),
+       listed=st.lists(st.integers(-4, 119), max_size=40))
+def test_rank_orders_the_known_passing_items_of_a_list_once_each_like_a_brute_force_sort(kind, rule, user, listed):
+    rec = exact_recommender(kind)
+    raw_user = rec.users.decode(np.array([user]))[0] if user >= 0 else "new"
+    items = [rec.items.decode(np.array([i]))[0] if i >= 0 else f"nope-{-i}" for i in listed]
+    got = rec.rank(raw_user, items, rule=rule)
+
+    distinct = list(dict.fromkeys(i for i in listed if i >= 0))
+    seen = rec.artifact.seen.row(user) if user >= 0 else None
+    passing = [i for i in distinct if rule is None or rule.allowed(seen)[i]]
+    if user >= 0:
+        scores = {i: float(rec.scorer.pairs(np.array([user]), np.array([i]))[0]) for i in passing}
+    else:
+        scores = {i: rec.artifact.popularity[i] / rec.artifact.popularity.max() for i in passing}
+    order = sorted(passing, key=lambda i: (-scores[i], i))
+    values = [scores[i] for i in order]
+    assert list(got.indices) == order
+    assert got.items == rec.items.decode(np.array(order, dtype=np.int64))
+    assert got.scores == (rec.calibration.probability(np.array(values)).tolist() if user >= 0 else values)
+    assert got.unknown == tuple(dict.fromkeys(i for i in items if str(i).startswith("nope")))
+    assert (got.filtered, got.fallback) == (len(distinct) - len(passing), user < 0)
+
+
+def test_rules_compiled_for_another_catalogue_are_refused_naming_both_sizes():
+    rec = exact_recommender("mf")
+    with pytest.raises(ConfigError, match="compiled for 7 items, this model has 120"):
+        rec.recommend("new", 3, rule=ItemFilter(7))
+    with pytest.raises(ConfigError, match="compiled for 7 items"):
+        rec.rank("new", [], rule=ItemFilter(7))

@@ -27,7 +27,8 @@ MIN_UNPACKED_LIMIT = 1 << 30
 #: header as if the archive ended there, and would drop every entry after it without a word.
 MAX_TRAILING_ZEROS = 1 << 20
 #: The files of the model folder a warm start reads; the SavedModel is never loaded, so it is not unpacked.
-READ = {"metadata.json", "vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", "optimizer.npz"}
+READ = {"metadata.json", "vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", "optimizer.npz",
+        "items.npz"}
 
 
 def load_previous(source: Path):

@@ -129,6 +129,7 @@ def run(job: TrainJob, should_stop=None) -> dict:
                       known_users=None if previous is None else previous.users,
                       known_items=None if previous is None else previous.items)
     del parts  # the raw ids and timestamps: as large as the indexed data, and no longer needed
+    item_metadata = _item_metadata(job, previous, dataset.items)  # before training: a bad table fails at once
     clock.lap("prepare")
     stop_point("after preparing the data")
     log.info("data: %s", json.dumps(dataset.statistics()))
@@ -151,11 +152,29 @@ def run(job: TrainJob, should_stop=None) -> dict:
                      checkpoint=checkpoint, should_stop=should_stop, strategy=strategy, initial=initial)
         clock.lap("train")
         stop_point("after training, before evaluation (the last checkpoint is kept)")
-        metrics = _evaluate_and_save(job, dataset, result, clock, stop_point) if cluster.is_chief else {}
+        metrics = _evaluate_and_save(job, dataset, result, clock, stop_point, item_metadata) if cluster.is_chief \
+            else {}
         if cluster.size > 1:
             agree(strategy, [0.0])  # workers leave only after the chief wrote the model: local mode stops
             # every container when the first one exits
     return metrics
+
+
+def _item_metadata(job: TrainJob, previous, items):
+    """The model's item metadata: the `items` channel's table, else the warm start's previous model's carried
+    over to the new vocabulary, else None."""
+    if job.items is not None:
+        from .channels import read_items_channel
+
+        return read_items_channel(job.items, items)
+    if previous is None or previous.item_metadata is None:
+        return None
+    from ncf.warmstart import carried_metadata
+
+    metadata = carried_metadata(previous, items)
+    log.info("items: the previous model's metadata carried over (columns %s); %s metadata-only", metadata.describe(),
+             f"{len(metadata.extra_ids):,}")
+    return metadata
 
 
 def _stop_point(should_stop):
@@ -215,7 +234,8 @@ class PhaseClock:
         self._last = now
 
 
-def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_point=lambda where: None) -> dict:
+def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_point=lambda where: None,
+                       item_metadata=None) -> dict:
     """The chief's part: test metrics (`ncf.evaluation.test_metrics`), the model folder, and the outputs."""
     from ncf import artifacts
     from ncf.defaults import RESOLVED
@@ -269,7 +289,8 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
 
     clock.lap("evaluate")
     stop_point("after evaluation, before the model was written")
-    artifact = to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold})
+    artifact = replace(to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold}),
+                       item_metadata=item_metadata)
     artifacts.save(job.model_dir, artifact, keras_model=result.model)
     clock.lap("export")
     log.info("timing: %s", " ".join(f"{phase}_s={seconds:.1f}" for phase, seconds in clock.seconds.items()))
@@ -295,6 +316,8 @@ def _local_parser() -> argparse.ArgumentParser:
                    "it is, without a download")
     p.add_argument("--validation", type=Path, help="optional validation channel")
     p.add_argument("--test", type=Path, help="optional test channel")
+    p.add_argument("--items", type=Path, help="the items channel: a table of item metadata (CSV or Parquet, a file "
+                   "or folder) kept in the model folder; --movielens brings the set's movies along unless given")
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--output-dir", type=Path, help="metrics, curve, hyperparameters (default: MODEL_DIR/../output)")
     p.add_argument("--checkpoint-dir", type=Path, help="save every epoch here and resume from it")
@@ -318,15 +341,17 @@ def _local_job(argv: Sequence[str], environ: Mapping[str, str]) -> TrainJob:
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         raw[key.strip()] = value
-    ratings = args.ratings
+    ratings, items = args.ratings, args.items
     if args.movielens:
         from ncf import movielens
 
         cache = args.movielens_dir or (Path(environ[MOVIELENS_DIR_ENV]) if environ.get(MOVIELENS_DIR_ENV) else None)
         ratings = movielens.download(args.movielens, cache,
                                      **({"base_url": args.movielens_url} if args.movielens_url else {}))
+        if items is None:
+            items = movielens.items_file(args.movielens, cache)
     return TrainJob.local(ratings, args.model_dir, raw, output_dir=args.output_dir, checkpoint_dir=args.checkpoint_dir,
-                          validation=args.validation, test=args.test, warm_start=args.warm_start)
+                          validation=args.validation, test=args.test, warm_start=args.warm_start, items=items)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -19,8 +19,9 @@ from .hyperparameters import Hyperparameters
 from .paths import SageMakerPaths
 
 INPUT_MODES = ("File", "FastFile", "Pipe")
-#: Data channels, and `model`: SageMaker's channel for incremental training (a previous job's model.tar.gz).
-CHANNELS = ("train", "validation", "test", "model")
+#: Data channels, `model`: SageMaker's channel for incremental training (a previous job's model.tar.gz), and
+#: `items`: item metadata (`ncf.items`), a table read whole.
+CHANNELS = ("train", "validation", "test", "model", "items")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class TrainJob:
     cluster: Cluster = field(default_factory=Cluster)
     #: A previous model to start from (`ncf.warmstart`): a model folder, or a folder holding model.tar.gz.
     warm_start: Path | None = None
+    #: An items table (`ncf.items`): a file or a folder of parts, written into the model folder.
+    items: Path | None = None
 
     @classmethod
     def from_paths(cls, paths: SageMakerPaths, environ: Mapping[str, str] | None = None) -> "TrainJob":
@@ -63,6 +66,13 @@ class TrainJob:
         if model is not None and model.distribution == "ShardedByS3Key":
             raise ConfigError("channel 'model': S3DistributionType=ShardedByS3Key would give the model.tar.gz to one "
                               "host alone; use FullyReplicated")
+        items = channels.pop("items", None)
+        if items is not None and items.is_pipe:
+            raise ConfigError("channel 'items': Pipe mode streams records, and item metadata is a table read whole; "
+                              "use File or FastFile mode")
+        if items is not None and items.distribution == "ShardedByS3Key":
+            raise ConfigError("channel 'items': S3DistributionType=ShardedByS3Key would give each host part of the "
+                              "item table; use FullyReplicated")
         cluster = Cluster.parse(_json(paths.resource_config, default={}), str(paths.resource_config), environ or {})
         return cls(
             hyperparameters=hyperparameters,
@@ -74,13 +84,14 @@ class TrainJob:
             tensorboard_dir=paths.tensorboard if paths.tensorboard.is_dir() else None,
             cluster=cluster,
             warm_start=model.source if model is not None else None,
+            items=items.source if items is not None else None,
         )
 
     @classmethod
     def local(cls, ratings: Path, model_dir: Path, raw_hyperparameters: dict[str, Any],
               output_dir: Path | None = None, checkpoint_dir: Path | None = None,
               validation: Path | None = None, test: Path | None = None,
-              warm_start: Path | None = None) -> "TrainJob":
+              warm_start: Path | None = None, items: Path | None = None) -> "TrainJob":
         sources = {"train": ratings, "validation": validation, "test": test}
         channels = {name: Channel(name, Path(path)) for name, path in sources.items() if path is not None}
         return cls(
@@ -90,6 +101,7 @@ class TrainJob:
             output_data_dir=Path(output_dir) if output_dir else Path(model_dir).parent / "output",
             checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
             warm_start=Path(warm_start) if warm_start else None,
+            items=Path(items) if items else None,
         )
 
 

@@ -13,6 +13,9 @@ The model's kind and the hyperparameters that shape its weights (`SHAPES`) come 
 that does not set them inherits them, one that sets them otherwise is refused, naming the mismatch. So is a
 shape the old kind does not have (`mlp_layers` for MF or GMF, `factors` for MLP) set to anything but the old
 job's own value: it could not apply, and whoever set it expected a model it is not.
+
+Item metadata carries over too: a job given no items table keeps the old model's, rebuilt over the new
+vocabulary (`carried_metadata`), so that filters keep working on a model that was only retrained.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import logging
 from dataclasses import replace
 from typing import Callable, Iterable
 
+import numpy as np
+
 from .artifacts import ModelArtifact
 from .errors import ConfigError
+from .metadata import ItemMetadata
 from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -93,3 +99,17 @@ def rows_kept(users: Vocabulary, items: Vocabulary, artifact: ModelArtifact) -> 
     return {"users": int((artifact.users.lookup_array(users.ids) >= 0).sum()), "of_users": len(users),
             "items": int((artifact.items.lookup_array(items.ids) >= 0).sum()), "of_items": len(items)}
 
+
+
+def carried_metadata(artifact: ModelArtifact, items: Vocabulary) -> ItemMetadata | None:
+    """The old model's item metadata over the new item vocabulary `items` (None when it had none): every row
+    it held, its model items' and its metadata-only ones, matched to the new items by id as an items table's
+    rows are (`ncf.items.item_rows`), so that an item the old job knew only from metadata is described once
+    the new data trains it."""
+    from .items import item_rows
+
+    old = artifact.item_metadata
+    if old is None:
+        return None
+    ids, columns = old.rows([str(i) for i in artifact.items.ids.tolist()])
+    return ItemMetadata.from_table(item_rows(np.array(ids, dtype=str), items), ids, columns, len(items))

@@ -206,21 +206,21 @@ def _condition(node, text: str) -> Condition | Junction:
     if node.data in ("condition", "conjunction"):
         return Junction("OR" if node.data == "condition" else "AND",
                         tuple(_condition(child, text) for child in node.children))
-    (dataset, field), *rest = node.children[0].children, *node.children[1:]
+    field_node, *rest = node.children
+    dataset, field = field_node.children
     name = {"items": "Items", "interactions": "Interactions"}.get(dataset.lower())
     if name is None:
         users = dataset.lower() in ("users", "currentuser")
         raise FilterError(_NO_USERS if users else f"unknown dataset {str(dataset)!r}: expected Items or "
                           "Interactions", text, dataset.start_pos)
-    if node.data == "compare":
+    if node.data == "compare":  # field COMPARATOR operand
         op, operand = rest
-        values = (_value(operand),)
-    else:
-        op = rest[0] if len(rest) == 2 else None
+        op_name, op_pos, values = str(op), op.start_pos, (_value(operand),)
+    else:  # field [NOT] values: IN itself is not kept
+        negated = len(rest) == 2
+        op_name, op_pos = ("NOT IN", rest[0].start_pos) if negated else ("IN", field.end_pos)
         values = tuple(_value(v) for v in rest[-1].children)
-    condition = Condition(name, str(field), "NOT IN" if op is not None and op.type == "NOT" else
-                          (str(op) if op is not None else "IN"), values, dataset.start_pos, field.start_pos,
-                          op.start_pos if op is not None else field.end_pos)
+    condition = Condition(name, str(field), op_name, values, dataset.start_pos, field.start_pos, op_pos)
     if name == "Interactions":
         if condition.field.upper() != "EVENT_TYPE":
             raise FilterError(f"Interactions has no field {condition.field} here: {ONLY_ALL}", text, field.start_pos)

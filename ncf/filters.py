@@ -234,6 +234,8 @@ class FilterCache:
 
     def get(self, expression: str, raw_values: Mapping | None = None) -> ItemFilter:
         """The filter of `expression` with `raw_values` in Personalize's filterValues form."""
+        if not isinstance(expression, str):
+            parse(expression)  # raises: a filter expression is text (and only text is a key here)
         if raw_values is not None and not (isinstance(raw_values, Mapping) and all(
                 isinstance(k, str) and isinstance(v, str) for k, v in raw_values.items())):
             parse_values(raw_values)  # raises: only a mapping of strings to strings is filterValues

@@ -277,6 +277,8 @@ def test_the_cache_raises_the_same_errors_and_keeps_none(movies):
             cache.get("INCLUDE ItemID WHERE Items.GENRES IN ($G)", {"G": "Comedy"})
         with pytest.raises(FilterError, match="is a string of quoted, comma-separated values"):
             cache.get("INCLUDE ItemID WHERE Items.GENRES IN ($G)", {"G": ["Comedy"]})
+        with pytest.raises(FilterError, match="a filter expression is text, not dict"):
+            cache.get({"INCLUDE": "ItemID"}, None)
 
 
 def test_threads_sharing_a_cache_each_get_their_own_filter(movies):

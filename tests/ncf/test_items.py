@@ -144,3 +144,45 @@ def test_a_parquet_problem_is_named_by_its_row(tmp_path):
 def test_a_missing_source_is_named(tmp_path):
     with pytest.raises(DataError, match="nowhere.csv: no such file or folder"):
         read_items(tmp_path / "nowhere.csv")
+
+
+# MovieLens' movies as an items table (`ncf.movielens.items_file`), from the cache alone: never a download.
+
+def test_movielens_movies_become_items_csv_from_the_archive_in_the_cache_with_a_year(tmp_path):
+    import zipfile
+
+    from ncf import movielens
+
+    with zipfile.ZipFile(tmp_path / "ml-latest-small.zip", "w") as z:
+        z.writestr("ml-latest-small/movies.csv", 'movieId,title,genres\n1,"American President, The (1995)",'
+                                                 "Comedy|Drama\n2,Babylon 5,Sci-Fi\n3,Cosmos (1980) ,(no genres listed)\n")
+    path = movielens.items_file("ml-latest-small", tmp_path)
+    assert path == tmp_path / "ml-latest-small" / "items.csv"
+    table = read_items(path)
+    assert table.ids.tolist() == ["1", "2", "3"]
+    assert table.columns == {"title": ["American President, The (1995)", "Babylon 5", "Cosmos (1980)"],
+                             "genres": ["Comedy|Drama", "Sci-Fi", "(no genres listed)"], "year": ["1995", "", "1980"]}
+    (tmp_path / "ml-latest-small.zip").unlink()
+    assert movielens.items_file("ml-latest-small", tmp_path) == path  # written once, then read from the cache
+
+
+def test_the_older_sets_movies_dat_and_u_item_give_the_same_columns():
+    from ncf.movielens import movies_table
+
+    dat = movies_table("2571::Matrix, The (1999)::Action|Sci-Fi|Thriller\n".encode("latin-1"), "ml-1m/movies.dat")
+    assert dat.to_pylist() == [{"movieId": "2571", "title": "Matrix, The (1999)", "genres": "Action|Sci-Fi|Thriller",
+                                "year": "1999"}]
+    flags = ["0"] * 19
+    flags[1], flags[4] = "1", "1"  # Action, Children's
+    item = "|".join(["1", "Toy Story (1995)", "01-Jan-1995", "", "http://us.imdb.com/"] + flags) + "\n"
+    assert movies_table(item.encode("latin-1"), "ml-100k/u.item").to_pylist() == [
+        {"movieId": "1", "title": "Toy Story (1995)", "genres": "Action|Children's", "year": "1995"}]
+
+
+def test_a_cache_without_the_movies_gives_no_items_table(tmp_path, caplog):
+    from ncf import movielens
+
+    (tmp_path / "ml-100k").mkdir()
+    (tmp_path / "ml-100k" / "u.data").write_text("1\t2\t3\t4\n")  # a local copy of the ratings alone
+    assert movielens.items_file("ml-100k", tmp_path) is None
+    assert "no ml-100k/u.item in" in caplog.text

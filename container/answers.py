@@ -23,7 +23,8 @@ from ncf.recommender import Recommendations, Recommender
 
 from . import codecs
 from .errors import BadRequest, as_http_error
-from .requests import Options, Recommend, ScorePairs, Similar, entries, requests
+from .requests import Options, Rank, Recommend, ScorePairs, Similar, entries, requests
+from .rules import NO_RULES, RuleBook, Rules
 
 #: Answer entries (items of item lists, scored pairs) per chunk: ~65k entries are ~3 MB of JSON and ~15 MB
 #: of response objects, however large the request.
@@ -33,18 +34,36 @@ CHUNK_ENTRIES = 1 << 16
 ENTRY_JSON_BYTES = 48
 
 
-def _item_list(r: Recommendations) -> list[dict]:
-    return [{"itemId": item, "score": float(score)} for item, score in zip(r.items, r.scores)]
+def _entries(items: list, scores: list, rules: Rules, book: RuleBook, indices=(), promoted=()) -> list[dict]:
+    """An answer's items: ids as strings, as Personalize returns them, whatever the training data's ids
+    were; `promotionName` on promoted items, `metadata` when the request asked for columns."""
+    out = [{"itemId": item, "score": float(score)} for item, score in zip(map(str, items), scores)]
+    for entry, name in zip(out, promoted):
+        if name is not None:
+            entry["promotionName"] = name
+    if rules.columns:
+        for entry, described in zip(out, book.describe(rules.columns, indices)):
+            entry["metadata"] = described
+    return out
 
 
-def answer(recommender: Recommender, records: Iterable, options: Options) -> list[dict]:
-    """One response object per record, in order; a record's client error becomes `{"error": ...}` there."""
-    return _answer_parsed(recommender, list(requests(records, options)))
+def _item_list(r: Recommendations, rules: Rules, book: RuleBook) -> list[dict]:
+    return _entries(r.items, r.scores, rules, book, r.indices, r.promoted)
 
 
-def answer_chunks(recommender: Recommender, records: Iterable, options: Options) -> Iterator[list[dict]]:
+def answer(recommender: Recommender, records: Iterable, options: Options,
+           book: RuleBook | None = None) -> list[dict]:
+    """One response object per record, in order; a record's client error becomes `{"error": ...}` there.
+    `book`: the model's rules (`RuleBook`, built once per model); None: the model's alone, no named filters."""
+    book = book or RuleBook(recommender.item_metadata, len(recommender.items))
+    return _answer_parsed(recommender, book, list(requests(records, options)))
+
+
+def answer_chunks(recommender: Recommender, records: Iterable, options: Options,
+                  book: RuleBook | None = None) -> Iterator[list[dict]]:
     """`answer`, a chunk at a time: at most `recommender.block_users` records and about `CHUNK_ENTRIES`
     entries per chunk, so that memory holds one chunk whatever the request's size."""
+    book = book or RuleBook(recommender.item_metadata, len(recommender.items))
     chunk: list = []
     size = 0
     n_items = len(recommender.items)
@@ -54,29 +73,45 @@ def answer_chunks(recommender: Recommender, records: Iterable, options: Options)
         # unknown long ids were one 61.9 MB chunk, and a worker's RSS rose by 218 MB.
         size += entries(request, n_items) + echo_bytes(request) // ENTRY_JSON_BYTES
         if len(chunk) >= recommender.block_users or size >= CHUNK_ENTRIES:
-            yield _answer_parsed(recommender, chunk)
+            yield _answer_parsed(recommender, book, chunk)
             chunk, size = [], 0
     if chunk:
-        yield _answer_parsed(recommender, chunk)
+        yield _answer_parsed(recommender, book, chunk)
 
 
-def _answer_parsed(recommender: Recommender, parsed: list) -> list[dict]:
+def _answer_parsed(recommender: Recommender, book: RuleBook, parsed: list) -> list[dict]:
     responses: list[dict | None] = [None] * len(parsed)
 
+    # Recommend records that share k, options and what decides their items (filter and its values,
+    # promotions, diversity) are one `recommend_many`: one compile (cached), one mask per block of users.
     groups: dict[tuple, list[int]] = {}
     for n, request in enumerate(parsed):
         if isinstance(request, Recommend) and request.items is None:
-            groups.setdefault((request.k, request.exclude_seen, request.exclude), []).append(n)
-    for (k, exclude_seen, exclude), rows in groups.items():
+            try:
+                book.check_columns(request.rules.columns)
+            except BadRequest as e:
+                responses[n] = {"error": e.message}
+                continue
+            groups.setdefault((request.k, request.exclude_seen, request.exclude, request.rules.choice), []).append(n)
+    for (k, exclude_seen, exclude, _), rows in groups.items():
+        try:
+            rules = book.compile(parsed[rows[0]].rules)
+        except BadRequest as e:
+            for n in rows:
+                responses[n] = {"error": e.message}
+            continue
         users = [parsed[n].user for n in rows]
-        for n, r in zip(rows, recommender.recommend_many(users, k, exclude_seen=exclude_seen, exclude=exclude)):
-            responses[n] = {"user": parsed[n].user, "itemList": _item_list(r), "fallback": r.fallback}
+        for n, r in zip(rows, recommender.recommend_many(users, k, exclude_seen=exclude_seen, exclude=exclude,
+                                                         rule=rules.rule, promotions=rules.promotions,
+                                                         diversity=rules.diversity)):
+            responses[n] = {"user": parsed[n].user, "itemList": _item_list(r, parsed[n].rules, book),
+                            "fallback": r.fallback}
 
     for n, request in enumerate(parsed):
         if responses[n] is not None:
             continue
         try:
-            responses[n] = _answer_one(recommender, request)
+            responses[n] = _answer_one(recommender, book, request)
         except Exception as error:  # noqa: BLE001 - client errors become this record's error object
             http = as_http_error(error)
             if http is None:
@@ -85,18 +120,28 @@ def _answer_parsed(recommender: Recommender, parsed: list) -> list[dict]:
     return responses  # type: ignore[return-value]
 
 
-def _answer_one(recommender: Recommender, request) -> dict:
+def _answer_one(recommender: Recommender, book: RuleBook, request) -> dict:
     if isinstance(request, BadRequest):
         raise request
     if isinstance(request, ScorePairs):
         return _score_pairs(recommender, request)
+    book.check_columns(request.rules.columns)
+    rules = book.compile(request.rules)
+    chosen = dict(rule=rules.rule, promotions=rules.promotions, diversity=rules.diversity)
     if isinstance(request, Similar):
-        return {"item": request.item, "itemList": _item_list(recommender.similar_items(request.item, request.k))}
+        r = recommender.similar_items(request.item, request.k, **chosen)
+        return {"item": str(request.item), "itemList": _item_list(r, request.rules, book)}
     if isinstance(request, Recommend):
         r = recommender.recommend_from_items(list(request.items), request.k, user=request.user,
-                                             exclude_seen=request.exclude_seen, exclude=request.exclude)
-        return {**({"user": request.user} if request.user is not None else {}), "itemList": _item_list(r),
-                "fallback": r.fallback, "ignored": list(r.ignored)}
+                                             exclude_seen=request.exclude_seen, exclude=request.exclude, **chosen)
+        return {**({"user": request.user} if request.user is not None else {}),
+                "itemList": _item_list(r, request.rules, book), "fallback": r.fallback,
+                "ignored": list(map(str, r.ignored))}
+    if isinstance(request, Rank):
+        r = recommender.rank(request.user, list(request.items), rule=rules.rule)
+        return {"user": request.user,
+                "personalizedRanking": _entries(r.items, r.scores, request.rules, book, r.indices),
+                "unknown": list(map(str, r.unknown)), "filtered": r.filtered, "fallback": r.fallback}
     raise AssertionError(type(request))
 
 
@@ -171,18 +216,43 @@ ROW_ERROR_FRAME = 40
 ECHO_CHAR_BYTES = 12
 
 
-def echo_bytes(request) -> int:
+#: Bytes of a rule's error message besides what it quotes from the request (`echo_bytes`): its wording, an
+#: excerpt with a caret. What it quotes from the model (its columns, its named filters) is `Costs`'s.
+RULE_ERROR_FRAME = 512
+
+
+def _rules_echo(rules: Rules, k: int, model_bytes: int) -> int:
+    """What rules may repeat: an error quoting the request's expressions, names and values (and, up to
+    `model_bytes`, the model's columns or filter names), or each promoted item's `promotionName`."""
+    if rules is NO_RULES:
+        return 0
+    quoted = sum(_json_bytes(c) for c in rules.columns)
+    for f in rules.filters():
+        quoted += _json_bytes(f.expression or f.name)
+        quoted += sum(_json_bytes(n) + _json_bytes(v) + 4 for n, v in f.values or ())
+    if rules.diversity is not None:
+        quoted += _json_bytes(rules.diversity.column)
+    named = max((_json_bytes(p.name) for p in rules.promotions), default=0)
+    return max(quoted + RULE_ERROR_FRAME + model_bytes, k * (named + len(', "promotionName": ')))
+
+
+def echo_bytes(request, model_bytes: int = 0) -> int:
     """Bytes of an answer that repeat what its request sent, at most: an error's message (which may quote a
     value), the user or item it answers for (an unknown user's id is not among the ids `record_bytes` knows),
-    the fold-in items it may list as ignored, a CSV body's described rows in error. Python runs per record
-    and per described row, and per pair only in C (`map(len, ...)`)."""
+    the fold-in items it may list as ignored (a ranking's unknown items), what its rules may repeat
+    (`model_bytes`: the most a rule's error quotes from the model), a CSV body's described rows in error.
+    Python runs per record and per described row, and per pair only in C (`map(len, ...)`)."""
     if isinstance(request, BadRequest):
         return _json_bytes(request.message)
     if isinstance(request, Recommend):
-        given = sum(_json_bytes(i) + 2 for i in request.items) if request.items else 0
-        return (_json_bytes(request.user) if request.user is not None else 0) + given
+        given = sum(_json_bytes(str(i)) + 2 for i in request.items) if request.items else 0
+        return ((_json_bytes(request.user) if request.user is not None else 0) + given
+                + _rules_echo(request.rules, request.k, model_bytes))
     if isinstance(request, Similar):
-        return _json_bytes(request.item)
+        return _json_bytes(str(request.item)) + _rules_echo(request.rules, request.k, model_bytes)
+    if isinstance(request, Rank):
+        return (_json_bytes(request.user) + sum(_json_bytes(str(i)) + 2 for i in request.items)
+                + _rules_echo(request.rules, 0, model_bytes))
     if isinstance(request, ScorePairs) and request.csv is not None:
         rows = request.csv
         described = sum(_json_bytes(why) + ROW_ERROR_FRAME for why in rows.errors.first.values())
@@ -190,4 +260,3 @@ def echo_bytes(request) -> int:
         unknown = len('line 12345678901: unknown user id: ""') + ECHO_CHAR_BYTES * longest + ROW_ERROR_FRAME
         return ROW_ERROR_FRAME + described + min(codecs.MAX_ROW_ERRORS, len(rows.users)) * unknown
     return 0
-

@@ -29,8 +29,10 @@ from ncf.recommender import Recommender
 from . import codecs
 from .answers import answer, answer_chunks
 from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, as_http_error
-from .limits import Costs, Limits
+from .costs import Costs
+from .limits import Limits
 from .requests import Options, requests
+from .rules import FILTERS_FILE, RuleBook
 from .serve_config import ServeConfig
 from .turns import Turn, Turns, deadline
 
@@ -63,8 +65,9 @@ def _overdue(limits: Limits, records, options: Options, seconds_left: float) -> 
     if seconds_left >= limits.budget_s:
         return None
     seconds = 0.0
+    compiled: set = set()
     for request_ in requests(records, options):
-        seconds += limits.costs.seconds(request_)
+        seconds += limits.costs.seconds(request_, compiled)
         if seconds > seconds_left:
             return seconds
     return None
@@ -146,16 +149,20 @@ def _body(limit: int, write_stall_s: float) -> bytes:
 
 
 def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None,
-               limits: Limits | None = None) -> Flask:
+               limits: Limits | None = None, book: RuleBook | None = None) -> Flask:
     """An app serving `recommender`; with None, every route but `/ping`'s 503 answers 503 with `problem`.
 
-    `limits` default to those derived from timing `recommender` on this machine (`Costs.measure`)."""
+    `book` defaults to the model's rules with the deploy-time filters of `config` (`RuleBook.load`: raises
+    `ConfigError` for a broken one); `limits` to those derived from timing `recommender` with them on this
+    machine (`Costs.measure`)."""
     app = Flask("ncf")
     app.config["DEBUG"] = False  # Flask would take FLASK_DEBUG from the endpoint's environment: tracebacks, reloads
     defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
     not_ready = problem or "model not loaded"
+    if recommender is not None and book is None:
+        book = RuleBook.load(recommender, config.filters, config.model_dir)
     if recommender is not None and limits is None:
-        limits = Limits.derive(Costs.measure(recommender), config)
+        limits = Limits.derive(Costs.measure(recommender, book=book), config)
     if limits is not None:
         log.info("limits: %s", limits.describe())
         if config.batch and not limits.fits:
@@ -231,10 +238,10 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                         raise RequestTimeout(f"the request body took {reading:.1f} s to arrive, and {why}")
                     raise Busy(f"busy: this request waited {waited:.1f} s for its turn, and {why}; retry")
                 if request_type == codecs.JSONLINES:
-                    pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options),
+                    pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options, book),
                                                                  len(records)))
                     return next(pieces, ""), pieces  # before the status is sent: a fault here is a JSON 500
-                responses = answer(recommender, records, options)
+                responses = answer(recommender, records, options, book)
                 if "error" in responses[0]:
                     raise BadRequest(responses[0]["error"])
                 return "".join(codecs.ENCODERS[response_type]([responses], len(responses))), None
@@ -272,14 +279,19 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
 def from_environment() -> Flask:
     """The app gunicorn serves: settings from the environment, the model from the model folder."""
     config = ServeConfig.from_env(os.environ)
+    stage = f"model not loaded from {config.model_dir}"
     try:
         recommender = Recommender.load(config.model_dir)
+        stage = f"deploy-time filters not loaded (NCF_FILTERS, {config.model_dir / FILTERS_FILE})"
+        book = RuleBook.load(recommender, config.filters, config.model_dir)
         # Timing real requests scores the model once: weights that load but cannot score (a kernel of the
         # wrong shape) fail here, and the endpoint says so on /ping instead of dying in a restart loop.
-        limits = Limits.derive(Costs.measure(recommender), config)
-    except Exception as error:  # noqa: BLE001 - any broken model must become a 503 that says why
-        log.error("model not loaded from %s: %s", config.model_dir, error)
-        return create_app(None, config, problem=f"model not loaded from {config.model_dir}: {error}")
-    log.info("model loaded from %s: %s, %d users, %d items", config.model_dir, recommender.metadata.get("kind"),
-             len(recommender.users), len(recommender.items))
-    return create_app(recommender, config, limits=limits)
+        stage = f"model not loaded from {config.model_dir}"
+        limits = Limits.derive(Costs.measure(recommender, book=book), config)
+    except Exception as error:  # noqa: BLE001 - any broken model or filter must become a 503 that says why
+        log.error("%s: %s", stage, error)
+        return create_app(None, config, problem=f"{stage}: {error}")
+    log.info("model loaded from %s: %s, %d users, %d items, %s", config.model_dir, recommender.metadata.get("kind"),
+             len(recommender.users), len(recommender.items),
+             f"{len(book.named)} deploy-time filter(s)" if book.named else "no deploy-time filters")
+    return create_app(recommender, config, limits=limits, book=book)

@@ -316,7 +316,8 @@ def _csv_lines(response: dict) -> list[str]:
     if "outputs" in response:
         return _score_lines(response["outputs"]["score"], response.get("errors", {}))
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow([entry["itemId"] for entry in response["itemList"]])
+    listed = response["itemList"] if "itemList" in response else response["personalizedRanking"]
+    csv.writer(buffer, lineterminator="").writerow([entry["itemId"] for entry in listed])
     return [buffer.getvalue()]
 
 
@@ -334,7 +335,7 @@ def _score_lines(scores: list, errors: dict[str, str]) -> list[str]:
 
 
 def encode_csv(chunks: Chunks, count: int) -> Iterator[str]:
-    """Scores one per line (in the order of the pairs); recommendations one request per line."""
+    """Scores one per line (in the order of the pairs); recommendations and rankings one request per line."""
     for chunk in chunks:
         yield "".join("\n".join(_csv_lines(r)) + "\n" for r in chunk)  # no string per line made twice
 

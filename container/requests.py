@@ -8,7 +8,13 @@ Requests are recognised by their fields:
   GetRecommendations)
 - `{"item": i, "k": 10}` -> `Similar`: nearest items by learned embedding
 - `{"items": [i, ...], "k": 10}`, optionally with `"user": u` -> `Recommend` with `items`: a fold-in
+- `{"user": u, "inputList": [i, ...]}` -> `Rank`: the given items best first (Personalize's
+  GetPersonalizedRanking)
 - a CSV body's rows -> one `ScorePairs` with its `csv` rows
+
+Recommend, fold-in, similar-items and ranking requests may carry business rules in Personalize's names
+(`filter`, `filterName`, `filterValues`, `promotions`, `diversity`, `metadataColumns`), checked here into
+`rules.Rules` (ranking takes the filter and metadataColumns only, as Personalize's does).
 
 `Options` are the defaults a record's missing fields take: the model's, then the request's custom attributes.
 What each request answers is `answers`'; what it may cost, `limits`'.
@@ -25,11 +31,14 @@ from ncf.vocab import MAX_ID_CHARS, integer_text
 
 from . import codecs
 from .errors import BadRequest
+from .rules import NO_RULES, RANKING_RULE_FIELDS, RULE_FIELDS, Rules, parse_rules
 
 MAX_K = 1000
 MAX_EXCLUDE = 10_000
 #: The most items a fold-in request may give (`ncf.foldin.FoldInConfig.max_items`).
 MAX_FOLD_IN = FoldInConfig.max_items
+#: The most items a ranking request may give (Personalize's inputList takes 500).
+MAX_INPUT_LIST = 500
 
 
 @dataclass(frozen=True)
@@ -122,15 +131,26 @@ class Recommend:
     exclude_seen: bool
     exclude: tuple
     items: tuple | None = None
+    rules: Rules = NO_RULES
 
 
 @dataclass(frozen=True)
 class Similar:
     item: Any
     k: int
+    rules: Rules = NO_RULES
 
 
-def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar:
+@dataclass(frozen=True)
+class Rank:
+    """`items` (Personalize's inputList) for `user`, best first."""
+
+    user: Any
+    items: tuple
+    rules: Rules = NO_RULES
+
+
+def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar | Rank:
     if "instances" in record or "inputs" in record:
         _check_fields(record, {"instances", "inputs", "threshold"}, "scoring")
         threshold = _option("threshold", record.get("threshold", options.threshold), "threshold")
@@ -155,8 +175,18 @@ def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar:
             raise BadRequest(f"'inputs.user' and 'inputs.item' must be non-empty lists of the same length")
         return ScorePairs([_id(u, f"inputs.user[{n}]") for n, u in enumerate(users)],
                           [_id(i, f"inputs.item[{n}]") for n, i in enumerate(items)], threshold, columnar=True)
+    if "inputList" in record:
+        _check_fields(record, {"user", "inputList"} | RANKING_RULE_FIELDS, "ranking")
+        given = record["inputList"]
+        if "user" not in record:
+            raise BadRequest("a ranking request ('inputList') needs 'user': whom the items are ranked for")
+        if not isinstance(given, list) or not 1 <= len(given) <= MAX_INPUT_LIST:
+            raise BadRequest(f"'inputList' must be a list of 1 to {MAX_INPUT_LIST} item ids, got "
+                             f"{f'{len(given)} ids' if isinstance(given, list) else given!r}")
+        return Rank(user=_id(record["user"], "user"),
+                    items=tuple(_id(i, f"inputList[{n}]") for n, i in enumerate(given)), rules=parse_rules(record))
     if ("user" in record or "items" in record) and "item" not in record:
-        _check_fields(record, {"user", "items", "k", "exclude_seen", "exclude"}, "recommend")
+        _check_fields(record, {"user", "items", "k", "exclude_seen", "exclude"} | RULE_FIELDS, "recommend")
         exclude = record.get("exclude", [])
         if not isinstance(exclude, list) or len(exclude) > MAX_EXCLUDE:
             raise BadRequest(f"'exclude' must be a list of at most {MAX_EXCLUDE} item ids")
@@ -170,15 +200,18 @@ def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar:
             exclude_seen=_option("exclude_seen", record.get("exclude_seen", options.exclude_seen), "exclude_seen"),
             exclude=tuple(_id(i, f"exclude[{n}]") for n, i in enumerate(exclude)),
             items=None if given is None else tuple(_id(i, f"items[{n}]") for n, i in enumerate(given)),
+            rules=parse_rules(record),
         )
     if "item" in record and "user" not in record and "items" not in record:
-        _check_fields(record, {"item", "k"}, "similar-items")
-        return Similar(item=_id(record["item"], "item"), k=_option("k", record.get("k", options.k), "k"))
-    raise BadRequest("a request needs 'instances' or 'inputs' (score pairs), 'user' or 'items' (recommend) or "
-                     "'item' (similar items), and not 'item' with 'user' or 'items'")
+        _check_fields(record, {"item", "k"} | RULE_FIELDS, "similar-items")
+        return Similar(item=_id(record["item"], "item"), k=_option("k", record.get("k", options.k), "k"),
+                       rules=parse_rules(record))
+    raise BadRequest("a request needs 'instances' or 'inputs' (score pairs), 'user' or 'items' (recommend), "
+                     "'item' (similar items) or 'user' with 'inputList' (ranking), and not 'item' with 'user' or "
+                     "'items'")
 
 
-def requests(records: Iterable, options: Options) -> Iterator[ScorePairs | Recommend | Similar | BadRequest]:
+def requests(records: Iterable, options: Options) -> Iterator[ScorePairs | Recommend | Similar | Rank | BadRequest]:
     """Each record as a typed request, or as the `BadRequest` it is, in order."""
     for record in records:
         if isinstance(record, BadRequest):
@@ -194,9 +227,12 @@ def requests(records: Iterable, options: Options) -> Iterator[ScorePairs | Recom
 
 
 def entries(request, n_items: int) -> int:
-    """Answer entries a request makes: items of its item list, or pairs scored."""
+    """Answer entries a request makes: items of its item list (of a ranking: every item given, at most), or
+    pairs scored."""
     if isinstance(request, (Recommend, Similar)):
         return min(request.k, n_items)
+    if isinstance(request, Rank):
+        return len(request.items)
     if isinstance(request, ScorePairs):
         return request.answers
     return 0

@@ -70,8 +70,13 @@ MAX_PAYLOAD = Setting(("SAGEMAKER_MAX_PAYLOAD_IN_MB",), "6",
 MAX_CONCURRENT = Setting(("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",), "workers (at most 100)",
                          "reported by `/execution-parameters`")
 BASE_DIR = Setting((ROOT_VARIABLE,), f"`{DEFAULT_ROOT}`", "root of the model folder")
+FILTERS = Setting(
+    ("NCF_FILTERS",), "none",
+    'filters a request names with `filterName`: a JSON object `{"name": "expression"}` '
+    "([business rules](#business-rules)), over those of the model folder's `filters.json` of the same name; "
+    "one that does not parse, or names a column the model's metadata lacks, makes `/ping` answer 503 saying why")
 #: Every variable `serve` reads, in the order docs/serving.md lists them.
-ENVIRONMENT = (PORT, WORKERS, BATCH, TIMEOUT, MAX_PAYLOAD, MAX_CONCURRENT, BASE_DIR)
+ENVIRONMENT = (PORT, WORKERS, BATCH, TIMEOUT, MAX_PAYLOAD, MAX_CONCURRENT, BASE_DIR, FILTERS)
 
 
 def markdown_table() -> str:
@@ -117,6 +122,9 @@ class ServeConfig:
             S3), and the timeout defaults to `BATCH_TIMEOUT`.
         timeout: seconds before gunicorn replaces a worker busy with one request.
         max_payload_mb: request body limit (413 above it); `/execution-parameters` never advertises more.
+        filters: `NCF_FILTERS` as given (JSON text, "" when unset): parsed with the model, in
+            `rules.named_filters`, so that a broken one is the endpoint's 503 with the reason, as a broken
+            model is, rather than a server that never starts.
     """
 
     model_dir: Path
@@ -126,6 +134,7 @@ class ServeConfig:
     max_payload_mb: int = 6
     max_concurrent_transforms: int = 1
     batch: bool = False
+    filters: str = ""
 
     @property
     def deadline_s(self) -> int:
@@ -159,4 +168,5 @@ class ServeConfig:
             max_concurrent_transforms=_int(environ, MAX_CONCURRENT.names, min(workers, 100),
                                            1, 100),
             batch=batch,
+            filters=environ.get(FILTERS.names[0], ""),
         )

@@ -1,5 +1,7 @@
 import pytest
 
+from tests.container.shop import shop_columns
+
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, ratings):
@@ -23,3 +25,31 @@ def recommender(model_dir):
     from ncf.recommender import Recommender
 
     return Recommender.load(model_dir)
+
+
+
+@pytest.fixture(scope="session")
+def shop_dir(tmp_path_factory, model_dir):
+    """The session's model with item metadata (`shop_columns`), as a training job with an items channel saves
+    it."""
+    import dataclasses
+
+    import numpy as np
+
+    from ncf import artifacts
+    from ncf.metadata import ItemMetadata
+
+    artifact = artifacts.load(model_dir)
+    n = len(artifact.items)
+    ids = [str(i) for i in artifact.items.decode(np.arange(n))]
+    metadata = ItemMetadata.from_table(np.arange(n), ids, shop_columns(n), n)
+    path = tmp_path_factory.mktemp("opt_ml") / "model"
+    artifacts.save(path, dataclasses.replace(artifact, item_metadata=metadata))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shop(shop_dir):
+    from ncf.recommender import Recommender
+
+    return Recommender.load(shop_dir)

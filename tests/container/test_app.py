@@ -18,8 +18,9 @@ def client(recommender, model_dir):
 
 @pytest.fixture(scope="module")
 def ids(recommender):
+    """Users as the training data had them; items as every answer gives them, strings (requests take both)."""
     users = recommender.users.decode(range(len(recommender.users)))
-    items = recommender.items.decode(range(len(recommender.items)))
+    items = [str(i) for i in recommender.items.decode(range(len(recommender.items)))]
     return users, items
 
 
@@ -78,7 +79,7 @@ def test_recommendations_look_like_personalize_and_exclude_seen_items(client, id
     body = response.json
     assert body["fallback"] is False and body["user"] == users[0] and len(body["itemList"]) == 5
     assert set(body["itemList"][0]) == {"itemId", "score"}
-    seen = set(recommender.items.decode(recommender.artifact.seen.row(0)))
+    seen = set(map(str, recommender.items.decode(recommender.artifact.seen.row(0))))
     assert not seen & {entry["itemId"] for entry in body["itemList"]}
     excluded = post(client, {"user": users[0], "k": 5, "exclude": [body["itemList"][0]["itemId"]]}).json
     assert [e["itemId"] for e in excluded["itemList"]][:4] == [e["itemId"] for e in body["itemList"]][1:]
@@ -92,7 +93,7 @@ def test_exclude_seen_reads_every_spelling_of_a_boolean_in_the_body_and_in_custo
                                                                                           recommender, spelled,
                                                                                           excluded):
     user = ids[0][0]
-    seen = set(recommender.items.decode(recommender.artifact.seen.row(0)))
+    seen = set(map(str, recommender.items.decode(recommender.artifact.seen.row(0))))
     body = post(client, {"user": user, "k": 500, "exclude_seen": spelled})
     header = post(client, {"user": user, "k": 500},
                   headers={"X-Amzn-SageMaker-Custom-Attributes": f"exclude_seen={str(spelled).strip()}"})
@@ -285,10 +286,13 @@ def test_the_app_never_runs_in_debug_mode_even_when_the_environment_asks(recomme
         def __getattr__(self, name):
             raise RuntimeError("secret detail")
 
-    from container.limits import Costs, Limits
+    from container.costs import Costs
+    from container.limits import Limits
+    from container.rules import RuleBook
 
     limits = Limits.derive(Costs.measure(recommender), ServeConfig(model_dir=model_dir))
-    broken = create_app(Broken(), ServeConfig(model_dir=model_dir), limits=limits)
+    book = RuleBook(None, len(recommender.items))
+    broken = create_app(Broken(), ServeConfig(model_dir=model_dir), limits=limits, book=book)
     response = post(broken.test_client(), {"user": 1})
     assert response.status_code == 500 and response.json == {"error": "internal error; see the endpoint's log"}
 
@@ -297,7 +301,7 @@ def test_the_app_never_runs_in_debug_mode_even_when_the_environment_asks(recomme
 
 def _costs(user_s=0.0, entry_s=0.0, pair_s=0.0, n_items=200, entry_bytes=50, record_bytes=50):
     """Costs as if measured: round binary fractions, so that the sums below are exact."""
-    from container.limits import Costs
+    from container.costs import Costs
 
     return Costs(line_s=0.0, user_s=user_s, similar_s=user_s, entry_s=entry_s, pair_s=pair_s, n_items=n_items,
                  record_bytes=record_bytes, entry_bytes=entry_bytes)
@@ -369,7 +373,7 @@ def test_batch_mode_advertises_the_payload_whose_worst_case_fits_half_the_timeou
 
 
 def test_batch_mode_advertises_the_payload_the_models_costs_allow(recommender, model_dir):
-    from container.limits import Costs
+    from container.costs import Costs
 
     # costs as an idle machine measures them (tests/container/test_costs.py checks the measuring): a loaded
     # one measures a fold-in up to 3x slower, and 1 MB of one-item fold-ins then no longer fits an hour
@@ -502,7 +506,7 @@ def test_a_fold_in_answers_like_the_library_and_says_which_items_it_ignored(clie
     response = post(client, {"user": users[0], "items": [items[3], items[5], "unknown"], "k": 5})
     expected = recommender.recommend_from_items([items[3], items[5], "unknown"], 5, user=users[0])
     assert response.status_code == 200
-    assert [e["itemId"] for e in response.json["itemList"]] == expected.items
+    assert [e["itemId"] for e in response.json["itemList"]] == [str(i) for i in expected.items]
     assert response.json["ignored"] == ["unknown"] and response.json["user"] == users[0]
 
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from benchmarks.fake_model import fake_model
-from container.limits import Costs
+from container.costs import Costs
 from container.requests import Options, parse
 from ncf.recommender import Recommender
 from tests.container.test_serve import Server, request

@@ -1,4 +1,4 @@
-"""`limits.Costs`: the cost model a request is estimated by, measured on the model at start-up, and what
+"""`costs.Costs`: the cost model a request is estimated by, measured on the model at start-up, and what
 it admits at the extremes of a request's shape (1,000 fold-in items, k=1000, 10,000 excluded ids)."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 from benchmarks.fake_model import fake_model
 from container import codecs
 from container.answers import CHUNK_ENTRIES, answer_chunks
-from container.limits import Costs
+from container.costs import Costs
 from container.requests import MAX_EXCLUDE, MAX_FOLD_IN, MAX_K, Options, parse
 from ncf.recommender import Recommender
 from ncf.vocab import MAX_ID_CHARS

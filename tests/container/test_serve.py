@@ -105,7 +105,8 @@ def test_serve_answers_ping_and_every_kind_of_request(server, recommender):
                                  {"Content-Type": "application/json"})
     answer = json.loads(body)
     assert status == 200 and len(answer["itemList"]) == 4 and answer["ignored"] == ["no such item"]
-    assert not {entry["itemId"] for entry in answer["itemList"]} & set(given) and answer["fallback"] is False
+    assert not {entry["itemId"] for entry in answer["itemList"]} & set(map(str, given))  # ids as strings
+    assert answer["fallback"] is False
     lines = json.dumps({"user": user, "items": given, "k": 2}) + "\n" + json.dumps({"items": ["x"]}) + "\n"
     status, kind, body = request(server.port, "POST", "/invocations", lines, {"Content-Type": "application/jsonlines"})
     known, stranger = [json.loads(line) for line in body.decode().splitlines()]

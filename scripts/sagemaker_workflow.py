@@ -162,14 +162,40 @@ def previous_model(sm, source: str) -> str:
     return artifacts
 
 
+def items_channel(s3, source: str, train: str, local: bool) -> str:
+    """Where the `items` channel reads item metadata from: an s3:// (or, locally, file://) URI as it is; a local
+    file is uploaded beside the train channel (`s3://B/ncf/data/train/` -> `s3://B/ncf/data/items/<file name>`,
+    `upload`'s layout), or in local mode mounted as it is."""
+    if source.startswith(("s3://", "file://")):
+        return source
+    path = Path(source)
+    if not path.is_file():
+        raise WorkflowError(f"--items {source}: no such file")
+    if local:
+        return str(path.resolve())
+    if not train.startswith("s3://"):
+        raise WorkflowError(f"--items {source}: a local file is uploaded beside the train channel, which is not at "
+                            f"s3:// ({train}); give --items s3://... instead")
+    bucket, key = split_s3(train)
+    parent = key.rstrip("/").rpartition("/")[0]
+    key = f"{parent}/items/{path.name}" if parent else f"items/{path.name}"
+    s3.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
+def content_type(channel: str, source: str) -> str:
+    if channel == "model":
+        return "application/x-sagemaker-model"
+    return "application/x-parquet" if source.rstrip("/").endswith(".parquet") else "text/csv"
+
+
 def train(spec: TrainSpec, session, wait: bool = True) -> str:
     """Starts the job, streams its logs until it ends, and returns where the model landed."""
     from sagemaker.core.training.configs import InputData
 
     trainer = model_trainer(spec, session)
     trainer.train(input_data_config=[
-        InputData(channel_name=name, data_source=source,
-                  content_type="application/x-sagemaker-model" if name == "model" else "text/csv")
+        InputData(channel_name=name, data_source=source, content_type=content_type(name, source))
         for name, source in spec.channels.items()], wait=wait, logs=wait)
     if spec.local:
         return str(Path(trainer.local_container_root) / "compressed_artifacts" / "model.tar.gz")
@@ -443,6 +469,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--warm-start-from", metavar="JOB_NAME_OR_MODEL",
                     help="incremental training: start from a previous training job's model.tar.gz (its name), or "
                          "from a model.tar.gz at s3:// (file:// with --local); passed as the 'model' channel")
+    tr.add_argument("--items", metavar="S3_URI_OR_FILE",
+                    help="item metadata (CSV or Parquet, docs/training.md#item-metadata) as the 'items' channel: an "
+                         "s3:// prefix or object, or a local file, uploaded beside the train channel (PREFIX/items/)")
     tr.add_argument("--local-root", type=Path, default=Path("local-sagemaker"),
                     help="--local: the folder local mode works in; the model lands in its compressed_artifacts/")
 
@@ -494,6 +523,8 @@ def _run(args) -> int:
     session, sm, runtime, s3 = sessions(args.local)
     if args.command == "train":
         channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}
+        if args.items:
+            channels["items"] = items_channel(s3, args.items, args.train, args.local)
         if args.warm_start_from:
             channels["model"] = previous_model(sm, args.warm_start_from)
         spec = TrainSpec(image=args.image, role=args.role, channels=channels, instance_type=args.instance_type,

@@ -249,3 +249,34 @@ def test_a_warm_start_from_a_job_that_does_not_exist_fails_before_any_request(aw
                    "--warm-start-from", "no-such-job")
     assert out.returncode == 2 and "--warm-start-from no-such-job: no such training job" in out.stderr, out.stderr
     assert aws.calls("CreateTrainingJob") == []
+
+
+def test_items_at_s3_are_passed_as_the_items_channel(aws):
+    ok(workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/ncf/data/train/",
+                "--output-path", f"s3://{BUCKET}/ncf/output", "--items", f"s3://{BUCKET}/ncf/data/items/movies.parquet"))
+    [request] = aws.calls("CreateTrainingJob")
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert set(channels) == {"train", "items"}
+    assert channels["items"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/ncf/data/items/movies.parquet"
+    assert channels["items"]["ContentType"] == "application/x-parquet"
+    assert channels["items"].get("InputMode", "File") == "File"  # a table read whole: never Pipe
+
+
+def test_a_local_items_file_is_uploaded_beside_the_train_channel_and_read_from_there(aws, tmp_path):
+    items = tmp_path / "movies.csv"
+    items.write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n")
+    ok(workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/ncf/data/train/",
+                "--output-path", f"s3://{BUCKET}/ncf/output", "--items", str(items)))
+    [request] = aws.calls("CreateTrainingJob")
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert channels["items"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/ncf/data/items/movies.csv"
+    assert channels["items"]["ContentType"] == "text/csv"
+    size = aws.aws("s3api", "head-object", "--bucket", BUCKET, "--key", "ncf/data/items/movies.csv")["ContentLength"]
+    assert size == items.stat().st_size
+
+
+def test_a_missing_items_file_fails_before_any_request(aws, tmp_path):
+    out = workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/x/",
+                   "--items", str(tmp_path / "nowhere.csv"))
+    assert out.returncode == 2 and f"--items {tmp_path / 'nowhere.csv'}: no such file" in out.stderr, out.stderr
+    assert aws.calls("CreateTrainingJob") == []

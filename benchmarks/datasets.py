@@ -5,6 +5,9 @@ The cache is `--movielens-dir DIR`, else the environment variable `NCF_MOVIELENS
 default (`~/.cache/ncf/movielens`). Its layout is GroupLens' archives unpacked (`ml-latest-small/ratings.csv`,
 `ml-100k/u.data`), so pointing it at a folder that already holds them reads them without a download: that is
 how CI and machines without internet access use a local copy.
+
+Item metadata comes along the same way: `items_path` is the set's movies as `ncf.movielens.items_file` writes
+them into the cache (`movieId`, `title`, `genres`, `year`), or `--items FILE` for any other table.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> 
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--ratings", type=Path, help="a ratings file (CSV, Parquet, JSON Lines, MovieLens .dat)")
     source.add_argument("--movielens", choices=sorted(DATASETS), help="a MovieLens set, fetched into the cache")
+    parser.add_argument("--items", type=Path, default=None,
+                        help="an items table (CSV or Parquet) for the ratings; --movielens brings its movies along")
     add_cache_argument(parser)
 
 
@@ -54,3 +59,14 @@ def ratings_path(args: argparse.Namespace) -> Path:
 def label(args: argparse.Namespace) -> str:
     """How tables name the data: the MovieLens set, or the ratings file's folder and name."""
     return args.movielens or f"{args.ratings.parent.name}/{args.ratings.name}"
+
+
+def items_path(args: argparse.Namespace) -> Path | None:
+    """The items table `--items` names, else the MovieLens set's movies (None where the cache holds none)."""
+    if getattr(args, "items", None) is not None:
+        return args.items
+    if getattr(args, "movielens", None) is None:
+        return None
+    from ncf.movielens import items_file
+
+    return items_file(args.movielens, cache_dir(args))

@@ -10,6 +10,8 @@ python=$(sed -n 's/^ARG BASE_IMAGE=python:\([0-9.]*\)-.*/\1/p' Dockerfile)
 common=(--generate-hashes --python-version "$python" --python-platform x86_64-manylinux_2_28 --no-header)
 "$uv" pip compile pyproject.toml --extra cpu "${common[@]}" -o requirements/image-cpu.lock
 "$uv" pip compile pyproject.toml --extra gpu "${common[@]}" -o requirements/image-gpu.lock
+# The serve-only image (Dockerfile target `serve`): the base dependencies alone, at the CPU image's versions.
+"$uv" pip compile pyproject.toml requirements/image-serve.in "${common[@]}" -c requirements/image-cpu.lock -o requirements/image-serve.lock
 "$uv" pip compile requirements/test.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/test.lock
 "$uv" pip compile requirements/sbom.in "${common[@]}" -o requirements/sbom.lock
 "$uv" pip compile requirements/bench.in -c requirements/image-cpu.lock "${common[@]}" -o requirements/bench.lock

@@ -56,3 +56,19 @@ def image(docker_engine):
     inspect = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, timeout=30)
     assert inspect.returncode == 0, f"image {tag} does not exist"
     return tag
+
+
+@pytest.fixture(scope="session")
+def serve_image(docker_engine):
+    """The serve-only image (the Dockerfile's `serve` target): NCF_SERVE_IMAGE (CI builds it first), or one built
+    here by scripts/build_image.sh."""
+    root = Path(__file__).parents[1]
+    tag = os.environ.get("NCF_SERVE_IMAGE")
+    if tag is None:
+        tag = "ncf-sagemaker:test-serve"
+        built = subprocess.run([str(root / "scripts" / "build_image.sh"), tag, "--target", "serve"],
+                               capture_output=True, text=True, timeout=3600)
+        assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    inspect = subprocess.run(["docker", "image", "inspect", tag], capture_output=True, timeout=30)
+    assert inspect.returncode == 0, f"image {tag} does not exist"
+    return tag

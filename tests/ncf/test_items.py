@@ -155,7 +155,7 @@ def test_movielens_movies_become_items_csv_from_the_archive_in_the_cache_with_a_
 
     with zipfile.ZipFile(tmp_path / "ml-latest-small.zip", "w") as z:
         z.writestr("ml-latest-small/movies.csv", 'movieId,title,genres\n1,"American President, The (1995)",'
-                                                 "Comedy|Drama\n2,Babylon 5,Sci-Fi\n3,Cosmos (1980) ,(no genres listed)\n")
+                   "Comedy|Drama\n2,Babylon 5,Sci-Fi\n3,Cosmos (1980) ,(no genres listed)\n")
     path = movielens.items_file("ml-latest-small", tmp_path)
     assert path == tmp_path / "ml-latest-small" / "items.csv"
     table = read_items(path)

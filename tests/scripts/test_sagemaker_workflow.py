@@ -253,7 +253,8 @@ def test_a_warm_start_from_a_job_that_does_not_exist_fails_before_any_request(aw
 
 def test_items_at_s3_are_passed_as_the_items_channel(aws):
     ok(workflow(aws, "train", "--image", IMAGE, "--role", ROLE, "--train", f"s3://{BUCKET}/ncf/data/train/",
-                "--output-path", f"s3://{BUCKET}/ncf/output", "--items", f"s3://{BUCKET}/ncf/data/items/movies.parquet"))
+                "--output-path", f"s3://{BUCKET}/ncf/output",
+                "--items", f"s3://{BUCKET}/ncf/data/items/movies.parquet"))
     [request] = aws.calls("CreateTrainingJob")
     channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
     assert set(channels) == {"train", "items"}

@@ -234,7 +234,7 @@ def _shown(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """The README's hyperparameter table, from `SCHEMA` and the defaults (a test keeps the two equal):
+    """docs/training.md's hyperparameter table, from `SCHEMA` and the defaults (a test keeps the two equal):
     `python -m container.hyperparameters` prints it."""
     defaults = Hyperparameters().to_dict()
     rows = ["| name | default | meaning |", "|---|---|---|"]

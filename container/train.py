@@ -325,7 +325,7 @@ def _local_parser() -> argparse.ArgumentParser:
                    "to start from: incremental training, as SageMaker's 'model' channel gives it")
     p.add_argument("--hyperparameters", type=Path, help="a hyperparameters.json to start from")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a hyperparameter, written as in hyperparameters.json (repeatable)")
+                   help="a hyperparameter, written as in hyperparameters.json (repeatable; every key: docs/training.md)")
     return p
 
 

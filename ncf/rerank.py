@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -124,39 +125,72 @@ class Pool:
     shortlist: np.ndarray
     complete: bool
 
-    def __iter__(self) -> Iterator[int]:
-        """Every candidate best first: the shortlist, then, when asked for more, the rest in the same order."""
-        yield from self.shortlist.tolist()
-        if not self.complete:
-            finite = np.flatnonzero(np.isfinite(self.scores))
-            order = finite[np.lexsort((finite, -self.scores[finite]))]
-            yield from order[len(self.shortlist):].tolist()
+    def walk(self, caps: "_Caps | None") -> Iterator[tuple[int, list | None]]:
+        """Every candidate best first with its capped values (None without `caps`): the shortlist, then,
+        when asked for more, the rest in the same order, less the items a value at its cap already rules out
+        (caps only fill up, so they could never enter). Values are gathered a chunk at a time: an answer
+        usually needs few more than `k` items."""
+        yield from _chunks(self.shortlist, caps)
+        if self.complete:
+            return
+        rest = np.isfinite(self.scores)
+        rest[self.shortlist] = False
+        if caps is not None:
+            rest &= ~caps.blocked()
+        rest = np.flatnonzero(rest)
+        yield from _chunks(rest[np.lexsort((rest, -self.scores[rest]))], caps)
+
+
+def _chunks(items: np.ndarray, caps: "_Caps | None", size: int = 64) -> Iterator[tuple[int, list | None]]:
+    for start in range(0, len(items), size):
+        part = items[start:start + size]
+        yield from zip(part.tolist(), caps.values(part) if caps is not None else repeat(None))
 
 
 class _Caps:
-    """The running count of each value of a `Diversity` column in one answer."""
+    """The running count of each value of a `Diversity` column in one answer, and the values at the cap."""
 
     def __init__(self, diversity: Diversity):
-        column = diversity.column
+        self.column = diversity.column
         self.limit = int(diversity.max_per_value)
-        self.column = column
         self.counts: dict[int, int] = {}
+        self.full: set[int] = set()
 
-    def values(self, item: int) -> list[int]:
+    def values(self, items: np.ndarray) -> list[list[int]]:
+        """Each item's values (category codes, or the flag 0 / 1), `[]` where missing: one gather for all
+        `items`, so the greedy loop touches Python ints only."""
         column = self.column
         if column.kind == "boolean":
-            flag = int(column.flags[item])
-            return [flag] if flag >= 0 else []
-        return column.codes[column.indptr[item]:column.indptr[item + 1]].tolist()
+            return [[f] if f >= 0 else [] for f in column.flags[items].tolist()]
+        starts = column.indptr[items]
+        lengths = column.indptr[items + 1] - starts
+        bounds = np.cumsum(lengths)
+        flat = column.codes[np.repeat(starts - bounds + lengths, lengths) + np.arange(int(bounds[-1]))].tolist() \
+            if len(items) else []
+        ends = bounds.tolist()
+        return [flat[a:b] for a, b in zip([0] + ends[:-1], ends)]
 
-    def admit(self, item: int) -> bool:
-        """Count `item` in and say True when none of its values is at the cap; else change nothing."""
-        values = set(self.values(item))  # a category listed twice in one value counts once
-        if any(self.counts.get(v, 0) >= self.limit for v in values):
+    def admit(self, values: list[int]) -> bool:
+        """Count an item with `values` in and say True when none of them is at the cap; else change nothing."""
+        if not self.full.isdisjoint(values):
             return False
-        for v in values:
-            self.counts[v] = self.counts.get(v, 0) + 1
+        for v in (values if len(values) < 2 else set(values)):  # "A|A" counts A once
+            count = self.counts.get(v, 0) + 1
+            self.counts[v] = count
+            if count >= self.limit:
+                self.full.add(v)
         return True
+
+    def blocked(self) -> np.ndarray:
+        """`[n_items]` True where an item has a value at the cap."""
+        column, full = self.column, np.array(sorted(self.full), dtype=np.int64)
+        if column.kind == "boolean":
+            return np.isin(column.flags[:column.n_items], full)
+        at_cap = np.zeros(len(column.categories), dtype=bool)
+        at_cap[full] = True
+        hits = np.zeros(len(column.codes) + 1, dtype=np.int64)
+        np.cumsum(at_cap[column.codes], out=hits[1:])  # hits[e]: entries before e with a value at the cap
+        return hits[column.indptr[1:column.n_items + 1]] > hits[column.indptr[:column.n_items]]
 
 
 def assemble(k: int, main: Pool, promotions: Sequence[tuple[str, int, Pool]], diversity: Diversity | None,
@@ -185,8 +219,8 @@ def assemble(k: int, main: Pool, promotions: Sequence[tuple[str, int, Pool]], di
     for name, slots, pool in promotions:
         want = min(slots, k - len(promoted))
         got = 0
-        for item in (pool if want > 0 else ()):
-            if item in taken or (caps is not None and not caps.admit(item)):
+        for item, values in (pool.walk(caps) if want > 0 else ()):
+            if item in taken or (caps is not None and not caps.admit(values)):
                 continue
             taken.add(item)
             promoted.append((float(pool.scores[item]), item, name))
@@ -195,8 +229,8 @@ def assemble(k: int, main: Pool, promotions: Sequence[tuple[str, int, Pool]], di
                 break
     others: list[int] = []
     want = k - len(promoted)
-    for item in (main if want > 0 else ()):
-        if item in taken or (caps is not None and not caps.admit(item)):
+    for item, values in (main.walk(caps) if want > 0 else ()):
+        if item in taken or (caps is not None and not caps.admit(values)):
             continue
         others.append(item)
         if len(others) == want:

@@ -61,13 +61,16 @@ def describe(stamp: dict | str) -> str:
 
 
 def provenance(result: dict) -> str:
-    """The line above a generated table: its stamp, command and note."""
+    """The line above a generated table: its command, stamp and note (a part of a file from another run has a
+    stamp of its own and no command)."""
+    ran = f"Run: `{result['command']}`" if "command" in result else ""
     if result["stamp"] == NOT_RECORDED:
-        where = f"not recorded (figures entered in commit {result['entered_in']}; {result['machine']})"
+        where = f"stamp not recorded: entered in commit {result['entered_in']}; {result['machine']}"
+        where = f", {where}" if ran else where
     else:
-        where = describe(result["stamp"])
+        where = f" at {describe(result['stamp'])}" if ran else describe(result["stamp"])
     note = f" {result['note']}" if result.get("note") else ""
-    return f"Stamp: {where}. Command: `{result['command']}`.{note}"
+    return f"{ran}{where}.{note}"
 
 
 def command(name: str, argv: list[str]) -> str:
@@ -84,10 +87,10 @@ def add_argument(parser: argparse.ArgumentParser, name: str) -> None:
 
 def write(path: Path, name: str, argv: list[str], figures: dict) -> dict:
     """`figures`, stamped and with the command that made them, written to `path`; returns what was written."""
-    result = {"stamp": stamp(), "command": command(name, argv), **figures}
+    text = json.dumps({"stamp": stamp(), "command": command(name, argv), **figures}, indent=1, default=_plain)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, default=_plain) + "\n")
-    return result
+    path.write_text(text + "\n")
+    return json.loads(text)
 
 
 def load(name: str) -> dict:

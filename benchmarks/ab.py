@@ -11,7 +11,8 @@ config, seed) trains and is ranked on the same LOO-99 test candidates; the per-u
 are pooled for a paired bootstrap (config minus reference, 95% interval). A default changes on a "win" or
 "loss", or on a measured cost (speed) with "within noise" quality, never on a difference called noise.
 `--peer` adds a classical peer of `peers.py` (tuned on validation, refit), and bootstraps each config's per-user
-metrics, averaged over its seeds, against it.
+metrics, averaged over its seeds, against it. The result is written, stamped, to `--json PATH` (default
+`benchmarks/results/ab.json`; each table of docs/benchmarks.md names its own file).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
-from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks import results  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.errors import ConfigError  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
@@ -55,7 +56,7 @@ def parse_config(text: str) -> tuple[str, dict]:
     return name, {key: getattr(parsed.train, key) for key in raw}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...",
                    help="a configuration; the first is the reference (at least two)")
@@ -64,7 +65,8 @@ def main() -> None:
                    help="a peer of benchmarks/peers.py to compare every config with, e.g. 'EASE^R'")
     p.add_argument("--movielens", default=",".join(DATA), help="comma-separated MovieLens sets")
     add_cache_argument(p)
-    args = p.parse_args()
+    results.add_argument(p, "ab")
+    args = p.parse_args(argv)
     if len(args.config) < 2:
         p.error("give at least two --config")
     logging.basicConfig(level=logging.WARNING)
@@ -110,35 +112,40 @@ def main() -> None:
             means = {name: (np.mean(h, axis=0), np.mean(g, axis=0)) for name, (h, g) in per_user.items()}
             verdicts += [(data_name, bootstrap(means[name], (hits, gains), name, peer)) for name in configs]
 
-    print(f"\n#### A/B against `{reference}` ({describe(stamp())})\n")
-    for name, overrides in configs.items():
-        print(f"- `{name}`: defaults with {overrides or 'nothing changed'}")
-    print("\n| data | config | seed | HR@10 | NDCG@10 | val HR@10 | val NDCG@10 | best epoch | samples/s | job s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for data_name, name, seed, hr, ndcg, best, speed, seconds, val_hr, val_ndcg in rows:
-        print(f"| {data_name} | {name} | {seed} | {hr:.4f} | {ndcg:.4f} | {val_hr:.4f} | {val_ndcg:.4f} | {best} | "
-              f"{speed:,.0f} | {seconds:.0f} |")
-    print("\nMeans over the seeds; validation (each user's latest training interaction, the split early stopping "
-          "chose on) is where a setting may be chosen, test only reports:\n")
-    print("| data | config | mean HR@10 | mean NDCG@10 | mean val HR@10 | mean val NDCG@10 | mean samples/s | "
-          "mean job s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for data_name, peer, setting, hr, ndcg in peer_rows:
-        print(f"| {data_name} | {peer} ({', '.join(f'{k}={v:g}' for k, v in setting.items())}) | {hr:.4f} | "
-              f"{ndcg:.4f} | – | – | – | – |")
+    keys = ("data", "config", "seed", "hr@10", "ndcg@10", "best_epoch", "samples_per_s", "job_s", "val_hr@10",
+            "val_ndcg@10")
+    rows = [dict(zip(keys, row)) for row in rows]
+    means = []
     for data_name in args.movielens.split(","):
         for name in configs:
-            mine = np.array([r[3:] for r in rows if r[0] == data_name and r[1] == name], dtype=float).mean(axis=0)
-            hr, ndcg, _, speed, seconds, val_hr, val_ndcg = mine
-            print(f"| {data_name} | {name} | {hr:.4f} | {ndcg:.4f} | {val_hr:.4f} | {val_ndcg:.4f} | {speed:,.0f} | "
-                  f"{seconds:.0f} |")
-    print(f"\nPaired bootstrap (2,000 resamples), config minus the other: against `{reference}` over test users x "
-          f"{len(seeds)} seeds, against a peer over test users (each user's metrics averaged over the seeds):\n")
-    print("| data | config | minus | HR@10 diff [95% CI] | NDCG@10 diff [95% CI] | verdict |")
-    print("|---|---|---|---|---|---|")
-    for data_name, b in verdicts:
-        cells = [f"{b[k][0]:+.4f} [{b[k][1]:+.4f}, {b[k][2]:+.4f}]" for k in ("hr", "ndcg")]
-        print(f"| {data_name} | {b['ours']} | {b['peer']} | {cells[0]} | {cells[1]} | {b['verdict']} |")
+            mine = [r for r in rows if r["data"] == data_name and r["config"] == name]
+            means.append({"data": data_name, "config": name, **{k: float(np.mean([r[k] for r in mine]))
+                                                                 for k in keys[3:] if k != "best_epoch"}})
+    result = results.write(args.json, "ab", sys.argv[1:] if argv is None else argv, {
+        "reference": reference, "configs": configs, "seeds": seeds, "rows": rows, "means": means,
+        "peers": [{"data": d, "peer": peer, "setting": setting, "hr@10": hr, "ndcg@10": ndcg}
+                  for d, peer, setting, hr, ndcg in peer_rows],
+        "bootstrap": [{"data": d, "config": b["ours"], "minus": b["peer"], "hr@10": b["hr"], "ndcg@10": b["ndcg"],
+                       "verdict": b["verdict"]} for d, b in verdicts]})
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's tables of a results file: the means over the seeds (peers first; test HR@10 /
+    NDCG@10, and on validation, where a setting may be chosen), then the paired bootstrap of each config against
+    the reference and against each peer. Speeds and per-seed rows stay in the file."""
+    means = [[p["data"], f"{p['peer']} ({', '.join(f'{k}={v:g}' for k, v in p['setting'].items())})",
+              f"{p['hr@10']:.4f} / {p['ndcg@10']:.4f}", "–"] for p in result["peers"]]
+    means += [[m["data"], m["config"], f"{m['hr@10']:.4f} / {m['ndcg@10']:.4f}",
+               f"{m['val_hr@10']:.4f} / {m['val_ndcg@10']:.4f}"] for m in result["means"]]
+    versus = [[b["data"], b["config"], b["minus"], results.interval(b["hr@10"]), results.interval(b["ndcg@10"]),
+               b["verdict"]] for b in result["bootstrap"]]
+    return "\n\n".join([
+        results.provenance(result),
+        results.table(["data", "config", "test HR@10 / NDCG@10", "validation"], means, "llrr"),
+        f"Config minus the other, over test users x {len(result['seeds'])} seeds (a peer: over test users):",
+        results.table(["data", "config", "minus", "HR@10 diff [95% CI]", "NDCG@10 diff [95% CI]", "verdict"],
+                      versus)])
 
 
 if __name__ == "__main__":

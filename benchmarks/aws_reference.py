@@ -14,7 +14,9 @@ training seconds. Ours: the default configuration (NeuMF, 64 factors, MLP 64-32-
 wider NeuMF the defaults had before (128, 128-64-32), MF at its tuned 128 factors, the paper's model
 (factors 8, layers 64-32-16-8, 4 negatives), and that model with 4x and 16x larger batches and scaled
 learning rates. Every run's final model is also scored at 0.5 on the balanced test set (each user's latest
-interaction with one sampled unseen item): the reference's own sigmoid, our calibrated probability.
+interaction with one sampled unseen item): the reference's own sigmoid, our calibrated probability. The
+result, every curve included, is written, stamped, to `benchmarks/results/aws-reference.json` (`--json` to
+change).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
-from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks import results  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, evaluate_candidates  # noqa: E402
@@ -164,30 +166,28 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     fig.savefig(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--reference-epochs", type=int, default=10)
     p.add_argument("--plot", type=Path, help="write the quality-against-time PNG here")
-    p.add_argument("--json", type=Path)
-    args = p.parse_args()
+    results.add_argument(p, "aws-reference")
+    args = p.parse_args(argv)
     from ncf.training import TrainConfig
 
     data = prepare(read_interactions(ratings_path(args)), test_k=1, validation_k=1)
     validation = draw_candidates(data.validation, data.seen, 99, seed=0)  # what fit() ranks every epoch
     test = draw_candidates(data.test, data.seen, 99, seed=0)
-    results = {}
-
+    preparation = {}
     t0 = time.perf_counter()
     reference_negatives(data.train.user, data.train.item, data.n_items, 5)
-    results["reference negative sampling, s"] = time.perf_counter() - t0
+    preparation["reference_negative_sampling_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in epoch_chunks(data.train.user, data.train.item, NegativeSampler(data.train_seen), 5,
                           np.random.default_rng(0)):
         pass
-    results["our negative sampling, s"] = time.perf_counter() - t0
-    lost = float(np.mean(data.items.ids >= data.n_items))
-    results["items whose raw id falls outside the reference's one-hot width"] = lost
+    preparation["our_negative_sampling_s"] = time.perf_counter() - t0
+    preparation["items_past_one_hot_width"] = float(np.mean(data.items.ids >= data.n_items))
 
     curves, tests = {}, {}
     name = f"reference (AWS recipe, {args.reference_epochs} epochs)"
@@ -202,32 +202,43 @@ def main() -> None:
             "ours, paper, batch 65536, lr 0.016": TrainConfig(**paper, batch_size=65536, learning_rate=1.6e-2)}
     for name, config in ours.items():
         curves[name], tests[name] = our_curve(data, config, test)
-    results["curves"], results["test"] = curves, tests
 
-    reference_name = next(iter(curves))
-    reference = curves[reference_name]
+    reference = curves[next(iter(curves))]
     ref_rate, ref_final = later_rate(reference), reference[-1]
-    print(f"\nTraining speed on {label(args)} ({len(data.train):,} training positives); "
-          f"validation HR@10 after each epoch ({describe(stamp())})\n")
-    print("| run | samples/s (model's epochs 2+) | vs reference | best val HR@10 "
-          "| seconds to the reference's final HR@10 | test acc@0.5 (balanced) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    rows = []
     for name, curve in curves.items():
-        rate = later_rate(curve)
         reached = first_reaching(curve, ref_final["hr@10"])
-        when = f"{reached['seconds']:.1f} (epoch {reached['epoch']})" if reached else "not reached"
-        print(f"| {name} | {rate:,.0f} | {rate / ref_rate:.0f}x | {max(c['hr@10'] for c in curve):.4f} | {when} | "
-              f"{tests[name].get('accuracy@0.5', float('nan')):.3f} |")
-    print(f"\n| data preparation | value |\n|---|---:|")
-    print(f"| reference negative sampling (Python loop, 5 per positive), s | "
-          f"{results['reference negative sampling, s']:.2f} |")
-    print(f"| our negative sampling (same data), s | {results['our negative sampling, s']:.3f} "
-          f"({results['reference negative sampling, s'] / results['our negative sampling, s']:.0f}x) |")
-    print(f"| items whose raw id is past the reference's one-hot width | {lost:.1%} |")
+        rows.append({"run": name, "samples_per_s": later_rate(curve), "vs_reference": later_rate(curve) / ref_rate,
+                     "best_val_hr@10": max(c["hr@10"] for c in curve),
+                     "reached": {"seconds": reached["seconds"], "epoch": reached["epoch"]} if reached else None,
+                     "test_accuracy@0.5": tests[name].get("accuracy@0.5", float("nan"))})
     if args.plot:
         plot(curves, args.plot)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    result = results.write(args.json, "aws_reference", sys.argv[1:] if argv is None else argv, {
+        "data": label(args), "training_positives": len(data.train), "rows": rows, "preparation": preparation,
+        "curves": curves, "test": tests})
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's table of a results file: each run's training speed and time to the reference's final
+    validation HR@10; then the data preparation (which may carry a stamp of its own, from another run)."""
+    def reached(row: dict) -> str:
+        r = row["reached"]
+        return f"{r['seconds']:.1f} (epoch {r['epoch']})" if r else "not reached"
+
+    runs = [[r["run"], f"{r['samples_per_s']:,.0f}", f"{r['vs_reference']:.0f}x", f"{r['best_val_hr@10']:.4f}",
+             reached(r), f"{r['test_accuracy@0.5']:.3f}"] for r in result["rows"]]
+    prep = result["preparation"]
+    ref, ours = prep["reference_negative_sampling_s"], prep["our_negative_sampling_s"]
+    other = f" ({results.provenance(prep).removesuffix('.')})" if "stamp" in prep else ""  # another run's
+    return "\n\n".join([
+        results.provenance(result),
+        results.table(["run", "samples/s (model's epochs 2+)", "vs reference", "best val HR@10",
+                       "seconds to the reference's final HR@10", "test acc@0.5 (balanced)"], runs, "lrrrrr"),
+        f"Data preparation{other}: the recipe's negative sampling (a Python loop, 5 per positive) {ref:.2f} s, ours "
+        f"{ours:.3f} s ({ref / ours:.0f}x); {prep['items_past_one_hot_width']:.1%} of the items have a raw id past "
+        "the recipe's one-hot width."])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ top-1 moves their parameters (all user rows as one vector, as a multiple of its 
 Then the latency of a fold-in request of 30 items (top 10) through the real server (gunicorn, one worker,
 one connection, keep-alive) on B's model, for a new user and for a known one (B's users, 30 of their own
 items): p50 / p99, with the server's own settings (`FoldInConfig`'s defaults). Several `--config`s compare
-fold-in settings on the same trained models.
+fold-in settings on the same trained models. The result is written, stamped, to
+`benchmarks/results/foldin.json` (`--json` to change).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,7 +45,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
-from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks import results  # noqa: E402
 from ncf.data import Interactions, read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import Candidates, draw_candidates  # noqa: E402
@@ -134,7 +135,7 @@ def latency(model_dir: Path, bodies: list[dict], requests: int = 300) -> tuple[f
     return times[len(times) // 2], times[int(len(times) * 0.99) - 1]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--movielens", default="ml-latest-small,ml-100k", help="comma-separated MovieLens sets")
     add_cache_argument(p)
@@ -147,7 +148,8 @@ def main() -> None:
                    help="known users' latest items left out of model C, folded in on top of it (0: no model C)")
     p.add_argument("--skip-new", action="store_true", help="only the known users (no model B, no latency)")
     p.add_argument("--skip-latency", action="store_true")
-    args = p.parse_args()
+    results.add_argument(p, "foldin")
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from ncf import artifacts
     from ncf.recommender import Recommender
@@ -191,7 +193,7 @@ def main() -> None:
             if args.skip_new:
                 continue
             logits_a = keras_logits(result_a.model)
-            results = {(label, n): ([], []) for label in configs for n in GIVEN}
+            folded = {(label, n): ([], []) for label in configs for n in GIVEN}
             trained_in, popular = ([], []), ([], [])
             for fold in range(args.folds):
                 held = draws[fold * full.n_users // 10:(fold + 1) * full.n_users // 10]
@@ -216,7 +218,7 @@ def main() -> None:
                         scores = np.stack([fold_in_scores(recommender_b, raw_cands[r],
                                                           history[u] if n is None else history[u][-n:])
                                            for r, u in enumerate(raw_users)])
-                        for part, values in zip(results[(label, n)], rank_metrics(scores)):
+                        for part, values in zip(folded[(label, n)], rank_metrics(scores)):
                             part.append(values)
                 recommender_b.fold_in.config = next(iter(configs.values()))
                 if fold == 0 and not args.skip_latency:
@@ -234,44 +236,83 @@ def main() -> None:
             users = sum(len(part) for part in trained_in[0])
             for label in configs:
                 for n in GIVEN:
-                    hr, ndcg = (np.concatenate(part).mean() for part in results[(label, n)])
+                    hr, ndcg = (np.concatenate(part).mean() for part in folded[(label, n)])
                     rows.append((name, kind, label, users, "all but the latest" if n is None else f"latest {n}",
                                  hr, ndcg, hr_a, ndcg_a, hr_p, ndcg_p))
             print(f"  {name} {kind}: trained-in {hr_a:.4f}, all-but-latest folded in "
                   f"{rows[-1][5]:.4f}", file=sys.stderr, flush=True)
 
-    print(f"\n#### Fold-in against training ({describe(stamp())})\n")
-    for label, fold_config in configs.items():
-        print(f"- `{label}`: {fold_config}")
-    if rows:
-        print("\nNew users (held out of model B):\n")
-        print("| data | model | fold-in | held-out users | items folded in | HR@10 folded in | NDCG@10 folded in "
-              "| HR@10 trained in | NDCG@10 trained in | folded / trained (HR) | popularity HR@10 |")
-        print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
-        for name, kind, label, users, given, hr, ndcg, hr_a, ndcg_a, hr_p, _ in rows:
-            print(f"| {name} | {kind} | {label} | {users} | {given} | {hr:.4f} | {ndcg:.4f} | {hr_a:.4f} | "
-                  f"{ndcg_a:.4f} | {hr / hr_a:.2f} | {hr_p:.4f} |")
-    print("\nKnown users (every user; trained in: model A):\n")
-    print("| data | model | fold-in | users | case | HR@10 | NDCG@10 | HR@10 trained in | NDCG@10 trained in "
-          "| HR@10 - trained (95% CI) | NDCG@10 - trained (95% CI) |")
-    print("|---|---|---|---:|---|---:|---:|---:|---:|---|---|")
-    for name, kind, label, users, case, hr, ndcg, hr_a, ndcg_a, paired in known_rows:
-        ci = [f"{mean:+.4f} ({low:+.4f}, {high:+.4f})" for mean, low, high in (paired["hr"], paired["ndcg"])]
-        print(f"| {name} | {kind} | {label} | {users} | {case} | {hr:.4f} | {ndcg:.4f} | {hr_a:.4f} | {ndcg_a:.4f} "
-              f"| {ci[0]} | {ci[1]} |")
-    print("\nOne click on top of a known user (model A): the share of their top 10 kept, and how far the click on "
-          "their top-1 moves them:\n")
-    print("| data | model | fold-in | users | own top-1: kept (mean) | own top-1: kept (worst) "
-          "| a random item: kept (mean) | own top-1: moved (x norm) |")
-    print("|---|---|---|---:|---:|---:|---:|---:|")
-    for name, kind, label, users, own, worst, random, moved in keep_rows:
-        print(f"| {name} | {kind} | {label} | {users} | {own:.3f} | {worst:.2f} | {random:.3f} | {moved:.3f} |")
-    if latencies:
-        print("\nA fold-in request of 30 items, top 10, through gunicorn (1 worker, 1 connection), ms:\n")
-        print("| data | model | new user p50 | new user p99 | known user p50 | known user p99 |\n"
-              "|---|---|---:|---:|---:|---:|")
-        for (name, kind), ((p50, p99), (k50, k99)) in latencies.items():
-            print(f"| {name} | {kind} | {p50:.2f} | {p99:.2f} | {k50:.2f} | {k99:.2f} |")
+    new_keys = ("data", "model", "fold_in", "users", "given", "hr@10", "ndcg@10", "trained_hr@10", "trained_ndcg@10",
+                "popularity_hr@10", "popularity_ndcg@10")
+    known_keys = ("data", "model", "fold_in", "users", "case", "hr@10", "ndcg@10", "trained_hr@10",
+                  "trained_ndcg@10")
+    keep_keys = ("data", "model", "fold_in", "users", "own_kept", "own_kept_worst", "random_kept", "moved")
+    result = results.write(args.json, "foldin", sys.argv[1:] if argv is None else argv, {
+        "configs": {label: asdict(config) for label, config in configs.items()},
+        "new_users": [dict(zip(new_keys, row)) for row in rows],
+        "known_users": [{**dict(zip(known_keys, row)), "hr_diff": row[-1]["hr"], "ndcg_diff": row[-1]["ndcg"]}
+                        for row in known_rows],
+        "keeps": [dict(zip(keep_keys, row)) for row in keep_rows],
+        "latency": [{"data": name, "model": kind, "new_p50_ms": p50, "new_p99_ms": p99, "known_p50_ms": k50,
+                     "known_p99_ms": k99} for (name, kind), ((p50, p99), (k50, k99)) in latencies.items()]})
+    print(markdown(result))
+
+
+def _sign(diff: list[float]) -> str:
+    """`+` when a paired difference's 95% interval is above zero, `-` below, `=` across it."""
+    return "+" if diff[1] > 0 else "-" if diff[2] < 0 else "="
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's tables of a results file, each part the run measured: new users' HR@10 folded in as a
+    share of the same users' trained in, by the items folded in; known users' HR@10 / NDCG@10 by case; what one
+    click keeps of a top 10, with the latency. Every figure behind them is in the file."""
+    several = len(result.get("configs", {})) > 1
+
+    def who(row: dict) -> tuple:
+        return row["data"], f"{row['model']} ({row['fold_in']})" if several else row["model"]
+
+    def grouped(rows: list[dict]) -> dict:
+        out: dict = {}
+        for r in rows:
+            out.setdefault(who(r), []).append(r)
+        return out
+
+    parts = [results.provenance(result)]
+    if result.get("new_users"):
+        groups = grouped(result["new_users"])
+        givens = list(dict.fromkeys(r["given"] for r in result["new_users"]))
+        rows = [[*key, *(f"{r['hr@10'] / r['trained_hr@10']:.2f}" for r in g), f"{g[0]['trained_hr@10']:.4f}",
+                 f"{g[0]['popularity_hr@10']:.4f}"] for key, g in groups.items()]
+        parts += ["New users (model B), HR@10 folded in / trained in (model A), by the items folded in:",
+                  results.table(["data", "model", *givens, "trained in", "popularity"], rows,
+                                "ll" + "r" * (len(givens) + 2))]
+    if result.get("known_users"):
+        groups = grouped(result["known_users"])
+        cases = list(dict.fromkeys(r["case"] for r in result["known_users"]))
+        rows = [[*key, f"{g[0]['trained_hr@10']:.4f} / {g[0]['trained_ndcg@10']:.4f}",
+                 *(f"{r['hr@10']:.4f} / {r['ndcg@10']:.4f} {_sign(r['hr_diff'])}{_sign(r['ndcg_diff'])}" for r in g)]
+                for key, g in groups.items()]
+        parts += ["Known users, HR@10 / NDCG@10, each against trained in (+ better, - worse, = within noise):",
+                  results.table(["data", "model", "trained in (A)", *cases], rows)]
+    keeps = {who(r): r for r in result.get("keeps", [])}
+    latency = {who({**r, "fold_in": next(iter(result.get("configs", {"": 0})))}): r for r in result.get("latency", [])}
+    if keeps or latency:
+        known_too = any("known_p50_ms" in r for r in latency.values())
+        rows = []
+        for key in dict.fromkeys([*keeps, *latency]):
+            k, t = keeps.get(key), latency.get(key)
+            rows.append([*key, *([f"{k['own_kept']:.3f} / {k['own_kept_worst']:.2f}", f"{k['random_kept']:.3f}",
+                                  f"{k['moved']:.3f}"] if keeps else []),
+                         *([f"{t['new_p50_ms']:.1f} / {t['new_p99_ms']:.1f}"] if t else ["–"]),
+                         *([f"{t['known_p50_ms']:.1f} / {t['known_p99_ms']:.1f}"] if t and known_too else [])])
+        parts += [("One click on a known user (model A): the share of the rest of their top 10 kept, and how far a "
+                   "click on their own top-1 moves their rows (x norm); " if keeps else "") +
+                  "30 items folded in through gunicorn (1 worker, 1 connection), p50 / p99 ms:",
+                  results.table(["data", "model", *(["own top-1 kept, mean / worst", "a random item kept",
+                                                     "moved"] if keeps else []), "new user ms",
+                                 *(["known user ms"] if known_too else [])], rows, "llrrrrr")]
+    return "\n\n".join(parts)
 
 
 def known_users(recommender_a, recommender_c, candidates: Candidates, raw_cands: np.ndarray, history: dict,

@@ -5,6 +5,7 @@
 Each host is a real `train` process with its own /opt/ml tree and a resourceconfig.json naming algo-1 and
 algo-2, joined through NCF_HOST_ADDRESSES exactly as tests/container/test_multi_host.py does. On one 2-core
 machine two hosts share the same cores, so this measures the cost of the gradient all-reduce, not a speed-up.
+The result is written, stamped, to `benchmarks/results/multi-host.json` (`--json` to change).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks import results  # noqa: E402
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 
 EPOCH = re.compile(r"epoch=(\d+)/\d+ .*samples_per_s=(\d+) seconds=([0-9.]+)")
@@ -74,26 +75,32 @@ def run_job(workdir: Path, ratings: Path, hyperparameters: dict, n_hosts: int) -
             "epoch_seconds": [t for *_, t in epochs], "wall_seconds": wall, "hr@10": hr, "ndcg@10": ndcg}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--model", default="neumf")
     p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--json", type=Path)
-    args = p.parse_args()
+    results.add_argument(p, "multi-host")
+    args = p.parse_args(argv)
     hyperparameters = {"model": args.model, "epochs": args.epochs, "patience": 0, "batch_size": args.batch_size,
                        "refit": False}  # steps per second is the question here, not the shipped model
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_job(Path(tmp), ratings_path(args).resolve(), hyperparameters, n) for n in (1, 2)]
-    print(f"\n{platform.node()}: {os.cpu_count()} cores; {label(args)}; {hyperparameters}\n")
-    print("| hosts | samples/s (epochs 2+) | vs one host | wall s | test HR@10 | test NDCG@10 |")
-    print("|---|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['hosts']} | {row['samples_per_s']:,.0f} | {row['samples_per_s'] / rows[0]['samples_per_s']:.2f}x "
-              f"| {row['wall_seconds']:.0f} | {row['hr@10']:.3f} | {row['ndcg@10']:.3f} |")
-    if args.json:
-        args.json.write_text(json.dumps({"hyperparameters": hyperparameters, "rows": rows}, indent=2))
+    result = results.write(args.json, "multi_host", sys.argv[1:] if argv is None else argv, {
+        "data": label(args), "hyperparameters": hyperparameters, "rows": rows})
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's table of a results file: one row per number of hosts."""
+    one = result["rows"][0]["samples_per_s"]
+    rows = [[r["hosts"], f"{r['samples_per_s']:,.0f}", f"{r['samples_per_s'] / one:.2f}x", f"{r['wall_seconds']:.0f}",
+             f"{r['hr@10']:.3f}", f"{r['ndcg@10']:.3f}"] for r in result["rows"]]
+    return "\n\n".join([
+        results.provenance(result),
+        results.table(["hosts", "samples/s (epochs 2+)", "vs one host", "wall s", "test HR@10", "test NDCG@10"], rows,
+                      "rrrrrr")])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ training interaction) over a small grid, then refit on training + validation and
 candidates. Ours use the library defaults (only the kind changed) over several seeds: early-stopped on the
 validation split, then refit on training + validation for the chosen epochs (the library's `refit`), like
 the peers. A paired bootstrap over test users (same users, same candidates) compares each of ours with the
-best peer and with iALS: a difference is called a win only when its 95% interval excludes zero.
+best peer and with iALS: a difference is called a win only when its 95% interval excludes zero. The result is
+written, stamped, to `benchmarks/results/peers-DATA.json` (`--json` to change).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for this; nu
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
+from benchmarks import results  # noqa: E402
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
 
@@ -123,13 +125,14 @@ def tuned_peer(name: str, data: Dataset, test: Candidates) -> tuple[np.ndarray, 
     return hits, gains, best, best_hr
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds of our models")
     p.add_argument("--ours", default="neumf,mf", help="our model kinds, default hyperparameters")
-    p.add_argument("--json", type=Path)
-    args = p.parse_args()
+    p.add_argument("--json", type=Path, help="where the stamped result goes (default: benchmarks/results/"
+                                             "peers-DATA.json)")
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from ncf.training import TrainConfig, fit, keras_scorer
@@ -167,19 +170,25 @@ def main() -> None:
     comparisons = [bootstrap(per_user[f"ours: {kind}"], per_user[peer], f"ours: {kind}", peer)
                    for kind in args.ours.split(",") for peer in versus]
 
-    print(f"\nLOO-99 on {label(args)}: {json.dumps(data.statistics())}\n")
-    print("| model | tuned setting | HR@10 | NDCG@10 | seconds |\n|---|---|---:|---:|---:|")
-    for r in rows:
-        setting = ", ".join(f"{k}={v:g}" for k, v in r["params"].items()) or "–"
-        print(f"| {r['model']} | {setting} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['seconds']:.0f} |")
-    print("\nPaired bootstrap over test users (2,000 resamples), ours minus the peer, 95% interval:\n")
-    print("| comparison | HR@10 difference | NDCG@10 difference | verdict |\n|---|---|---|---|")
-    for c in comparisons:
-        print(f"| {c['ours']} vs {c['peer']} | {c['hr'][0]:+.4f} [{c['hr'][1]:+.4f}, {c['hr'][2]:+.4f}] | "
-              f"{c['ndcg'][0]:+.4f} [{c['ndcg'][1]:+.4f}, {c['ndcg'][2]:+.4f}] | {c['verdict']} |")
-    if args.json:
-        args.json.write_text(json.dumps({"data": data.statistics(), "rows": rows, "comparisons": comparisons},
-                                        indent=2, default=float))
+    path = args.json or results.RESULTS / f"peers-{label(args).replace('/', '-').removesuffix('.csv')}.json"
+    result = results.write(path, "peers", sys.argv[1:] if argv is None else argv, {
+        "data": label(args), "statistics": data.statistics(), "seeds": args.seeds, "rows": rows,
+        "comparisons": comparisons})
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's tables of a results file: every model with its tuned setting, then the paired
+    bootstrap of ours against the best peer and iALS."""
+    models = [[r["model"], ", ".join(f"{k}={v:g}" for k, v in r["params"].items()) or "–", f"{r['hr@10']:.4f}",
+               f"{r['ndcg@10']:.4f}", f"{r['seconds']:.0f}"] for r in result["rows"]]
+    versus = [[f"{c['ours']} vs {c['peer']}", results.interval(c["hr"]), results.interval(c["ndcg"]), c["verdict"]]
+              for c in result["comparisons"]]
+    return "\n\n".join([
+        results.provenance(result),
+        results.table(["model", "tuned setting", "HR@10", "NDCG@10", "seconds"], models, "llrrr"),
+        "Paired bootstrap over test users (2,000 resamples), ours minus the peer, 95% interval:",
+        results.table(["comparison", "HR@10 difference", "NDCG@10 difference", "verdict"], versus)])
 
 
 if __name__ == "__main__":

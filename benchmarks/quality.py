@@ -6,7 +6,9 @@ Every model uses the library's default hyperparameters (the container's defaults
 early-stops on the validation split (each user's latest training interaction) and is ranked on the same
 seeded test candidates as the popularity baseline. acc@0.5 and ECE read the calibrated probability that
 `serve` answers (`ncf/calibration.py`); "plain" columns the uncalibrated sigmoid, for comparison.
-Protocols: `ncf/evaluation.py` (LOO-99, the blog's 10 latest, full ranking) and docs/benchmarks.md.
+Protocols: `ncf/evaluation.py` (LOO-99, the blog's 10 latest, full ranking) and docs/benchmarks.md. The
+result is written, stamped, to `benchmarks/results/quality-DATA.json` (`quality-DATA-seed.json` for the seed
+protocol; `--json` to change).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -23,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks import results  # noqa: E402
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
@@ -41,7 +43,7 @@ RUNS = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--protocol", choices=["loo", "seed"], default="loo",
@@ -50,8 +52,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a default hyperparameter for every run, e.g. --set epochs=5")
-    p.add_argument("--json", type=Path, help="write the results here too")
-    args = p.parse_args()
+    p.add_argument("--json", type=Path, help="where the stamped result goes (default: benchmarks/results/"
+                                             "quality-DATA.json, -seed before .json for the seed protocol)")
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from ncf.models import export_weights
@@ -88,34 +91,28 @@ def main() -> None:
                      "train_seconds": seconds, "samples_per_s": result.throughput()})
         print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
 
-    print(f"\n{args.protocol} on {label(args)}: {json.dumps(data.statistics())}; "
-          f"read+split {prep_seconds:.2f} s; defaults {json.dumps(base.to_dict())}\n")
-    print(table(rows))
-    if args.json:
-        args.json.write_text(json.dumps({
-            "ratings": label(args), "protocol": args.protocol, "data": data.statistics(),
-            "config": base.to_dict(), "rows": rows, "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
-        }, indent=2))
+    name = label(args).replace("/", "-").removesuffix(".csv")
+    path = args.json or results.RESULTS / f"quality-{name}{'-seed' if args.protocol == 'seed' else ''}.json"
+    result = results.write(path, "quality", sys.argv[1:] if argv is None else argv, {
+        "data": label(args), "protocol": args.protocol, "statistics": data.statistics(),
+        "read_and_split_s": prep_seconds, "config": base.to_dict(), "rows": rows})
+    print(markdown(result))
 
 
-def table(rows: list[dict]) -> str:
-    columns = [("model", "model", "{}"), ("hr@10", "HR@10", "{:.4f}"), ("ndcg@10", "NDCG@10", "{:.4f}"),
-               ("accuracy@0.5", "acc@0.5", "{:.3f}"), ("ece", "ECE", "{:.3f}"),
-               ("plain_accuracy@0.5", "acc@0.5 plain", "{:.3f}"), ("plain_ece", "ECE plain", "{:.3f}"),
-               ("full_recall@10", "full R@10", "{:.4f}"),
-               ("full_ndcg@10", "full NDCG@10", "{:.4f}"), ("full_coverage", "coverage", "{:.3f}"),
-               ("epochs", "epochs (best)", "{}"), ("samples_per_s", "train samples/s", "{:,.0f}"),
-               ("train_seconds", "train s", "{:.0f}")]
-    lines = ["| " + " | ".join(c[1] for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            if key == "epochs" and value is not None:
-                value = f"{value} ({row['best_epoch']})"
-            cells.append("–" if value is None else fmt.format(value) if not isinstance(value, str) else value)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's table of a results file: a row per model kind, popularity first; acc@0.5 and ECE of
+    the calibrated probability with the plain sigmoid's in brackets. Speeds stay in the file."""
+    def cell(row: dict, key: str, fmt: str) -> str:
+        return "–" if row.get(key) is None else fmt.format(row[key])
+
+    rows = [[r["model"], f"{cell(r, 'hr@10', '{:.4f}')} / {cell(r, 'ndcg@10', '{:.4f}')}",
+             *(f"{cell(r, key, '{:.3f}')} ({cell(r, 'plain_' + key, '{:.3f}')})" if key in r else "–"
+               for key in ("accuracy@0.5", "ece")),
+             cell(r, "full_recall@10", "{:.4f}"), f"{r['epochs']} ({r['best_epoch']})" if "epochs" in r else "–"]
+            for r in result["rows"]]
+    return "\n\n".join([results.provenance(result), results.table(
+        ["model", "HR@10 / NDCG@10", "acc@0.5 (plain)", "ECE (plain)", "full R@10", "epochs (best)"], rows,
+        "lrrrrr")])
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """The data-shape matrix: every default of `train` judged on data that is not MovieLens, against tuned peers.
 
-    .venv/bin/pip install -r requirements/bench.lock        # implicit (iALS): benchmark-only
+    .venv/bin/pip install -r requirements/bench.lock         # implicit (iALS): benchmark-only
     .venv/bin/python -m benchmarks.shapes --quick            # the small shapes and MovieLens' two sets: minutes
     .venv/bin/python -m benchmarks.shapes --only sparse-1m   # one row of the full matrix
 
 Each shape is planted data with known structure (`ncf.synthetic`) or a MovieLens set, written to a file and
-trained by the real `train` with no hyperparameters at all, as a user would start it (`benchmarks/scale.py`'s
+trained by the real `train` with no hyperparameters at all, as a user would start it (`benchmarks/jobs.py`'s
 `run_job`: the job's own phase timings and peak RSS). The peers train in this process on the same split (the
 job's `prepare` is deterministic) and are ranked on the same test users and candidates as the job's
 (`ncf.evaluation.TestSample`, seed 0): popularity; iALS (`implicit`), tuned on the validation split over a
@@ -31,14 +31,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for this
-ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
-from benchmarks.results import describe, stamp  # noqa: E402
-from benchmarks.scale import run_job  # noqa: E402
+from benchmarks import results  # noqa: E402
+from benchmarks.jobs import run_job  # noqa: E402
 
 from ncf.arrays import BLOCK_SCORES  # noqa: E402
 from ncf.data import Interactions, read_interactions  # noqa: E402
@@ -48,7 +47,6 @@ from ncf.evaluation import (TestSample, draw_candidates, evaluate_full_ranking, 
 from ncf.metrics import positive_ranks, rank_metrics  # noqa: E402
 from ncf.synthetic import SyntheticSpec, generate  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "shapes.json"
 #: EASE^R inverts an items x items matrix: 15k items is 1.8 GB of float64, and the inverse as much again.
 EASE_MAX_ITEMS = 15_000
 #: The targets of the matrix (issue #30): the default against the best tuned peer, per metric.
@@ -246,10 +244,10 @@ def verdict(default: dict, peers: dict) -> dict:
 
 def markdown(result: dict) -> str:
     """docs/benchmarks.md's table of a results file."""
-    lines = [f"Stamp: {result['stamp']}. Command: `{result['command']}`.", "",
+    lines = [results.provenance(result), "",
              "| shape | default HR@10 / NDCG@10 / recall@10 | best peer (HR@10 / NDCG@10) | popularity HR@10 | "
-             "ratio HR / NDCG | batch | read / train / evaluate / export s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---:|"]
+             "ratio HR / NDCG | batch | train s | peak RSS MB |",
+             "|---|---|---|---|---|---:|---:|---:|"]
     for row in result["rows"]:
         d, v, s = row["default"], row["verdict"], row["seconds"]
         best = v["hr@10"]["best_peer"]
@@ -259,8 +257,7 @@ def markdown(result: dict) -> str:
             f"| {row['shape']} | {d['hr@10']:.3f} / {d['ndcg@10']:.3f} / {d.get('full_recall@10', float('nan')):.3f} "
             f"| {best}: {peer.get('hr@10', float('nan')):.3f} / {peer.get('ndcg@10', float('nan')):.3f} "
             f"| {row['peers']['popularity']['hr@10']:.3f} | {v['hr@10']['ratio']:.2f} / {v['ndcg@10']['ratio']:.2f}"
-            f"{flag} | {row['resolved']['batch_size']} | {s['read']:.1f} / {s['train']:.1f} / {s['evaluate']:.1f} "
-            f"/ {s['export']:.1f} | {row['peak_rss_mb']:.0f} |")
+            f"{flag} | {row['resolved']['batch_size']} | {s['train']:.0f} | {row['peak_rss_mb']:.0f} |")
     return "\n".join(lines)
 
 
@@ -268,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="the small shapes and MovieLens' two sets only")
     p.add_argument("--only", help="comma-separated shape names")
-    p.add_argument("--json", type=Path, default=RESULTS, help=f"where the result goes (default: {RESULTS})")
+    results.add_argument(p, "shapes")
     add_cache_argument(p)
     args = p.parse_args(argv)
     chosen = [s for s in SHAPES if (not args.quick or s.quick) and (not args.only or s.name in args.only.split(","))]
@@ -276,10 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ncf-shapes-") as work:
         for shape in chosen:
             rows.append(run_shape(shape, Path(work), args))
-    result = {"stamp": stamp(), "command": "python benchmarks/shapes.py " + " ".join(argv or sys.argv[1:]),
-              "rows": rows}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    result = results.write(args.json, "shapes", sys.argv[1:] if argv is None else argv, {"rows": rows})
     print(markdown(result))
     return 0
 

@@ -13,7 +13,8 @@ part that depends on the model's widths and the tables' sizes. `--row-wise` runs
 every table updated row by row (`LazyAdam(whole_rows=0)`), `--floor` with no update at all: the compiled
 forward and backward passes alone, the most samples/s any optimiser could reach with that model and batch.
 `--bf16` runs each (and its floor, with `--floor`) again under Keras' `mixed_bfloat16` policy: the layers
-compute in bfloat16 (this CPU has AMX for it), the weights and the loss stay float32.
+compute in bfloat16 (this CPU has AMX for it), the weights and the loss stay float32. The result is written,
+stamped, to `benchmarks/results/step-speed.json` (`--json` to change).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from benchmarks.ab import parse_config  # noqa: E402
-from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks import results  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.defaults import resolved  # noqa: E402
 from ncf.vocab import Vocabulary  # noqa: E402
@@ -106,7 +107,7 @@ def _best_of_two(config, n_users: int, n_items: int, users, items, labels, varia
     return best
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ratings", type=Path, required=True)
     p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...")
@@ -117,7 +118,8 @@ def main() -> None:
                    help="also run each config's forward and backward passes without any update (NAME/no update)")
     p.add_argument("--bf16", action="store_true",
                    help="also run each config (and its floor) with the layers in bfloat16 (NAME/bf16...)")
-    args = p.parse_args()
+    results.add_argument(p, "step-speed")
+    args = p.parse_args(argv)
     from ncf.training import TrainConfig
 
     configs = {}
@@ -134,13 +136,22 @@ def main() -> None:
             rates[name].append(samples_per_s(replace(TrainConfig(), **overrides), n_users, n_items, users, items,
                                              labels, variant))
             print(f"  {name}: {rates[name][-1]:,.0f}", file=sys.stderr, flush=True)
-    first = next(iter(configs))
-    print(f"\n#### Training step alone, {n_users:,} x {n_items:,} tables ({describe(stamp())})\n")
-    print(f"| config | samples/s per round | best | vs {first} |")
-    print("|---|---|---:|---:|")
-    for name, values in rates.items():
-        print(f"| {name} | {', '.join(f'{v:,.0f}' for v in values)} | {max(values):,.0f} | "
-              f"{max(values) / max(rates[first]):.2f} |")
+    result = results.write(args.json, "step_speed", sys.argv[1:] if argv is None else argv, {
+        "data": f"{args.ratings.parent.name}/{args.ratings.name}", "users": n_users, "items": n_items, "rounds": rates})
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's table of a results file: each config's samples/s per round, its best, and that best
+    against the first config's."""
+    rates = result["rounds"]
+    first = max(next(iter(rates.values())))
+    rows = [[name, ", ".join(f"{v:,.0f}" for v in values), f"{max(values):,.0f}", f"{max(values) / first:.2f}"]
+            for name, values in rates.items()]
+    return "\n\n".join([
+        results.provenance(result),
+        results.table([f"config ({result['data']}, {result['users']:,} x {result['items']:,} tables)",
+                       "samples/s per round", "best", f"vs {next(iter(rates))}"], rows, "llrr")])
 
 
 if __name__ == "__main__":

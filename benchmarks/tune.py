@@ -8,7 +8,8 @@ negatives, L2, dropout, batch size) is swept with the others held, and the value
 HR@10 (NDCG@10 breaking ties), averaged over `--seeds` seeds, is kept before the next axis. A larger batch
 takes a proportionally larger learning rate. Early stopping on validation chooses the epochs; test metrics
 (of the refit model, the library's default) are printed for every setting but never used to choose.
-Validation is each user's latest training interaction, ranked against 99 sampled negatives (LOO-99).
+Validation is each user's latest training interaction, ranked against 99 sampled negatives (LOO-99). The
+result is written, stamped, to `benchmarks/results/tune-MODEL.json` (`--json` to change).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from benchmarks import results  # noqa: E402
 from benchmarks.datasets import add_arguments, label, ratings_path  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
@@ -44,7 +46,7 @@ AXES = {
 SKIP = {"mf": {"mlp_layers", "dropout"}, "gmf": {"mlp_layers", "dropout"}, "mlp": {"factors"}}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.add_argument("--model", default="mf")
@@ -53,8 +55,9 @@ def main() -> None:
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="the search's starting point: the defaults with these hyperparameters changed, spelled as "
                         "`train --set` takes them (e.g. pretrain=mf)")
-    p.add_argument("--json", type=Path)
-    args = p.parse_args()
+    p.add_argument("--json", type=Path, help="where the stamped result goes (default: benchmarks/results/"
+                                             "tune-MODEL.json)")
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from ncf.training import TrainConfig, fit, keras_scorer
@@ -97,21 +100,26 @@ def main() -> None:
         print(f"{axis}: {chosen}", file=sys.stderr, flush=True)
 
     final = run(best)
-    from benchmarks.results import describe, stamp
+    defaults = TrainConfig(model=args.model).to_dict()
+    for row in tried.values():
+        changed = {k: v for k, v in row["config"].items() if defaults[k] != v and k != "model"}
+        row["setting"] = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+    result = results.write(args.json or results.RESULTS / f"tune-{args.model}.json", "tune",
+                           sys.argv[1:] if argv is None else argv, {
+                               "data": label(args), "model": args.model, "seeds": args.seeds, "chosen": best.to_dict(),
+                               "final": final, "tried": sorted(tried.values(), key=score, reverse=True)})
+    print(markdown(result))
 
-    print(f"\n{args.model} on {label(args)} ({describe(stamp())}), chosen on validation: {json.dumps(best.to_dict())}\n")
-    print(f"mean of {args.seeds} seed(s) per row\n")
-    print("| setting | val HR@10 | val NDCG@10 | test HR@10 | test NDCG@10 | best epoch | s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for row in sorted(tried.values(), key=score, reverse=True):
-        diff = {k: v for k, v in row["config"].items() if TrainConfig(model=args.model).to_dict()[k] != v}
-        name = ", ".join(f"{k}={v}" for k, v in diff.items() if k != "model") or "defaults"
-        print(f"| {name} | {row['validation']['hr@10']:.4f} | {row['validation']['ndcg@10']:.4f} | "
-              f"{row['test']['hr@10']:.4f} | {row['test']['ndcg@10']:.4f} | "
-              f"{', '.join(map(str, row['best_epoch']))} | {row['seconds']:.0f} |")
-    if args.json:
-        args.json.write_text(json.dumps({"chosen": best.to_dict(), "final": final, "tried": list(tried.values())},
-                                        indent=2))
+
+def markdown(result: dict) -> str:
+    """A results file's settings, best validation HR@10 first, with the test metrics they were not chosen on."""
+    rows = [[r["setting"], *(f"{r[part][metric]:.4f}" for part in ("validation", "test") for metric in ("hr@10",
+                                                                                                      "ndcg@10")),
+             ", ".join(map(str, r["best_epoch"])), f"{r['seconds']:.0f}"] for r in result["tried"]]
+    return "\n\n".join([
+        f"{results.provenance(result)} {result['model']} on {result['data']}, mean of {result['seeds']} seed(s) a row.",
+        results.table(["setting", "val HR@10", "val NDCG@10", "test HR@10", "test NDCG@10", "best epoch", "s"], rows,
+                      "lrrrrrr")])
 
 
 def setting(config: TrainConfig, axis: str, value) -> TrainConfig:

@@ -7,6 +7,7 @@ hyperparameters; then all of them train twice: from model 0's weights (`ncf.warm
 `model` channel does) and afresh. Both end as a default job does (early stopping, refit=auto) and are
 ranked on the same test candidates (LOO-99 on all the data); a paired bootstrap over test users x seeds
 compares them. The target: the warm start reaches the fresh job's quality (within noise) in <= 50% of its time.
+The result is written, stamped, to `benchmarks/results/warm-start.json` (`--json` to change).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import numpy as np  # noqa: E402
 
 from benchmarks.datasets import add_cache_argument, movielens  # noqa: E402
 from benchmarks.paired import bootstrap, rank_metrics  # noqa: E402
-from benchmarks.results import describe, stamp  # noqa: E402
+from benchmarks import results  # noqa: E402
 from ncf.data import read_interactions  # noqa: E402
 from ncf.dataset import prepare  # noqa: E402
 from ncf.evaluation import draw_candidates, score_candidates  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--movielens", default="ml-latest-small,ml-100k", help="comma-separated MovieLens sets")
     add_cache_argument(p)
@@ -38,7 +39,8 @@ def main() -> None:
     p.add_argument("--model", default="neumf")
     p.add_argument("--warm-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a TrainConfig field for the warm job alone, e.g. learning_rate=0.0005")
-    args = p.parse_args()
+    results.add_argument(p, "warm-start")
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from ncf.training import TrainConfig, fit, keras_logits, to_artifact
     from ncf.warmstart import initialiser
@@ -73,19 +75,32 @@ def main() -> None:
         pooled = {how: (np.concatenate(h), np.concatenate(g)) for how, (h, g) in per.items()}
         verdicts.append((name, bootstrap(pooled["warm"], pooled["fresh"], "warm", "fresh")))
 
-    print(f"\n#### Warm start against a fresh job ({describe(stamp())}; {args.model}, default hyperparameters"
-          f"{'; the warm job with ' + str(warm) if warm else ''})\n")
-    print("| data | seed | job | HR@10 | NDCG@10 | epochs before the refit (best) | job s | model 0 s (80%) |")
-    print("|---|---:|---|---:|---:|---|---:|---:|")
-    for name, seed, how, hr, ndcg, epochs, best, seconds, first_s in rows:
-        print(f"| {name} | {seed} | {how} | {hr:.4f} | {ndcg:.4f} | {epochs} ({best}) | {seconds:.0f} | {first_s:.0f} |")
-    print("\n| data | mean s warm / fresh | HR@10 warm - fresh [95% CI] | NDCG@10 warm - fresh [95% CI] | verdict |")
-    print("|---|---:|---|---|---|")
-    for name, c in verdicts:
-        warm = np.mean([r[7] for r in rows if r[0] == name and r[2] == "warm"])
-        fresh = np.mean([r[7] for r in rows if r[0] == name and r[2] == "fresh"])
-        print(f"| {name} | {warm / fresh:.2f} | {c['hr'][0]:+.4f} [{c['hr'][1]:+.4f}, {c['hr'][2]:+.4f}] | "
-              f"{c['ndcg'][0]:+.4f} [{c['ndcg'][1]:+.4f}, {c['ndcg'][2]:+.4f}] | {c['verdict']} |")
+    keys = ("data", "seed", "job", "hr@10", "ndcg@10", "epochs", "best_epoch", "job_s", "model_0_s")
+    result = results.write(args.json, "warm_start", sys.argv[1:] if argv is None else argv, {
+        "model": args.model, "warm_settings": warm, "rows": [dict(zip(keys, row)) for row in rows],
+        "bootstrap": [{"data": name, "hr@10": c["hr"], "ndcg@10": c["ndcg"], "verdict": c["verdict"]}
+                      for name, c in verdicts]})
+    print(markdown(result))
+
+
+def markdown(result: dict) -> str:
+    """docs/benchmarks.md's table of a results file: per data set the two jobs' means over the seeds, the warm
+    job's time as a share of the fresh one's, and the paired bootstrap of warm minus fresh. Per-seed rows stay in
+    the file."""
+    rows = []
+    for b in result["bootstrap"]:
+        mean = {how: {k: np.mean([r[k] for r in result["rows"] if r["data"] == b["data"] and r["job"] == how])
+                      for k in ("hr@10", "ndcg@10", "job_s")} for how in ("fresh", "warm")}
+        rows.append([b["data"], *(f"{mean[h]['hr@10']:.4f} / {mean[h]['ndcg@10']:.4f}" for h in ("fresh", "warm")),
+                     f"{mean['warm']['job_s'] / mean['fresh']['job_s']:.2f}", results.interval(b["hr@10"]),
+                     results.interval(b["ndcg@10"]), b["verdict"]])
+    warm = result["warm_settings"]
+    return "\n\n".join([
+        f"{results.provenance(result)} {result['model']}, default hyperparameters"
+        f"{'; the warm job with ' + str(warm) if warm else ''}; means of {len({r['seed'] for r in result['rows']})} "
+        "seeds.",
+        results.table(["data", "fresh HR@10 / NDCG@10", "warm HR@10 / NDCG@10", "warm / fresh time",
+                       "HR@10 warm - fresh [95% CI]", "NDCG@10 warm - fresh [95% CI]", "verdict"], rows, "lrrr")])
 
 
 if __name__ == "__main__":

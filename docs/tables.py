@@ -6,7 +6,8 @@
 A block is the lines between `<!-- generated: NAME (python docs/tables.py) -->` and `<!-- end generated -->`:
 the hyperparameters (`container/hyperparameters.py`'s schema and `TrainConfig`'s defaults), the
 MetricDefinitions (`container/metric_definitions.py`), serve's environment (`container/serve_config.py`), and
-benchmark tables from their stamped results files (`benchmarks/results/*.json`).
+benchmark tables from their stamped results files (`benchmarks/results/NAME.json`, the block named NAME; each
+rendered by its benchmark's `markdown`), so a page's figure and its file cannot disagree.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z-]+) \(python docs/tables\.py\) -->\n)(?P<body>.*?)"
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z0-9-]+) \(python docs/tables\.py\) -->\n)(?P<body>.*?)"
                    r"(<!-- end generated -->)", re.S)
 
 
@@ -34,14 +35,55 @@ def results_table(name: str, render_result: Callable[[dict], str]) -> Callable[[
     return make
 
 
+def benchmark_tables() -> dict[str, Callable[[dict], str]]:
+    """Each results file of `benchmarks/results/` (by name) and what renders it: its benchmark's `markdown`."""
+    from benchmarks import ab, aws_reference, foldin, multi_host, quality, scale, scale_serving, shapes, step_speed, \
+        warm_start
+
+    return {"shapes": shapes.markdown, "quality-ml-latest-small": quality.markdown, "quality-ml-100k": quality.markdown,
+            "ab-default-vs-peers": ab.markdown, "aws-reference": aws_reference.markdown,
+            "step-speed-ml-latest-small": step_speed.markdown, "scale-cost-curve": scale.cost_curve_markdown,
+            "scale-default-job-25m": scale.default_job_markdown, "scale-read-25m": scale.read_markdown,
+            "scale-serve": scale_serving.serve_markdown, "scale-batch": scale_serving.batch_markdown,
+            "multi-host": multi_host.markdown, "serving": serving_markdown, "foldin": foldin.markdown,
+            "foldin-latency-idle": foldin.markdown, "warm-start": warm_start.markdown}
+
+
 def generators() -> dict[str, Callable[[], str]]:
-    from benchmarks import shapes
     from container import hyperparameters, metric_definitions, serve_config
 
     return {"hyperparameters": hyperparameters.markdown_table,
             "metric-definitions": metric_definitions.markdown_table,
             "serve-environment": serve_config.markdown_table,
-            "shapes": results_table("shapes", shapes.markdown)}
+            **{name: results_table(name, render) for name, render in benchmark_tables().items()}}
+
+
+#: The ratios of `serving.json` the page shows (the file holds every one the run printed).
+SERVING_RATIOS = ("one pair / no-op (c=4)", "top-10 / no-op (c=4)", "top-10, gevent / sync workers (c=4)",
+                  "top-10 / naive (c=4)", "top-10 / numpy roofline, model's shapes (2 cores, c=4)",
+                  "top-10 / numpy roofline, cheapest exact (2 cores, c=4)")
+
+
+def serving_markdown(result: dict) -> str:
+    """The serving-speed tables of `benchmarks/results/serving.json`: each server and request at 1 and 4
+    connections, then the run's ratios. (Its place is `benchmarks/serve_bench.py`, beside the code that writes
+    the file, as every other benchmark's is.)"""
+    from benchmarks import results
+
+    pairs: dict[tuple[str, str], dict[int, dict]] = {}
+    for r in result["rows"]:
+        pairs.setdefault((r["server"], r["request"]), {})[r["connections"]] = r
+    rows = [[server, request, *(" / ".join(fmt.format(by[c][key]) for c in sorted(by))
+                                for key, fmt in (("rps", "{:,.0f}"), ("p50_ms", "{:.2f}"), ("p99_ms", "{:.2f}")))]
+            for (server, request), by in pairs.items()]
+    ratios = [[name, f"{value:.3f}" if value < 1 else f"{value:.2f}"] for name, value in result["ratios"].items()
+              if name in SERVING_RATIOS]
+    failed = sum(r["non_2xx"] for r in result["rows"])
+    return "\n\n".join([
+        f"{results.provenance(result)} {result['model']}, {result['seconds']} s a row; {failed} non-2xx answers.",
+        results.table(["server", "request", "requests/s (1 / 4 connections)", "p50 ms (1 / 4)", "p99 ms (1 / 4)"],
+                      rows, "llrrr"),
+        results.table(["ratio (same run)", "value"], ratios, "lr")])
 
 
 def render(text: str, tables: dict[str, str]) -> str:

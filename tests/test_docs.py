@@ -1,6 +1,8 @@
 """The docs cannot drift from the code: generated tables match it, links land on real headings, and the
-README stays a five-minute read with no path into anyone's checkout."""
+README stays a five-minute read with no path into anyone's checkout. Benchmark tables are generated from their
+stamped results files (`benchmarks/results/`), so a figure on the page and its file cannot disagree."""
 
+import json
 import re
 import subprocess
 import sys
@@ -47,6 +49,42 @@ def test_every_relative_link_lands_on_a_file_and_a_heading_that_exist():
             elif anchor and file.suffix == ".md" and anchor not in anchors(file):
                 broken.append(f"{page.name}: {target} (no such heading)")
     assert broken == []
+
+
+def tables_module():
+    sys.path.insert(0, str(ROOT / "docs"))
+    import tables
+
+    return tables
+
+
+def test_every_results_file_has_its_table_and_every_benchmark_table_its_file():
+    files = {path.stem for path in (ROOT / "benchmarks" / "results").glob("*.json")}
+    assert set(tables_module().benchmark_tables()) == files
+
+
+def test_a_figure_that_changes_in_its_results_file_no_longer_matches_the_page():
+    tables = tables_module()
+    on_page = {m["name"]: m["body"].strip("\n") for m in tables.BLOCK.finditer(
+        (ROOT / "docs" / "benchmarks.md").read_text())}["warm-start"]
+    render = tables.benchmark_tables()["warm-start"]
+    result = json.loads((ROOT / "benchmarks" / "results" / "warm-start.json").read_text())
+    assert render(result) == on_page
+    result["rows"][0]["hr@10"] += 0.03  # one fresh job's seed: the mean the page shows moves
+    assert render(result) != on_page
+
+
+def test_each_benchmark_table_shows_where_its_figures_come_from():
+    tables = tables_module()
+    for name, render in tables.benchmark_tables().items():
+        result = json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())
+        shown = render(result)
+        assert result["command"] in shown, name
+        assert (result["stamp"]["commit"] if isinstance(result["stamp"], dict) else result["entered_in"]) in shown, name
+
+
+def test_the_benchmarks_page_is_a_short_reference():
+    assert len((ROOT / "docs" / "benchmarks.md").read_bytes()) <= 25 * 1024
 
 
 def test_the_readme_is_short_and_no_page_points_into_a_local_checkout():

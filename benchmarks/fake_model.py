@@ -1,7 +1,8 @@
 """A model folder of any size with random weights, written without training: serving at scale, in seconds.
 
-    .venv/bin/python benchmarks/fake_model.py /tmp/m25 --kind neumf            # ml-25m-sized, ~10 s
-    .venv/bin/python benchmarks/fake_model.py /tmp/small --users 1000 --items 500 --interactions 20000
+    .venv/bin/python -m benchmarks.fake_model /tmp/m25 --kind neumf            # ml-25m-sized, ~10 s
+    .venv/bin/python -m benchmarks.fake_model /tmp/small --users 1000 --items 500 --interactions 20000
+    .venv/bin/python -m benchmarks.fake_model /tmp/shop --metadata              # with item metadata
 
 Serving's cost depends on the sizes (users, items, factors, layers, seen items per user), not on what the
 weights learned, so a folder with random weights measures it as well as a trained one does. The folder is what
@@ -9,23 +10,24 @@ weights learned, so a folder with random weights measures it as well as a traine
 unchanged. Seen items follow ml-25m's shape: lognormal user activity (median ~70, a long tail into the
 thousands) and Zipf-like item popularity; the count of distinct pairs is within a few percent of
 `interactions` (23M asked: 22.8M). Deterministic by `seed`. Peak memory ~30 bytes per interaction (23M: 0.7 GB).
+
+With `metadata`, the folder also holds item metadata shaped like MovieLens' movies.csv plus a price
+(`fake_item_metadata`), for what business rules cost (`benchmarks/filters.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ncf import artifacts  # noqa: E402
-from ncf.seen import SeenItems  # noqa: E402
-from ncf.training import TrainConfig  # noqa: E402
-from ncf.vocab import Vocabulary  # noqa: E402
+from ncf import artifacts
+from ncf.metadata import ItemMetadata
+from ncf.seen import SeenItems
+from ncf.training import TrainConfig
+from ncf.vocab import Vocabulary
 
 #: ml-25m: 162,541 users rated 59,047 movies 25,000,095 times; the issue's synthetic shape rounds it.
 ML25M = {"users": 161_916, "items": 59_000, "interactions": 23_000_000}
@@ -83,10 +85,30 @@ def fake_seen(users: int, items: int, interactions: int, rng: np.random.Generato
     return SeenItems(indptr, (keys % items).astype(np.int32), items)
 
 
+#: Genres of the synthetic metadata: as many as MovieLens' (its 19 and "(no genres listed)").
+GENRES = tuple(f"Genre{g:02d}" for g in range(20))
+
+
+def fake_item_metadata(items: int, rng: np.random.Generator) -> ItemMetadata:
+    """Metadata for item indices `0..items-1` (ids `1..items`): GENRES, 1 to 3 of `GENRES` per item (multi-valued,
+    `|` between them; the first genres the most common, Zipf-like, as Drama and Comedy are in MovieLens),
+    PRICE (a number, lognormal, median ~12), TITLE (free text, `"Title 123 (1999)"`)."""
+    share = 1.0 / (np.arange(len(GENRES)) + 1.0) ** 0.8
+    draws = rng.choice(len(GENRES), size=(items, 3), p=share / share.sum())
+    count = rng.integers(1, 4, items)
+    genres = ["|".join(dict.fromkeys(GENRES[g] for g in row[:n])) for row, n in zip(draws.tolist(), count.tolist())]
+    price = [f"{p:.2f}" for p in rng.lognormal(2.5, 0.8, items).tolist()]
+    years = rng.integers(1920, 2020, items).tolist()
+    title = [f"Title {i + 1} ({y})" for i, y in enumerate(years)]
+    ids = [str(i + 1) for i in range(items)]
+    return ItemMetadata.from_table(np.arange(items), ids, {"GENRES": genres, "PRICE": price, "TITLE": title}, items)
+
+
 def fake_model(path: str | Path, kind: str = "neumf", users: int = ML25M["users"], items: int = ML25M["items"],
                interactions: int = ML25M["interactions"], seed: int = 0, factors: int = DEFAULTS.factors,
-               mlp_layers: tuple = DEFAULTS.mlp_layers) -> Path:
-    """Write a model folder of the given sizes with random weights; returns its path."""
+               mlp_layers: tuple = DEFAULTS.mlp_layers, metadata: bool = False) -> Path:
+    """Write a model folder of the given sizes with random weights (and `fake_item_metadata` when
+    `metadata`); returns its path."""
     rng = np.random.default_rng(seed)
     seen = fake_seen(users, items, interactions, rng)
     artifact = artifacts.ModelArtifact(
@@ -96,6 +118,7 @@ def fake_model(path: str | Path, kind: str = "neumf", users: int = ML25M["users"
         seen=seen, popularity=np.bincount(seen.indices, minlength=items).astype(np.int64),
         metadata={"threshold": 0.5, "fake": True, "seed": seed, "factors": factors,
                   "mlp_layers": list(mlp_layers), "interactions": int(len(seen.indices))},
+        item_metadata=fake_item_metadata(items, rng) if metadata else None,
     )
     return artifacts.save(path, artifact)
 
@@ -108,9 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--items", type=int, default=ML25M["items"])
     p.add_argument("--interactions", type=int, default=ML25M["interactions"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metadata", action="store_true", help="with item metadata: GENRES, PRICE, TITLE")
     args = p.parse_args(argv)
     start = time.monotonic()
-    fake_model(args.path, args.kind, args.users, args.items, args.interactions, args.seed)
+    fake_model(args.path, args.kind, args.users, args.items, args.interactions, args.seed, metadata=args.metadata)
     print(f"{args.path}: {args.kind}, {args.users:,} users x {args.items:,} items, written in "
           f"{time.monotonic() - start:.1f} s")
 

@@ -87,7 +87,7 @@ class Costs:
     compiled one is cached); `promotion_s` per promotion (its own masked top-k and slots); for `diversity`,
     `diversity_entry_s` per item when its cap cannot bind (`maxPerValue >= k`) and `diversity_all_s` when it
     can (the worst case: the caps refuse every candidate past the shortlist, so the whole catalogue is
-    visited); `column_entry_s` per metadata column per entry. A ranking costs `rank_s + rank_item_s` per item
+    visited), once for the request's candidates and once for each promotion's; `column_entry_s` per metadata column per entry. A ranking costs `rank_s + rank_item_s` per item
     given. Each is timed at start through the same path, on the model's own metadata when it has some.
 
     On ml-25m-sized models (59,000 items, factors 128, layers (128, 64, 32)), one core of a 2-core VM shared
@@ -246,9 +246,10 @@ class Costs:
                 if compiled is not None:
                     compiled.add(key)
         seconds += self.promotion_s * len(rules.promotions)
-        if rules.diversity is not None:
-            seconds += (self.diversity_entry_s * min(k, self.n_items) if rules.diversity.max_per_value >= k
-                        else self.diversity_all_s)
+        if rules.diversity is not None:  # the cap applies to each pool: the request's and each promotion's
+            pools = 1 + len(rules.promotions)
+            seconds += pools * (self.diversity_entry_s * min(k, self.n_items) if rules.diversity.max_per_value >= k
+                                else self.diversity_all_s)
         return seconds + self.column_entry_s * len(rules.columns) * min(k, self.n_items)
 
     def answer_bytes(self, request) -> int:

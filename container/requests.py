@@ -181,8 +181,8 @@ def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar | 
         if "user" not in record:
             raise BadRequest("a ranking request ('inputList') needs 'user': whom the items are ranked for")
         if not isinstance(given, list) or not 1 <= len(given) <= MAX_INPUT_LIST:
-            raise BadRequest(f"'inputList' must be a list of 1 to {MAX_INPUT_LIST} item ids, got "
-                             f"{f'{len(given)} ids' if isinstance(given, list) else given!r}")
+            got = f"{len(given)} ids" if isinstance(given, list) else repr(given)
+            raise BadRequest(f"'inputList' must be a list of 1 to {MAX_INPUT_LIST} item ids, got {got}")
         return Rank(user=_id(record["user"], "user"),
                     items=tuple(_id(i, f"inputList[{n}]") for n, i in enumerate(given)), rules=parse_rules(record))
     if ("user" in record or "items" in record) and "item" not in record:

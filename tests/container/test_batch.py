@@ -142,3 +142,36 @@ def test_as_many_records_as_a_413_admits_finish_within_the_timeout(neumf, record
         assert request(server.port, "GET", "/ping")[0] == 200
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def shop_neumf(tmp_path_factory):
+    """/opt/ml with a NeuMF of 5,000 items and their metadata (20 genres, a price, a title): a cap of one item
+    a genre visits every item, the costliest rule per byte."""
+    base = tmp_path_factory.mktemp("opt_ml")
+    fake_model(base / "model", "neumf", users=500, items=5000, interactions=30_000, seed=0, metadata=True)
+    return base
+
+
+def test_as_many_records_with_every_rule_as_a_413_admits_finish_within_the_timeout(shop_neumf):
+    record = {"user": 414, "k": 1000, "filter": 'EXCLUDE ItemID WHERE Items.PRICE > $P', "filterValues": {"P": "40"},
+              "diversity": {"column": "GENRES", "maxPerValue": 1}, "metadataColumns": ["TITLE", "GENRES", "PRICE"],
+              "promotions": [{"name": n, "percentPromotedItems": 10, "filterExpression":
+                              f'INCLUDE ItemID WHERE Items.GENRES IN ("Genre{g:02d}")'} for g, n in enumerate("abcd")]}
+    server = Server(shop_neumf, SAGEMAKER_BATCH="true", SAGEMAKER_MODEL_SERVER_TIMEOUT="10",
+                    SAGEMAKER_MAX_PAYLOAD_IN_MB="20", SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    try:
+        server.wait_until_ready()
+        line = json.dumps(record).encode() + b"\n"
+        status, _, body = post_lines(server.port, line * 2000, timeout=30)
+        assert status == 413, body[:300]
+        admitted = json.loads(body)["max_records"]
+        assert 0 < admitted < 2000
+        status, _, answer = post_lines(server.port, line * admitted, timeout=30)  # within the worker's 10 s
+        lines = answer.decode().splitlines()
+        assert status == 200 and len(lines) == admitted
+        first, last = json.loads(lines[0]), json.loads(lines[-1])
+        assert "error" not in first and first["itemList"] and len(last["itemList"]) == len(first["itemList"])
+        assert request(server.port, "GET", "/ping")[0] == 200
+    finally:
+        server.stop()

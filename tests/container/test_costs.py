@@ -65,3 +65,67 @@ def test_a_batch_answer_is_cut_into_chunks_counting_what_it_echoes(neumf):
     sizes = [sum(len(piece) for piece in pieces) for pieces in map(list, chunks)]
     assert sum(sizes) > 41 * MAX_FOLD_IN * MAX_ID_CHARS  # every line answered, its ids echoed
     assert max(sizes) <= CHUNK_ENTRIES * 64 + 2 * MAX_FOLD_IN * (MAX_ID_CHARS + 4), sizes
+
+
+# ---------------------------------------------------------------------------------------------- rules
+
+def rules_costs(**fields):
+    """Costs as if measured, with round binary fractions so that the sums below are exact."""
+    from container.costs import Costs
+
+    base = dict(line_s=0.0, user_s=1.0, similar_s=1.0, entry_s=2.0 ** -10, pair_s=0.0, n_items=400,
+                record_bytes=64, entry_bytes=32, filter_s=2.0 ** -4, compile_char_s=2.0 ** -8, promotion_s=2.0 ** -3,
+                diversity_entry_s=2.0 ** -6, diversity_all_s=4.0, column_entry_s=2.0 ** -9, rank_s=0.5,
+                rank_item_s=2.0 ** -7, named_chars=16, column_bytes={"TITLE": 40, "GENRES": 24})
+    return Costs(**{**base, **fields})
+
+
+def test_each_rule_adds_what_it_costs_to_a_records_estimate():
+    costs = rules_costs()
+    expression = 'INCLUDE ItemID WHERE Items.GENRES IN ("Comedy")'
+    chars = len(expression)
+
+    def extra(rules: dict, k: int = 10, compiled=None) -> float:
+        return costs.seconds(parse({"user": 1, "k": k, **rules}, Options()), compiled) - costs.seconds(
+            parse({"user": 1, "k": k}, Options()))
+
+    assert extra({"filter": expression}) == 2.0 ** -4 + chars * 2.0 ** -8  # applied, and compiled
+    compiled: set = set()
+    assert extra({"filter": expression}, compiled=compiled) == 2.0 ** -4 + chars * 2.0 ** -8
+    assert extra({"filter": expression}, compiled=compiled) == 2.0 ** -4  # the same request compiles it once
+    assert extra({"filterName": "any"}) == 2.0 ** -4 + 16 * 2.0 ** -8  # the longest deploy-time filter
+    promotions = [{"name": n, "percentPromotedItems": 10, "filterName": "any"} for n in "ab"]
+    assert extra({"promotions": promotions}) == 2 * (2.0 ** -3 + 2.0 ** -4 + 16 * 2.0 ** -8)
+    assert extra({"diversity": {"column": "GENRES", "maxPerValue": 10}}) == 10 * 2.0 ** -6  # a cap that cannot bind
+    assert extra({"diversity": {"column": "GENRES", "maxPerValue": 9}}) == 4.0  # one that can: the whole catalogue
+    assert extra({"metadataColumns": ["TITLE", "GENRES"]}, k=20) == 2 * 20 * 2.0 ** -9
+    rank = costs.seconds(parse({"user": 1, "inputList": list(range(8))}, Options()))
+    assert rank == 0.5 + 8 * (2.0 ** -7 + 2.0 ** -10)
+
+
+def test_an_answers_bytes_count_the_metadata_columns_it_carries():
+    costs = rules_costs()
+    plain = costs.answer_bytes(parse({"user": 1, "k": 20}, Options()))
+    described = costs.answer_bytes(parse({"user": 1, "k": 20, "metadataColumns": ["TITLE", "GENRES"]}, Options()))
+    assert described - plain == 20 * (16 + 40 + 24)  # `, "metadata": {}` and each column's longest value
+
+
+def test_the_costs_of_rules_are_measured_on_the_models_own_metadata(shop):
+    costs = Costs.measure(shop)
+    assert costs.compile_char_s > 0 and costs.rank_item_s > 0
+    assert min(costs.filter_s, costs.promotion_s, costs.diversity_entry_s, costs.diversity_all_s,
+               costs.column_entry_s, costs.rank_s) >= 0
+    # TITLE's longest value, "Café 199", is 13 bytes of JSON ("Caf\u00e9 199"), with its key and separators
+    assert costs.column_bytes["TITLE"] == len("TITLE") + 6 + len(json.dumps(f"Caf\u00e9 {len(shop.items) - 1}"))
+    per_byte, _ = costs.worst_per_byte
+    for line in costs.rule_lines:  # the diversity line among them: the model has cappable columns
+        assert costs.seconds(parse(json.loads(line), Options(k=MAX_K))) / len(line) <= per_byte
+    assert any(b'"diversity"' in line for line in costs.rule_lines)
+    assert not any(b'"diversity"' in line for line in Costs.measure(neumf_plain(shop)).rule_lines)
+
+
+def neumf_plain(shop):
+    """The same recommender without its item metadata."""
+    import dataclasses
+
+    return Recommender(dataclasses.replace(shop.artifact, item_metadata=None))

@@ -1,11 +1,10 @@
 """The next chunk of training examples drawn in a thread while the current one trains.
 
-Drawing an epoch's negatives costs about a fifth of its training time on ml-25m's size here (2.6M samples/s
-drawn against ~0.5-0.6M trained), and TensorFlow's step and numpy's drawing both release the GIL for their
-large loops, so the two overlap on a machine's cores instead of taking turns: on 23M interactions the first
-minutes of an epoch trained at 1.15x the rate without the thread (`docs/benchmarks.md`). One chunk is made
-ahead, no more: memory grows by one chunk's arrays (~12 MB, `sampling.CHUNK_EXAMPLES`; 2-3x that while it
-is being drawn), whatever the data's size. The chunks come in the same order, drawn from the same generator,
+Drawing an epoch's negatives is a sizeable share of its training time at ml-25m's size, and TensorFlow's step
+and numpy's drawing both release the GIL for their large loops, so the two overlap on a machine's cores
+instead of taking turns (the A/B that kept the thread is in git history, commit log of this file). One chunk
+is made ahead, no more: memory grows by one chunk's arrays (`sampling.CHUNK_EXAMPLES`, two to three times that
+while it is being drawn), whatever the data's size. The chunks come in the same order, drawn from the same generator,
 as without the thread: a job's results do not change.
 """
 

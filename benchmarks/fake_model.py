@@ -89,26 +89,29 @@ def fake_seen(users: int, items: int, interactions: int, rng: np.random.Generato
 GENRES = tuple(f"Genre{g:02d}" for g in range(20))
 
 
-def fake_item_metadata(items: int, rng: np.random.Generator) -> ItemMetadata:
-    """Metadata for item indices `0..items-1` (ids `1..items`): GENRES, 1 to 3 of `GENRES` per item (multi-valued,
-    `|` between them; the first genres the most common, Zipf-like, as Drama and Comedy are in MovieLens),
-    PRICE (a number, lognormal, median ~12), TITLE (free text, `"Title 123 (1999)"`)."""
+def fake_item_metadata(items: int, rng: np.random.Generator, extra: int = 0) -> ItemMetadata:
+    """Metadata for item indices `0..items-1` (ids `1..items`) and `extra` metadata-only rows after them (ids the
+    model never trained on, as movies.csv lists movies nobody rated): GENRES, 1 to 3 of `GENRES` per item
+    (multi-valued, `|` between them; the first genres the most common, Zipf-like, as Drama and Comedy are in
+    MovieLens), PRICE (a number, lognormal, median ~12), TITLE (free text, `"Title 123 (1999)"`)."""
+    rows = items + extra
     share = 1.0 / (np.arange(len(GENRES)) + 1.0) ** 0.8
-    draws = rng.choice(len(GENRES), size=(items, 3), p=share / share.sum())
-    count = rng.integers(1, 4, items)
+    draws = rng.choice(len(GENRES), size=(rows, 3), p=share / share.sum())
+    count = rng.integers(1, 4, rows)
     genres = ["|".join(dict.fromkeys(GENRES[g] for g in row[:n])) for row, n in zip(draws.tolist(), count.tolist())]
-    price = [f"{p:.2f}" for p in rng.lognormal(2.5, 0.8, items).tolist()]
-    years = rng.integers(1920, 2020, items).tolist()
+    price = [f"{p:.2f}" for p in rng.lognormal(2.5, 0.8, rows).tolist()]
+    years = rng.integers(1920, 2020, rows).tolist()
     title = [f"Title {i + 1} ({y})" for i, y in enumerate(years)]
-    ids = [str(i + 1) for i in range(items)]
-    return ItemMetadata.from_table(np.arange(items), ids, {"GENRES": genres, "PRICE": price, "TITLE": title}, items)
+    index = np.concatenate([np.arange(items), np.full(extra, -1)])
+    return ItemMetadata.from_table(index, [str(i + 1) for i in range(rows)],
+                                   {"GENRES": genres, "PRICE": price, "TITLE": title}, items)
 
 
 def fake_model(path: str | Path, kind: str = "neumf", users: int = ML25M["users"], items: int = ML25M["items"],
                interactions: int = ML25M["interactions"], seed: int = 0, factors: int = DEFAULTS.factors,
-               mlp_layers: tuple = DEFAULTS.mlp_layers, metadata: bool = False) -> Path:
-    """Write a model folder of the given sizes with random weights (and `fake_item_metadata` when
-    `metadata`); returns its path."""
+               mlp_layers: tuple = DEFAULTS.mlp_layers, metadata: bool = False, metadata_only: int = 0) -> Path:
+    """Write a model folder of the given sizes with random weights (and `fake_item_metadata` when `metadata`,
+    with `metadata_only` rows for items the model does not know); returns its path."""
     rng = np.random.default_rng(seed)
     seen = fake_seen(users, items, interactions, rng)
     artifact = artifacts.ModelArtifact(
@@ -118,7 +121,7 @@ def fake_model(path: str | Path, kind: str = "neumf", users: int = ML25M["users"
         seen=seen, popularity=np.bincount(seen.indices, minlength=items).astype(np.int64),
         metadata={"threshold": 0.5, "fake": True, "seed": seed, "factors": factors,
                   "mlp_layers": list(mlp_layers), "interactions": int(len(seen.indices))},
-        item_metadata=fake_item_metadata(items, rng) if metadata else None,
+        item_metadata=fake_item_metadata(items, rng, metadata_only) if metadata else None,
     )
     return artifacts.save(path, artifact)
 

@@ -17,6 +17,7 @@ answer 503 saying why, as a broken model does, instead of failing requests one b
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -187,7 +188,9 @@ def named_filters(environment_text: str, model_dir: Path) -> dict[str, str]:
     `ConfigError` naming the source of a malformed one."""
     named: dict[str, str] = {}
     file = Path(model_dir) / FILTERS_FILE
-    if file.exists():
+    if file.is_symlink() or file.exists():
+        if not stat.S_ISREG(file.lstat().st_mode):  # a FIFO would block the start; a link, leave the folder
+            raise ConfigError(f"{file} is not a regular file")
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:

@@ -185,6 +185,15 @@ def test_a_broken_deploy_time_filter_makes_ping_503_saying_why(opt_ml, monkeypat
     assert post(client, {"user": 1}).status_code == 503
 
 
+def test_a_filters_json_that_is_not_a_regular_file_is_refused_not_read(opt_ml, monkeypatch):
+    import os
+
+    os.mkfifo(opt_ml / "model" / "filters.json")  # reading it would wait for a writer forever
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(opt_ml))
+    response = from_environment().test_client().get("/ping")
+    assert response.status_code == 503 and "filters.json is not a regular file" in response.json["error"]
+
+
 def test_serve_answers_rules_with_the_deploy_time_filters_of_its_environment(opt_ml, shop):
     """The real gunicorn: NCF_FILTERS read by `serve`, filters.json from the model folder, a JSON Lines batch
     mixing them with promotions, diversity and metadata."""

@@ -61,7 +61,7 @@ class Promotion:
         return max(1, (2 * int(self.percent) * k + 100) // 200)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # a column of arrays has no meaningful ==
 class Diversity:
     """At most `max_per_value` items per value of `column` in an answer.
 
@@ -99,7 +99,9 @@ class Diversity:
 
 def shortlist_size(k: int, diversity: Diversity | None) -> int:
     """Candidates each pool keeps from its one top-k pass: `k` when nothing is capped (enough for every
-    promotion and the rest, see `assemble`), else `max(10 k, 200)`, which a capped answer rarely exhausts."""
+    promotion and the rest, see `assemble`), else `max(10 k, 200)`. A capped answer that walks past them sorts
+    the rest of its pool (less what the full caps rule out), a pass over the catalogue instead of a shortlist:
+    strict caps over values most items share (2 per genre where the average film has 2.3) do that often."""
     return k if diversity is None else max(10 * k, 200)
 
 

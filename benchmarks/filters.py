@@ -12,7 +12,9 @@ by the real `serve` (2 workers, one connection, keep-alive):
   genre, two metadata columns in the answer): the target is the filter within 1.25x of unfiltered;
 - that filter's compile: parse and mask from a cold cache, and the mask alone from the parsed expression
   (target: <= 1 ms for 59k items), one core;
-- the model folder's metadata loading (`items.npz`: target <= 1 s for ml-25m's 62k movies).
+- the model folder's metadata loading (`items.npz`: target <= 1 s for ml-25m's 62k movies);
+- what the server measures at start (`container.costs.Costs`: each rule's cost, and how long measuring took)
+  and the batch payload it would advertise with and without the records with rules (`rule_lines`).
 
 Rounds alternate the request kinds (each kind's requests spread over the run), so that a machine's drift
 weighs on all of them alike.
@@ -101,6 +103,30 @@ def load_s(folder: Path, n_items: int, repeats: int = 5) -> float:
     return float(np.median(runs))
 
 
+def start_costs(folder: Path) -> dict:
+    """The costs `serve` measures at start on this model, how long measuring takes, and the MaxPayloadInMB a
+    batch transform (timeout 3600 s) would be told with and without the records with rules."""
+    import dataclasses
+
+    from container.costs import Costs
+    from container.limits import Limits
+    from container.serve_config import ServeConfig
+    from ncf.recommender import Recommender
+
+    recommender = Recommender.load(folder)
+    start = time.perf_counter()
+    costs = Costs.measure(recommender)
+    took = time.perf_counter() - start
+    batch = ServeConfig(model_dir=folder, batch=True, timeout=3600, max_payload_mb=100)
+    advertised = {name: {"payload_mb": limits.payload_mb, "single_record": not limits.fits,
+                         "worst_line": limits.costs.worst_per_byte[1][:80].decode()}
+                  for name, limits in (("with rules", Limits.derive(costs, batch)),
+                                       ("without", Limits.derive(dataclasses.replace(costs, rule_lines=()), batch)))}
+    fields = ("user_s", "entry_s", "filter_s", "compile_char_s", "promotion_s", "diversity_entry_s",
+              "diversity_all_s", "column_entry_s", "rank_s", "rank_item_s")
+    return {"measure_s": took, "costs": {f: getattr(costs, f) for f in fields}, "batch": advertised}
+
+
 def ten_percent(metadata) -> tuple[str, float]:
     """The genre whose share of the items is closest to 10%, and that share."""
     column = metadata.find("GENRES")
@@ -124,7 +150,9 @@ def run(work: Path, requests: int) -> dict:
                "metadata_rows": n_items + len(metadata.extra_ids), "filter": expression, "kept_share": share,
                "compile": compile_ms(metadata, n_items, expression), "metadata_load_s": load_s(folder, n_items)}
     del artifact
-    print(f"compile {figures['compile']}, metadata load {figures['metadata_load_s']:.3f} s", file=sys.stderr)
+    figures["start"] = start_costs(folder)
+    print(f"compile {figures['compile']}, metadata load {figures['metadata_load_s']:.3f} s, start {figures['start']}",
+          file=sys.stderr)
     kinds = {
         "unfiltered": {},
         "filter, ~10% kept": {"filter": expression},
@@ -163,6 +191,10 @@ def markdown(result: dict) -> str:
             ["the filter parsed and masked from a cold cache (one core)", f"{c['cold_cache_ms']:.2f} ms", ""],
             [f"item metadata loaded from the model folder ({result['metadata_rows']:,} rows)",
              f"{result['metadata_load_s']:.2f} s", "<= 1 s"],
+            ["measuring what requests cost at start (rules included), one core",
+             f"{result['start']['measure_s']:.1f} s", ""],
+            ["a cap that can bind, its worst case (every item visited), per record",
+             f"{result['start']['costs']['diversity_all_s'] * 1e3:.1f} ms", ""],
             ["filtered top-10 / unfiltered, p50 and p99",
              f"{result['filtered_over_unfiltered']['p50']:.2f}x, {result['filtered_over_unfiltered']['p99']:.2f}x",
              "<= 1.25x"]], "lrr")])

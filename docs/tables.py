@@ -37,8 +37,8 @@ def results_table(name: str, render_result: Callable[[dict], str]) -> Callable[[
 
 def benchmark_tables() -> dict[str, Callable[[dict], str]]:
     """Each results file of `benchmarks/results/` (by name) and what renders it: its benchmark's `markdown`."""
-    from benchmarks import ab, aws_reference, foldin, multi_host, quality, scale, scale_serving, shapes, step_speed, \
-        warm_start
+    from benchmarks import ab, aws_reference, diversity, foldin, multi_host, quality, scale, scale_serving, shapes, \
+        step_speed, warm_start
 
     return {"shapes": shapes.markdown, "quality-ml-latest-small": quality.markdown, "quality-ml-100k": quality.markdown,
             "ab-default-vs-peers": ab.markdown, "aws-reference": aws_reference.markdown,
@@ -46,13 +46,15 @@ def benchmark_tables() -> dict[str, Callable[[dict], str]]:
             "scale-default-job-25m": scale.default_job_markdown, "scale-read-25m": scale.read_markdown,
             "scale-serve": scale_serving.serve_markdown, "scale-batch": scale_serving.batch_markdown,
             "multi-host": multi_host.markdown, "serving": serving_markdown, "foldin": foldin.markdown,
-            "foldin-latency-idle": foldin.markdown, "warm-start": warm_start.markdown}
+            "foldin-latency-idle": foldin.markdown, "warm-start": warm_start.markdown,
+            "diversity": diversity.markdown}
 
 
 def generators() -> dict[str, Callable[[], str]]:
+    from apiref import markdown as api_reference  # docs/apiref.py, beside this file
     from container import hyperparameters, metric_definitions, serve_config
 
-    return {"hyperparameters": hyperparameters.markdown_table,
+    return {"hyperparameters": hyperparameters.markdown_table, "api-reference": api_reference,
             "metric-definitions": metric_definitions.markdown_table,
             "serve-environment": serve_config.markdown_table,
             **{name: results_table(name, render) for name, render in benchmark_tables().items()}}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ncf.training import EpochLog
+from ncf.history import EpochLog
 
 
 def write_outputs(folder: Path, metrics: dict, hyperparameters: dict, history: list[EpochLog]) -> None:

@@ -4,7 +4,8 @@ A spot-interrupted job must continue, not restart. One `.npz` holds the model's 
 generator included), the optimizer's, the best weights so far and, as a JSON string, the epoch, early-stopping
 counters and history; it is written under a temporary name and renamed, so a kill during the write leaves the
 previous checkpoint whole. Negatives need no saved state: each epoch's generator is seeded from
-`(seed, epoch)`. No pickle: the file loads with `allow_pickle=False`.
+`(seed, epoch)`. No pickle: the file loads with `allow_pickle=False`. A checkpoint is resumed only by the
+stage, hyperparameters and data that wrote it (`resumable`): anything else starts afresh.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .training import EpochLog
+from .config import TrainConfig
+from .dataset import Dataset
+from .history import EpochLog
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class TrainState:
     optimizer_variables: list[np.ndarray]
     best_weights: list[np.ndarray] | None
     finished: bool = False
-    data: dict | None = None  # `training.data_key` of the data it trained on
+    data: dict | None = None  # `data_key` of the data it trained on
     #: The optimiser's variables when the best weights were taken: what ships beside them (a warm start
     #: continues from the weights' own moments and step, not from later steps').
     best_optimizer: list[np.ndarray] | None = None
@@ -99,3 +102,25 @@ class Checkpointer:
             finished=meta.get("finished", False), data=meta.get("data"),
             best_optimizer=best_optimizer if meta.get("has_best_optimizer") else None,
         )
+
+
+def resumable(checkpoint: Checkpointer | None, stage: str, config: TrainConfig, dataset: Dataset) -> TrainState | None:
+    """The checkpointed state of this stage, these hyperparameters and this data, or None to start afresh.
+
+    SageMaker restores a job's checkpoint prefix at every start: a job on new data with the prefix of an old
+    one must train, not ship the old model."""
+    resume = checkpoint.load() if checkpoint is not None else None
+    if resume is not None and (resume.stage != stage or resume.config != config.to_dict()):
+        log.warning("checkpoint %s was written with other hyperparameters; starting afresh", checkpoint.path)
+        resume = None
+    if resume is not None and resume.data != data_key(dataset):
+        log.warning("checkpoint %s was written for other data (%s; this job's: %s); starting afresh",
+                    checkpoint.path, resume.data, data_key(dataset))
+        resume = None
+    return resume
+
+
+def data_key(dataset: Dataset) -> dict:
+    """What a checkpoint must match to be resumed: the data's fingerprint and the tables' sizes."""
+    return {"fingerprint": dataset.fingerprint(), "users": dataset.n_users, "items": dataset.n_items,
+            "train": len(dataset.train)}

@@ -4,7 +4,7 @@ import pytest
 
 from ncf.defaults import BATCH_SIZES, MIN_STEPS_PER_EPOCH, auto_batch_size, resolved
 from ncf.errors import ConfigError
-from ncf.training import TrainConfig
+from ncf.config import TrainConfig
 
 
 def test_movielens_sized_data_keeps_the_batch_its_defaults_were_chosen_with():

@@ -47,13 +47,13 @@ def test_the_same_seed_gives_the_same_weights(dataset):
 
 
 def test_the_chunk_of_steps_per_graph_call_changes_nothing_but_speed(dataset, monkeypatch):
-    from ncf import training
+    from ncf import loop
 
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=2, batch_size=256, dropout=0.2, seed=2,
                          refit=False, pretrain="none")
     whole_epochs = fit(dataset, config, on_epoch=lambda e: None)
-    monkeypatch.setattr(training, "STEP_CALL_EXAMPLES", 3 * 256)  # several calls per epoch, the last one short
-    assert len(dataset.train) * 5 > 4 * training.STEP_CALL_EXAMPLES
+    monkeypatch.setattr(loop, "STEP_CALL_EXAMPLES", 3 * 256)  # several calls per epoch, the last one short
+    assert len(dataset.train) * 5 > 4 * loop.STEP_CALL_EXAMPLES
     chunked = fit(dataset, config, on_epoch=lambda e: None)
     # the same steps in the same order; only the float order of the epoch's loss sum differs
     assert [e.loss for e in chunked.history] == pytest.approx([e.loss for e in whole_epochs.history], rel=1e-6)
@@ -83,7 +83,7 @@ def test_early_stopping_stops_and_keeps_the_best_epochs_weights(dataset):
 
 
 def test_the_optimiser_state_kept_is_the_one_of_the_best_epochs_weights(dataset):
-    from ncf.training import optimizer_state
+    from ncf.export import optimizer_state
 
     seen = []
     config = TrainConfig(model="mf", factors=4, epochs=30, patience=2, learning_rate=0.05, batch_size=256,
@@ -162,7 +162,7 @@ def test_pretrain_and_refit_read_a_boolean_by_the_same_rule(spelling, flag):
 
 def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a_sample(dataset, monkeypatch,
                                                                                          caplog):
-    from ncf import training
+    from ncf import stages
 
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=1, patience=0, batch_size=512,
                          refit=False)
@@ -173,7 +173,7 @@ def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a
     assert [e.stage for e in warm.history] == ["neumf"] and warm.config.pretrain == "none"
     with pytest.raises(ConfigError, match="pretrain would replace the weights a warm start gives"):
         fit(dataset, replace(config, pretrain="mf"), initial=lambda model, optimizer: None)
-    monkeypatch.setattr(training, "VALIDATION_USERS", 30)
+    monkeypatch.setattr(stages, "VALIDATION_USERS", 30)
     sample = fit(dataset, config, on_epoch=lambda e: None)
     assert [e.stage for e in sample.history] == ["neumf"] and sample.config.pretrain == "none"
     mf = fit(dataset, replace(config, model="mf"), on_epoch=lambda e: None)
@@ -206,9 +206,9 @@ def test_epoch_log_computes_throughput():
 
 
 def test_an_epoch_logs_its_progress_with_rate_and_time_left(dataset, monkeypatch, caplog):
-    from ncf import sampling, training
+    from ncf import loop, sampling
 
-    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.0)  # a line after every chunk of examples
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)  # a line after every chunk of examples
     monkeypatch.setattr(sampling, "CHUNK_EXAMPLES", 9 * 300)
     total = len(dataset.train) * 9
     fit(dataset, TrainConfig(model="mf", factors=4, epochs=1, batch_size=256, refit=False), on_epoch=lambda e: None)
@@ -229,9 +229,9 @@ def test_a_stop_request_logs_where_the_epoch_stood_and_raises(dataset, caplog):
 
 
 def test_validation_ranks_a_fixed_sample_of_users_when_there_are_many(dataset, monkeypatch, caplog):
-    from ncf import training
+    from ncf import stages
 
-    monkeypatch.setattr(training, "VALIDATION_USERS", 30)
+    monkeypatch.setattr(stages, "VALIDATION_USERS", 30)
     config = TrainConfig(model="mf", factors=4, epochs=1, batch_size=256, refit=False)
     result = fit(dataset, config, on_epoch=lambda e: None)
     assert f"validation: 30 of {len(np.unique(dataset.validation.user))} users" in caplog.text
@@ -311,12 +311,12 @@ def test_only_the_sampled_validation_users_give_up_an_interaction(dataset):
 
 
 def test_auto_refit_runs_when_every_user_is_validated_and_not_for_a_sample(dataset, monkeypatch, caplog):
-    from ncf import training
+    from ncf import stages
 
     config = TrainConfig(model="mf", factors=4, epochs=2, patience=0, batch_size=512)
     everyone = fit(dataset, config, on_epoch=lambda e: None)
     assert [e.stage for e in everyone.history] == ["mf", "mf", "refit", "refit"]
-    monkeypatch.setattr(training, "VALIDATION_USERS", 30)
+    monkeypatch.setattr(stages, "VALIDATION_USERS", 30)
     sample = fit(dataset, config, on_epoch=lambda e: None)
     assert [e.stage for e in sample.history] == ["mf", "mf"]
     assert "refit skipped (refit=auto)" in caplog.text
@@ -332,7 +332,8 @@ def test_full_ranking_excludes_training_and_validation_items_but_never_the_test_
 
 
 def test_a_rise_of_validation_hr_smaller_than_min_delta_is_not_an_improvement():
-    from ncf.training import EarlyStopping, TrainResult
+    from ncf.history import TrainResult
+    from ncf.loop import EarlyStopping
 
     search = EarlyStopping(patience=2, result=TrainResult(model=None, config=TrainConfig()), min_delta=0.001,
                            best_key=(0.8, 0.5))

@@ -44,7 +44,7 @@ keepalive = 5
 # (SAGEMAKER_BATCH=true): 600, what SageMaker waits when the job does not set
 # ModelClientConfig.InvocationsTimeoutInSeconds. SAGEMAKER_MODEL_SERVER_TIMEOUT overrides either (up to 3600).
 # The app refuses (413) a request whose estimated work is over half of it, and advertises a MaxPayloadInMB
-# whose worst case fits (invocations.Limits).
+# whose worst case fits (limits.Limits).
 timeout = _config.timeout
 # SageMaker sends SIGKILL 30 s after SIGTERM: finish in-flight requests within 25 s.
 graceful_timeout = 25

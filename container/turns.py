@@ -4,7 +4,7 @@ The workers are gevent's (`gunicorn.conf.py`), each holding many connections, so
 headers or never reads its answer costs one greenlet, not the worker: `/ping` answers beside it. But scoring
 is numpy holding the CPU, and two requests interleaving it in one worker would only add up their latencies
 and their memory. So `/invocations` takes turns: one request per worker at a time reads its body, scores and
-streams its answer, which is what `invocations.Limits` (one request's work and memory per worker) assume.
+streams its answer, which is what `limits.Limits` (one request's work and memory per worker) assume.
 `/ping` and `/execution-parameters` take no turn.
 
 CPU: the turn's holder does its CPU work (decoding, scoring, encoding) on the worker's one scoring thread, a

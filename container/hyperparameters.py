@@ -233,12 +233,39 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+#: What each hyperparameter accepts, as the table shows it: an interval (`>= 1`, `[0, 1)`, `(0, 1]`), a list of
+#: words, or a phrase. tests/container/test_hyperparameters.py checks every interval's bounds and every word
+#: against what parsing accepts and refuses, so the table cannot promise what the code refuses.
+VALID = {
+    "model": "neumf, mf, gmf, mlp", "factors": ">= 1", "mlp_layers": "an even first width, then hidden sizes",
+    "dropout": "[0, 1)", "l2": ">= 0", "learning_rate": "> 0", "batch_size": "auto, or >= 1", "epochs": ">= 1",
+    "negatives": ">= 1", "patience": ">= 0", "pretrain": "auto, none, towers, mf", "alpha": "[0, 1]",
+    "finetune_rate": "(0, 1]", "refit": "auto, true, false", "seed": "any integer", "validation_negatives": ">= 1",
+    "validate_every": ">= 0", "min_delta": "[0, 1)", "optimizer": "lazy_adam, adam", "test_k": ">= 1",
+    "validation_k": ">= 0", "min_rating": "any number, or none", "threshold": "[0, 1]",
+    "test_users": ">= 1, or none", "full_ranking_users": ">= 1, or none",
+    **{f"{what}_column": "a column's name, or none" for what in ("user", "item", "rating", "timestamp")},
+}
+
+_TYPES = {"to_int": "integer", "to_float": "number", "to_str": "text", "to_int_list": "list of integers",
+          "auto_or_int": "integer or auto"}
+
+
+def type_name(param: Param) -> str:
+    """The type a hyperparameter takes, in words, from its converter."""
+    name = param.convert.__name__
+    if name.startswith("optional "):
+        return f"{_TYPES[name.removeprefix('optional ')]} or none"
+    return _TYPES[name]
+
+
 def markdown_table() -> str:
-    """docs/training.md's hyperparameter table, from `SCHEMA` and the defaults (a test keeps the two equal):
-    `python -m container.hyperparameters` prints it."""
+    """docs/training.md's hyperparameter table, from `SCHEMA`, `VALID` and the defaults (a test keeps the page
+    equal to it): `python -m container.hyperparameters` prints it."""
     defaults = Hyperparameters().to_dict()
-    rows = ["| name | default | meaning |", "|---|---|---|"]
-    rows += [f"| `{name}` | {_shown(defaults[name])} | {param.help} |" for name, param in SCHEMA.items()]
+    rows = ["| name | type | valid values | default | meaning |", "|---|---|---|---|---|"]
+    rows += [f"| `{name}` | {type_name(param)} | {VALID[name]} | {_shown(defaults[name])} | {param.help} |"
+             for name, param in SCHEMA.items()]
     return "\n".join(rows)
 
 

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from container.hyperparameters import SCHEMA, Hyperparameters
+from container.hyperparameters import SCHEMA, VALID, Hyperparameters, markdown_table, type_name
 from ncf.errors import ConfigError
 
 
@@ -74,7 +76,7 @@ def test_the_table_lists_every_key_of_the_schema_with_its_default():
 
     table = markdown_table()
     assert table.count("\n| `") == len(SCHEMA)
-    assert "| `factors` | 64 |" in table and "| `model` | neumf |" in table
+    assert "| `factors` | integer | >= 1 | 64 |" in table and "| `model` | text | neumf, mf, gmf, mlp | neumf |" in table
 
 
 def test_used_values_round_trip_through_to_dict():
@@ -98,3 +100,40 @@ def test_the_test_samples_are_positive_counts_or_none():
     assert parsed.test_users == 100 and parsed.full_ranking_users is None
     with pytest.raises(ConfigError, match="'test_users' must be >= 1"):
         Hyperparameters.parse({"test_users": "0"})
+
+
+def _accepted(name, value) -> bool:
+    try:
+        Hyperparameters.parse({name: value})
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_the_tables_valid_values_are_what_parsing_accepts(name):
+    """Each interval's bounds hold on both sides, and each listed word is accepted while another is refused."""
+    valid = VALID[name]
+    interval = re.fullmatch(r"(?:auto, or )?(>=|>) (\d+)(, or none)?|([\[(])(\d+), (\d+)([\])])", valid)
+    if interval and interval.group(1):
+        op, bound = interval.group(1), int(interval.group(2))
+        inside, outside = (bound, bound - 1) if op == ">=" else (bound + 0.5, bound)
+        assert _accepted(name, str(inside)) and not _accepted(name, str(outside)), (name, valid)
+    elif interval:
+        low, high = int(interval.group(5)), int(interval.group(6))
+        assert _accepted(name, str(low)) == (interval.group(4) == "["), (name, valid)
+        assert _accepted(name, str(high)) == (interval.group(7) == "]"), (name, valid)
+        assert not _accepted(name, str(low - 1)) and not _accepted(name, str(high + 1))
+        assert _accepted(name, str((low + high) / 2))
+    elif re.fullmatch(r"[a-z_]+(, [a-z_]+)+", valid):
+        for word in valid.split(", "):
+            assert _accepted(name, word), (name, word)
+        assert not _accepted(name, "bogus"), name
+    if valid.endswith("or none"):
+        assert _accepted(name, "none")
+
+
+def test_every_hyperparameter_has_a_type_and_valid_values_in_the_table():
+    assert set(VALID) == set(SCHEMA)
+    for name, param in SCHEMA.items():
+        assert type_name(param) in markdown_table()

@@ -349,11 +349,13 @@ def demo_requests(user, items: list) -> dict[str, dict]:
 
 
 def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: str, user, items: list,
-           keep: bool = False, timeout: float = 1800) -> dict[str, dict]:
-    """Creates model, endpoint config and endpoint; invokes it once per request kind; deletes all three."""
+           keep: bool = False, timeout: float = 1800, hosting: Hosting | None = None, s3=None) -> dict[str, dict]:
+    """Creates model, endpoint config and endpoint; invokes it once per request kind; deletes all three.
+    `hosting`: serverless, async or with data capture (`Hosting`); async invocations go through `s3`."""
+    hosting = hosting or Hosting(instance_type=instance_type, image=image)
     name = unique("ncf")
-    sm.create_model(**model_request(name, image, model_data, role))
-    sm.create_endpoint_config(**endpoint_config_request(name, name, instance_type))
+    sm.create_model(**model_request(name, image, model_data, role, hosting.environment()))
+    sm.create_endpoint_config(**hosting.endpoint_config(name, name))
     sm.create_endpoint(**endpoint_request(name, name))
     answers = {}
     try:
@@ -363,7 +365,11 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
             raise WorkflowError(f"endpoint {name} is {state['EndpointStatus']}: "
                                 f"{state.get('FailureReason', 'no reason given')}")
         for kind, body in demo_requests(user, items).items():
-            answers[kind] = invoke(runtime, name, body)
+            if hosting.async_output:
+                where = f"{hosting.async_output.rstrip('/')}/inputs/{name}/{kind.replace(' ', '-')}.json"
+                answers[kind] = invoke_async(runtime, s3, name, body, where, hosting.timeout_s)
+            else:
+                answers[kind] = invoke(runtime, name, body)
             print(f"{kind}: {json.dumps(body)}\n  -> {json.dumps(answers[kind])[:400]}", flush=True)
     finally:
         if keep:
@@ -374,6 +380,168 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
             sm.delete_model(ModelName=name)
             print(f"endpoint {name}, its config and model deleted", flush=True)
     return answers
+
+
+# ---------------------------------------------------------------------------------------------- hosting modes
+
+#: Serverless Inference, as SageMaker documents it (ProductionVariantServerlessConfig; "Invoke a serverless
+#: endpoint"): memory in 1 GB steps, at most 200 concurrent invocations an endpoint, 4 MB each way, 60 s to
+#: answer, no GPU, and no data capture.
+SERVERLESS_MEMORY_MB = tuple(range(1024, 6144 + 1, 1024))
+SERVERLESS_MAX_CONCURRENCY = 200
+SERVERLESS_PAYLOAD_MB = 4
+SERVERLESS_TIMEOUT_S = 60
+#: Asynchronous inference: requests from S3 up to 1 GB, InvocationTimeoutSeconds 900 s unless the invocation
+#: says up to 3600, MaxConcurrentInvocationsPerInstance 1 to 1000.
+ASYNC_PAYLOAD_MB = 1024
+ASYNC_TIMEOUT_S = 900
+ASYNC_TIMEOUT_MAX_S = 3600
+ASYNC_MAX_CONCURRENCY = 1000
+#: What data capture records as text rather than base64 (CaptureContentTypeHeader): the types `serve` answers
+#: in, each answer in its request's own type (container/codecs.py `answer_type`), so that Model Monitor finds
+#: one encoding on both sides of a capture.
+CAPTURE_JSON_TYPES = ("application/json", "application/jsonlines")
+CAPTURE_CSV_TYPES = ("text/csv",)
+
+
+@dataclass(frozen=True)
+class Hosting:
+    """How `deploy` hosts the model: on instances in real time (the default), serverless (`serverless_mb`) or
+    asynchronously (`async_output`), with data capture or not; checked against SageMaker's documented limits
+    before any request, and what the container is told of it (`environment`).
+
+    Attributes:
+        instance_type: real time and async: the instance type.
+        serverless_mb: MemorySizeInMB of a serverless endpoint (1024 to 6144, in 1 GB steps).
+        max_concurrency: serverless: MaxConcurrency (1 to 200, default 5); async:
+            MaxConcurrentInvocationsPerInstance (1 to 1000, default: SageMaker's choice).
+        async_output: async: the S3OutputPath (failures go to its `failures/`, demo requests to its `inputs/`).
+        timeout_s: async: InvocationTimeoutSeconds of the invocations and the container's worker timeout alike.
+        capture: the DestinationS3Uri of data capture, or None.
+        capture_percent: InitialSamplingPercentage (1 to 100).
+        image: the image the model runs (a GPU variant is refused for serverless).
+    """
+
+    instance_type: str = "ml.m5.large"
+    serverless_mb: int | None = None
+    max_concurrency: int | None = None
+    async_output: str | None = None
+    timeout_s: int = ASYNC_TIMEOUT_S
+    capture: str | None = None
+    capture_percent: int = 100
+    image: str = ""
+
+    def __post_init__(self):
+        if self.serverless_mb is not None:
+            if self.serverless_mb not in SERVERLESS_MEMORY_MB:
+                raise WorkflowError(f"--serverless {self.serverless_mb}: memory is 1024 to 6144 MB in 1024 MB steps "
+                                    f"({', '.join(map(str, SERVERLESS_MEMORY_MB))})")
+            if self.async_output:
+                raise WorkflowError("--serverless and --async-output exclude each other: async endpoints run on "
+                                    "instances")
+            if self.capture:
+                raise WorkflowError("--data-capture is not available on serverless endpoints")
+            if not 1 <= (self.max_concurrency or 1) <= SERVERLESS_MAX_CONCURRENCY:
+                raise WorkflowError(f"--max-concurrency must be 1 to {SERVERLESS_MAX_CONCURRENCY} for a serverless "
+                                    f"endpoint, got {self.max_concurrency}")
+            tag = self.image.rpartition("/")[2].partition("@")[0].partition(":")[2]
+            if tag.endswith("gpu") or "-gpu-" in tag:
+                raise WorkflowError(f"--serverless: {self.image} is a GPU image, and serverless endpoints have no GPU: "
+                                    "deploy the cpu or serve image")
+        elif self.async_output:
+            split_s3(self.async_output)
+            if not 1 <= self.timeout_s <= ASYNC_TIMEOUT_MAX_S:
+                raise WorkflowError(f"--invocations-timeout must be 1 to {ASYNC_TIMEOUT_MAX_S} s, got {self.timeout_s}")
+            if not 1 <= (self.max_concurrency or 1) <= ASYNC_MAX_CONCURRENCY:
+                raise WorkflowError(f"--max-concurrency must be 1 to {ASYNC_MAX_CONCURRENCY} for an async endpoint, "
+                                    f"got {self.max_concurrency}")
+        elif self.max_concurrency is not None:
+            raise WorkflowError("--max-concurrency applies to --serverless and --async-output endpoints")
+        if self.capture:
+            split_s3(self.capture)
+            if not 1 <= self.capture_percent <= 100:
+                raise WorkflowError(f"--capture-percent must be 1 to 100, got {self.capture_percent}")
+
+    @property
+    def kind(self) -> str:
+        """The container's `NCF_ENDPOINT_TYPE`."""
+        return "serverless" if self.serverless_mb else "async" if self.async_output else "realtime"
+
+    def environment(self) -> dict[str, str]:
+        """What the model tells the container: its endpoint type (the body and answer limits, the deadline); an
+        async one also the timeout its invocations give, and 1 GB bodies."""
+        if self.kind == "async":
+            return {"NCF_ENDPOINT_TYPE": "async", "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(self.timeout_s),
+                    "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(ASYNC_PAYLOAD_MB)}
+        return {"NCF_ENDPOINT_TYPE": self.kind} if self.kind != "realtime" else {}
+
+    def endpoint_config(self, name: str, model: str) -> dict:
+        """CreateEndpointConfig's request: a ServerlessConfig in place of instances, or an AsyncInferenceConfig
+        beside them, and the DataCaptureConfig."""
+        if self.serverless_mb:
+            request = {"EndpointConfigName": name, "ProductionVariants": [{
+                "VariantName": "AllTraffic", "ModelName": model, "ServerlessConfig": {
+                    "MemorySizeInMB": self.serverless_mb, "MaxConcurrency": self.max_concurrency or 5}}]}
+        else:
+            request = endpoint_config_request(name, model, self.instance_type)
+        if self.async_output:
+            output = self.async_output.rstrip("/")
+            request["AsyncInferenceConfig"] = {"OutputConfig": {"S3OutputPath": output,
+                                                                "S3FailurePath": f"{output}/failures"}}
+            if self.max_concurrency:
+                request["AsyncInferenceConfig"]["ClientConfig"] = {
+                    "MaxConcurrentInvocationsPerInstance": self.max_concurrency}
+        if self.capture:
+            request["DataCaptureConfig"] = data_capture_config(self.capture, self.capture_percent)
+        return request
+
+
+def data_capture_config(destination: str, percent: int = 100) -> dict:
+    """DataCaptureConfig: requests and answers under `destination`, JSON and CSV captured as text."""
+    return {"EnableCapture": True, "InitialSamplingPercentage": percent, "DestinationS3Uri": destination,
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": list(CAPTURE_JSON_TYPES),
+                                         "CsvContentTypes": list(CAPTURE_CSV_TYPES)}}
+
+
+def invoke_async(runtime, s3, endpoint: str, body: dict, input_uri: str, timeout_s: int,
+                 wait_s: float = 1800, poll_s: float = 5) -> Any:
+    """An async endpoint's JSON answer to `body`: put at `input_uri`, invoked with InvokeEndpointAsync, read
+    back from the OutputLocation SageMaker names once it is there; a failure comes back as {"error": ...}
+    with what SageMaker wrote to the FailureLocation."""
+    bucket, key = split_s3(input_uri)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode(), ContentType="application/json")
+    response = runtime.invoke_endpoint_async(EndpointName=endpoint, InputLocation=input_uri,
+                                             ContentType="application/json", Accept="application/json",
+                                             InvocationTimeoutSeconds=timeout_s)
+    places = [(response["OutputLocation"], False)] + (
+        [(response["FailureLocation"], True)] if response.get("FailureLocation") else [])
+    deadline = time.monotonic() + wait_s
+    while True:
+        for uri, failed in places:
+            found = _s3_text(s3, uri)
+            if found is not None:
+                if failed:
+                    return {"error": found}
+                try:
+                    return json.loads(found)
+                except ValueError:
+                    return {"error": f"not JSON: {found[:200]!r}"}
+        if time.monotonic() > deadline:
+            return {"error": f"no answer at {response['OutputLocation']} after {wait_s:.0f} s"}
+        time.sleep(poll_s)
+
+
+def _s3_text(s3, uri: str) -> str | None:
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_s3(uri)
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
+            return None
+        raise
 
 
 def transform(sm, s3, image: str, role: str, model_data: str, users_file: Path, input_s3: str, output_s3: str,
@@ -484,6 +652,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--user", default="1", help="a raw user id for the demo requests (JSON: 1 or \"u1\")")
         q.add_argument("--items", default="[1, 2, 3]", help="raw item ids for the demo requests, JSON list")
     sub.choices["deploy"].add_argument("--keep", action="store_true", help="leave the endpoint running")
+    _hosting_arguments(sub.choices["deploy"])
     tf = sub.choices["transform"]
     tf.add_argument("--users", type=Path, required=True,
                     help='JSON Lines: a request per line, {"user": 1, "k": 10} or any other kind /invocations takes')
@@ -499,6 +668,44 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"seconds per request, for SageMaker and the container alike "
                          f"(default {BATCH_TIMEOUT_MAX}, the most a transform job allows)")
     return p
+
+
+def _hosting_arguments(q) -> None:
+    """deploy's hosting modes (`Hosting`)."""
+    q.add_argument("--serve-image", metavar="URI",
+                   help="the image the endpoint runs (default: --image, the full image, which serves too); the "
+                        "serve-only image (scripts/build_image.sh --target serve, no TensorFlow) is a fifth of the "
+                        "size and starts faster, which a serverless endpoint pays at every cold start")
+    mode = q.add_mutually_exclusive_group()
+    mode.add_argument("--serverless", type=int, metavar="MEMORY_MB",
+                      help=f"a serverless endpoint of this memory ({SERVERLESS_MEMORY_MB[0]} to "
+                           f"{SERVERLESS_MEMORY_MB[-1]} MB in 1024 MB steps) instead of instances: "
+                           f"{SERVERLESS_PAYLOAD_MB} MB each way, {SERVERLESS_TIMEOUT_S} s per request, no GPU, "
+                           "no data capture")
+    mode.add_argument("--async-output", metavar="S3URI",
+                      help="an asynchronous endpoint writing answers under this s3:// prefix (failures under its "
+                           f"failures/): requests from S3 up to {ASYNC_PAYLOAD_MB} MB, up to "
+                           f"{ASYNC_TIMEOUT_MAX_S} s each; the demo requests are put under its inputs/")
+    q.add_argument("--max-concurrency", type=int,
+                   help=f"serverless: MaxConcurrency (1 to {SERVERLESS_MAX_CONCURRENCY}, default 5); async: "
+                        f"MaxConcurrentInvocationsPerInstance (1 to {ASYNC_MAX_CONCURRENCY}, default SageMaker's)")
+    q.add_argument("--invocations-timeout", type=int, default=ASYNC_TIMEOUT_S,
+                   help=f"async: seconds per request, for SageMaker (InvocationTimeoutSeconds) and the container "
+                        f"alike (default {ASYNC_TIMEOUT_S}, at most {ASYNC_TIMEOUT_MAX_S})")
+    q.add_argument("--data-capture", metavar="S3URI",
+                   help="capture requests and answers under this s3:// prefix (DataCaptureConfig), for Model Monitor")
+    q.add_argument("--capture-percent", type=int, default=100, help="InitialSamplingPercentage (default 100)")
+
+
+def _hosting(args) -> Hosting:
+    hosting = Hosting(instance_type="local" if args.local else args.instance_type, serverless_mb=args.serverless,
+                      max_concurrency=args.max_concurrency, async_output=args.async_output,
+                      timeout_s=args.invocations_timeout, capture=args.data_capture,
+                      capture_percent=args.capture_percent, image=args.serve_image or args.image)
+    if args.local and hosting.kind != "realtime":
+        raise WorkflowError(f"a {hosting.kind} endpoint runs on SageMaker only; try its limits locally with "
+                            f"NCF_ENDPOINT_TYPE={hosting.kind} (docs/aws.md)")
+    return hosting
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -520,6 +727,7 @@ def _run(args) -> int:
     if not args.local and "@sha256:" not in args.image:
         print(f"note: --image {args.image} is a tag, not a digest: the job runs whatever the tag names when it "
               "starts (scripts/build_and_push.sh prints the digest)", file=sys.stderr)
+    hosting = _hosting(args) if args.command == "deploy" else None  # its limits fail before any import or request
     session, sm, runtime, s3 = sessions(args.local)
     if args.command == "train":
         channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}
@@ -537,7 +745,8 @@ def _run(args) -> int:
     user, items = json.loads(args.user), json.loads(args.items)
     instance_type = "local" if args.local else args.instance_type
     if args.command == "deploy":
-        deploy(sm, runtime, args.image, args.role, args.model_data, instance_type, user, items, keep=args.keep)
+        deploy(sm, runtime, hosting.image, args.role, args.model_data, instance_type, user, items, keep=args.keep,
+               hosting=hosting, s3=s3)
         return 0
     if args.local:
         raise WorkflowError("transform runs on SageMaker; test the same requests locally with 'deploy --local' "

@@ -281,3 +281,101 @@ def test_a_missing_items_file_fails_before_any_request(aws, tmp_path):
                    "--items", str(tmp_path / "nowhere.csv"))
     assert out.returncode == 2 and f"--items {tmp_path / 'nowhere.csv'}: no such file" in out.stderr, out.stderr
     assert aws.calls("CreateTrainingJob") == []
+
+
+# Hosting modes (#35): serverless, asynchronous, data capture. The serve-only image, by digest.
+SERVE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ncf-sagemaker@sha256:" + "cd" * 32
+MODEL_DATA = f"s3://{BUCKET}/ncf/output/job/output/model.tar.gz"
+DEPLOY = ["deploy", "--image", IMAGE, "--role", ROLE, "--model-data", MODEL_DATA, "--user", "7", "--items", "[1, 2, 3]"]
+
+
+def test_a_serverless_deploy_sends_a_serverless_config_in_place_of_instances_and_runs_the_serve_image(aws):
+    ok(workflow(aws, *DEPLOY, "--serverless", "2048", "--max-concurrency", "10", "--serve-image", SERVE_IMAGE))
+    [model] = aws.calls("CreateModel")
+    assert model["PrimaryContainer"]["Image"] == SERVE_IMAGE
+    # the container limits bodies and answers to serverless' 4 MB, and requests to its 60 s
+    assert model["PrimaryContainer"]["Environment"] == {"NCF_ENDPOINT_TYPE": "serverless"}
+    [config] = aws.calls("CreateEndpointConfig")
+    assert config["ProductionVariants"] == [{"VariantName": "AllTraffic", "ModelName": model["ModelName"],
+                                             "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 10}}]
+    assert "DataCaptureConfig" not in config and "AsyncInferenceConfig" not in config
+    assert len([e for e in aws.requests() if e["url"].endswith("/invocations")]) == 3
+    assert len(aws.calls("DeleteEndpoint")) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--serverless", "1000"], "--serverless 1000: memory is 1024 to 6144 MB in 1024 MB steps"),
+    (["--serverless", "2000"], "--serverless 2000: memory is 1024 to 6144 MB in 1024 MB steps"),
+    (["--serverless", "7168"], "--serverless 7168: memory is 1024 to 6144 MB in 1024 MB steps"),
+    (["--serverless", "1024", "--max-concurrency", "201"], "--max-concurrency must be 1 to 200 for a serverless"),
+    (["--serverless", "1024", "--serve-image", IMAGE.split("@")[0] + ":0123abcd-gpu"],
+     "serverless endpoints have no GPU"),
+    (["--serverless", "1024", "--data-capture", f"s3://{BUCKET}/capture"], "--data-capture is not available on "
+                                                                          "serverless endpoints"),
+    (["--serverless", "1024", "--async-output", f"s3://{BUCKET}/out"], "not allowed with argument"),
+    (["--async-output", f"s3://{BUCKET}/out", "--invocations-timeout", "3601"],
+     "--invocations-timeout must be 1 to 3600 s"),
+    (["--async-output", f"s3://{BUCKET}/out", "--max-concurrency", "1001"], "--max-concurrency must be 1 to 1000"),
+    (["--async-output", "out/"], "expected s3://BUCKET/KEY"),
+    (["--max-concurrency", "4"], "--max-concurrency applies to --serverless and --async-output endpoints"),
+    (["--data-capture", f"s3://{BUCKET}/capture", "--capture-percent", "0"], "--capture-percent must be 1 to 100"),
+])
+def test_hosting_limits_are_checked_before_any_request(aws, args, message):
+    out = workflow(aws, *DEPLOY, *args)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert aws.calls("CreateModel") == [] and aws.calls("CreateEndpointConfig") == []
+
+
+def test_an_async_deploy_writes_answers_to_s3_and_invokes_through_input_locations(aws, tmp_path):
+    answers = [{"predictions": [{"score": 0.9, "like": True}]}, {"itemList": [{"itemId": "2", "score": 0.8}]},
+               {"item": "1", "itemList": [{"itemId": "3", "score": 0.7}]}]
+    aws.api("static/sagemaker/async-endpoint-results", {"results": [{"data": json.dumps(a)} for a in answers]})
+    output = f"s3://{BUCKET}/ncf/async-out"
+    printed = ok(workflow(aws, *DEPLOY, "--instance-type", "ml.c5.xlarge", "--async-output", output,
+                          "--invocations-timeout", "1800", "--max-concurrency", "4"))
+    [model] = aws.calls("CreateModel")
+    # the container lets a request last the invocation's timeout, reads bodies up to async's 1 GB and answers
+    # with a Content-Length (container/serve_config.py ENDPOINT_TYPES)
+    assert model["PrimaryContainer"]["Environment"] == {
+        "NCF_ENDPOINT_TYPE": "async", "SAGEMAKER_MODEL_SERVER_TIMEOUT": "1800", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "1024"}
+    [config] = aws.calls("CreateEndpointConfig")
+    assert config["ProductionVariants"] == [{"VariantName": "AllTraffic", "ModelName": model["ModelName"],
+                                             "InstanceType": "ml.c5.xlarge", "InitialInstanceCount": 1}]
+    assert config["AsyncInferenceConfig"] == {
+        "OutputConfig": {"S3OutputPath": output, "S3FailurePath": f"{output}/failures"},
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 4}}
+    invocations = [e for e in aws.requests() if e["url"].endswith("/async-invocations")]
+    assert [e["url"].split("/")[-2] for e in invocations] == [model["ModelName"]] * 3
+    headers = [{k.lower(): v for k, v in e["headers"].items()} for e in invocations]
+    name = model["ModelName"]
+    locations = [f"{output}/inputs/{name}/{kind}.json" for kind in ("score-pairs", "recommend", "similar-items")]
+    assert [h["x-amzn-sagemaker-inputlocation"] for h in headers] == locations
+    for sent in headers:
+        assert sent["x-amzn-sagemaker-content-type"] == "application/json"
+        assert sent["x-amzn-sagemaker-invocationtimeoutseconds"] == "1800"
+    for uri, sent in zip(locations, [{"instances": [{"user": 7, "item": i} for i in (1, 2, 3)]},
+                                     {"user": 7, "k": 5}, {"item": 1, "k": 5}]):
+        aws.aws("s3api", "get-object", "--bucket", BUCKET, "--key", uri.split("/", 3)[3], str(tmp_path / "in"))
+        assert json.loads((tmp_path / "in").read_text()) == sent  # what SageMaker reads for the container
+    for answer in answers:
+        assert json.dumps(answer) in printed
+    assert [e["url"] for e in aws.requests() if e["url"].endswith("/invocations")] == []  # no synchronous call
+    assert len(aws.calls("DeleteEndpoint")) == 1
+
+
+def test_data_capture_records_json_and_csv_as_text_under_the_types_serve_answers_in(aws):
+    from container import codecs
+
+    ok(workflow(aws, *DEPLOY, "--data-capture", f"s3://{BUCKET}/capture", "--capture-percent", "50"))
+    [config] = aws.calls("CreateEndpointConfig")
+    capture = config["DataCaptureConfig"]
+    assert capture == {"EnableCapture": True, "InitialSamplingPercentage": 50,
+                       "DestinationS3Uri": f"s3://{BUCKET}/capture",
+                       "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                       "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"],
+                                                    "CsvContentTypes": ["text/csv"]}}
+    listed = capture["CaptureContentTypeHeader"]
+    for sent, listing in ((codecs.JSON, "JsonContentTypes"), (codecs.JSONLINES, "JsonContentTypes"),
+                          (codecs.CSV, "CsvContentTypes")):
+        # each side of a capture is text of one encoding only when the answer's type is listed as the request's
+        assert sent in listed[listing] and codecs.answer_type(sent, sent) in listed[listing]

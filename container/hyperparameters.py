@@ -157,7 +157,8 @@ SCHEMA: dict[str, Param] = {
     "test_users": Param("test_users", optional(to_int), "test users ranked against 99 sampled items (none = at "
                         "most 20,000; each metric's standard error is in metrics.json)"),
     "full_ranking_users": Param("full_ranking_users", optional(to_int), "test users whose every unseen item is "
-                                "ranked for the full_ metrics (none = 50M scored cells' worth, 500 to 5,000)"),
+                                "ranked for the full_ metrics (none = 50M scored cells' worth, 500 to 5,000; "
+                                "past 200,000 items down to 100)"),
     "user_column": Param("user_column", optional(to_str), "name of the user id column (none = recognise)"),
     "item_column": Param("item_column", optional(to_str), "name of the item id column (none = recognise)"),
     "rating_column": Param("rating_column", optional(to_str), "name of the rating column (none = recognise)"),

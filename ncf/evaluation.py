@@ -195,7 +195,13 @@ CANDIDATE_USERS = 20_000
 #: `FULL_RANKING_USERS`: every unseen item of a user is scored by the full model, so the cost is the catalogue's
 #: size per user; 50M cells keep it a fraction of any job that trains on as many interactions.
 FULL_RANKING_CELLS = 50_000_000
+#: At least 500 users while that is at most 2x the cell budget (catalogues up to 200,000 items); past that the
+#: floor falls with the catalogue, to 100 users at 1,000,000 items, so that the evaluation of a catalogue of
+#: millions stays a bounded share of its job rather than 500 full passes over it. The standard error beside
+#: each metric says what the smaller sample costs in precision.
 FULL_RANKING_USERS = (500, 5_000)
+FULL_RANKING_FLOOR_CELLS = 2 * FULL_RANKING_CELLS
+FULL_RANKING_MIN_USERS = 100
 
 
 @dataclass(frozen=True)
@@ -203,7 +209,8 @@ class TestSample:
     """How many test users each protocol ranks, and the seed that draws them (the same users every time).
 
     `None` chooses: `CANDIDATE_USERS` for the sampled-candidate metrics, and for full ranking as many users as
-    `FULL_RANKING_CELLS` allows, within `FULL_RANKING_USERS`. Each metric reports its standard error beside it,
+    `FULL_RANKING_CELLS` allows, within `FULL_RANKING_USERS` (whose floor falls to `FULL_RANKING_MIN_USERS` on
+    catalogues past `FULL_RANKING_FLOOR_CELLS / 500` items). Each metric reports its standard error beside it,
     so a sample's precision is stated, not assumed."""
 
     candidate_users: int | None = None
@@ -217,6 +224,7 @@ class TestSample:
         if self.full_ranking_users is not None:
             return self.full_ranking_users
         low, high = FULL_RANKING_USERS
+        low = int(np.clip(FULL_RANKING_FLOOR_CELLS // max(n_items, 1), FULL_RANKING_MIN_USERS, low))
         return int(np.clip(FULL_RANKING_CELLS // max(n_items, 1), low, high))
 
     def draw(self, dataset: Dataset) -> tuple[Candidates, Pairs, SeenItems]:

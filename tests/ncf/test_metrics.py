@@ -150,3 +150,15 @@ def test_a_model_no_better_than_popularity_does_not_beat_it():
     assert better["beats_popularity"] and better["margin"] > 0.8 and better["margin_se"] > 0
     assert better["hr@10"] == 1.0 and better["rows"] == 400
     assert against_popularity(oracle[:1], popular[:1]) == {}  # one row says nothing of its error
+
+
+def test_the_full_ranking_sample_is_bounded_in_cells_as_catalogues_grow():
+    """500 users up to 200,000 items; past that the floor falls with the catalogue, never below 100, so the
+    final evaluation of a catalogue of millions scores a bounded number of cells."""
+    from ncf.evaluation import FULL_RANKING_FLOOR_CELLS, TestSample
+
+    sample = TestSample()
+    assert sample.full_ranking(9_724) == 5_000 and sample.full_ranking(59_000) == 847
+    assert sample.full_ranking(200_000) == 500 and sample.full_ranking(1_000_000) == 100
+    assert all(sample.full_ranking(n) * n <= FULL_RANKING_FLOOR_CELLS for n in (200_000, 400_000, 1_000_000))
+    assert TestSample(full_ranking_users=700).full_ranking(1_000_000) == 700  # a job's own number wins

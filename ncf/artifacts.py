@@ -11,6 +11,8 @@
                         (`iterations`), for a warm start to continue from; serving never reads it
       items.npz         item metadata aligned with the item vocabulary (`ncf.metadata`; optional: a model
                         trained without an items table has none)
+      retrieval.npz     index: the first stage of two-stage top-k for a large catalogue, a faiss IVF index as
+                        bytes in faiss' own format (`ncf.retrieval`; optional, with metadata.json's "retrieval")
       saved_model/      TensorFlow SavedModel taking raw ids as strings (optional; TF Serving can host it)
 
 Arrays are read with `allow_pickle=False`, so a hostile folder cannot run code. `load` refuses a folder
@@ -37,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifact_checks import check
 from .calibration import Calibration
 from .errors import ArtifactError
 from .metadata import ItemMetadata
@@ -52,9 +55,11 @@ METADATA = "metadata.json"
 SAVED_MODEL = "saved_model"
 OPTIMIZER = "optimizer.npz"
 ITEMS = "items.npz"
+RETRIEVAL = "retrieval.npz"
 #: Every entry `save` writes, metadata.json last. A save removes all of them before its own land, so no file
 #: of another model (its optimizer.npz, its saved_model/) stays beside the new one's.
-ENTRIES = ("vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", OPTIMIZER, ITEMS, SAVED_MODEL, METADATA)
+ENTRIES = ("vocabulary.npz", "weights.npz", "seen.npz", "popularity.npy", OPTIMIZER, ITEMS, RETRIEVAL, SAVED_MODEL,
+           METADATA)
 #: The folder inside the model folder that a save writes into before swapping the files in: inside, because
 #: the model folder itself may be a mount point (SageMaker's /opt/ml/model) that cannot be renamed, and only a
 #: move within one file system is a rename.
@@ -74,10 +79,13 @@ class ModelArtifact:
     optimizer: dict[str, np.ndarray] | None = None
     #: Rows aligned with `items` (`ncf.metadata`), or None: the model was trained without an items table.
     item_metadata: ItemMetadata | None = None
+    #: `[bytes]` uint8: the retrieval index in faiss' format (`ncf.retrieval.index_bytes`), or None.
+    retrieval_index: np.ndarray | None = None
 
 
-def save(path: str | Path, artifact: ModelArtifact, keras_model=None) -> Path:
-    """Write the folder (created if missing); with `keras_model`, also the raw-id SavedModel.
+def save(path: str | Path, artifact: ModelArtifact, keras_model=None, *, keep: tuple[str, ...] = ()) -> Path:
+    """Write the folder (created if missing); with `keras_model`, also the raw-id SavedModel. `keep` names old
+    entries that stay as they are (`SAVED_MODEL` when retrieval is added to a model, whose weights are the same).
 
     Invariant: whatever happens during a save over an existing model (an error, a full disk, a SIGKILL at any
     point), `load` of the folder afterwards gives the complete old model, the complete new one, or an
@@ -95,7 +103,7 @@ def save(path: str | Path, artifact: ModelArtifact, keras_model=None) -> Path:
     """
     path = Path(path)
     try:
-        return _save(path, artifact, keras_model)
+        return _save(path, artifact, keras_model, keep)
     except OSError as e:
         raise ArtifactError(f"cannot write to {_unstaged(e.filename or path)}: {e.strerror or e}") from e
     except ArtifactError as e:  # the SavedModel's, naming its staging folder
@@ -113,7 +121,7 @@ def _step(done: str) -> None:
     check what the folder then loads as."""
 
 
-def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
+def _save(path: Path, artifact: ModelArtifact, keras_model, keep: tuple[str, ...] = ()) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for leftover in path.glob(f"{STAGING}*"):  # a killed save's
         shutil.rmtree(leftover)
@@ -130,7 +138,7 @@ def _save(path: Path, artifact: ModelArtifact, keras_model) -> Path:
         _sync(path)
         _step(f"removed the old {METADATA}")
         for name in ENTRIES[:-1]:
-            if os.path.lexists(path / name):
+            if os.path.lexists(path / name) and name not in keep:
                 os.replace(path / name, old / name)  # a folder (saved_model/) moves whole, in one rename
                 _step(f"removed the old {name}")
         for name in written[:-1]:
@@ -166,6 +174,8 @@ def _write(folder: Path, artifact: ModelArtifact, keras_model) -> list[str]:
             raise ArtifactError(f"item metadata for {artifact.item_metadata.n_items:,} items, the model has "
                                 f"{len(artifact.items):,}")
         arrays[ITEMS] = artifact.item_metadata.save
+    if artifact.retrieval_index is not None:
+        arrays[RETRIEVAL] = lambda f: np.savez(f, index=np.asarray(artifact.retrieval_index, np.uint8))
     for name, write in arrays.items():
         _write_file(folder / name, write)
         _step(f"wrote {name}")
@@ -319,10 +329,11 @@ def load(path: str | Path, *, optimizer: bool = False) -> ModelArtifact:
         optimizer=_arrays(path / OPTIMIZER) if optimizer and os.path.lexists(path / OPTIMIZER) else None,
         item_metadata=ItemMetadata.from_arrays(_arrays(path / ITEMS), len(items), str(path / ITEMS))
         if os.path.lexists(path / ITEMS) else None,
+        retrieval_index=_arrays(path / RETRIEVAL).get("index") if os.path.lexists(path / RETRIEVAL) else None,
     )
     if before is None or _identity(path / METADATA) != before:  # every save replaces metadata.json first
         raise ArtifactError(f"{path} changed while it was read (a save into it at the same time); load it again")
-    _check_consistent(path, artifact)
+    check(path, artifact)
     return artifact
 
 
@@ -335,64 +346,3 @@ def _identity(file: Path) -> tuple | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino, st.st_ctime_ns
-
-
-def _check_consistent(path: Path, a: ModelArtifact) -> None:
-    """Everything serving will index or print, checked once at load (a few passes over the arrays: ~0.2 s for
-    the 23M-interaction model), so that a folder that loads cannot later fail a request or answer NaN."""
-    from .kinds import MODEL_KINDS
-
-    problems = []
-    if a.kind not in MODEL_KINDS:
-        problems.append(f"model kind {a.kind!r} is not one of {list(MODEL_KINDS)}")
-    threshold = a.metadata.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        problems.append(f"threshold {threshold!r} is not a number from 0 to 1")
-    try:
-        Calibration.from_dict(a.metadata.get("calibration"))
-    except ArtifactError as e:
-        problems.append(str(e))
-    indptr, indices = a.seen.indptr, a.seen.indices
-    if len(indptr) != len(a.users) + 1:
-        problems.append(f"seen items cover {len(indptr) - 1} users, vocabulary has {len(a.users)}")
-    elif indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
-        problems.append("seen items are not integer arrays")
-    elif indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
-        problems.append("seen items' indptr is not a running count from 0 to the number of seen items")
-    elif len(indices) and (indices.min() < 0 or indices.max() >= len(a.items)):
-        problems.append(f"seen items hold item indices outside [0, {len(a.items)})")
-    if a.popularity.shape != (len(a.items),):
-        problems.append(f"popularity has shape {a.popularity.shape}, vocabulary has {len(a.items)} items")
-    elif a.popularity.dtype.kind not in "iuf" or not np.all(np.isfinite(a.popularity)) or np.any(a.popularity < 0):
-        problems.append("popularity holds values that are not finite counts >= 0")
-    for name, array in a.weights.items():
-        rows = {"/user": len(a.users), "/item": len(a.items)}
-        for suffix, expected in rows.items():
-            if name.endswith(suffix) and (array.ndim != 2 or array.shape[0] != expected):
-                problems.append(f"weights {name} have shape {array.shape}, vocabulary has {expected} rows")
-        if array.dtype.kind != "f":
-            problems.append(f"weights {name} are {array.dtype}, not floating point")
-        elif not np.all(np.isfinite(array)):
-            problems.append(f"weights {name} hold NaN or infinite values")
-    if a.optimizer is not None:
-        problems += _optimizer_problems(a.optimizer, a.weights)
-    if problems:
-        raise ArtifactError(f"{path} is inconsistent: " + "; ".join(problems))
-
-
-def _optimizer_problems(state: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> list[str]:
-    """What keeps `optimizer.npz` from continuing these weights: a step count that is not one count >= 0, a
-    moment of no weight or of another shape, a moment that is not finite, a second moment below zero."""
-    problems = []
-    steps = state.get("iterations")
-    if steps is None or steps.shape != () or steps.dtype.kind not in "iu" or int(steps) < 0:
-        problems.append(f"{OPTIMIZER}: 'iterations' is not one step count >= 0")
-    for name, array in state.items():
-        if name == "iterations":
-            continue
-        weight = weights.get(name[2:]) if name[:2] in ("m/", "v/") else None
-        if weight is None or array.shape != weight.shape:
-            problems.append(f"{OPTIMIZER}: {name} is no moment of a weight of its shape ({array.shape})")
-        elif array.dtype.kind != "f" or not np.all(np.isfinite(array)) or (name[0] == "v" and np.any(array < 0)):
-            problems.append(f"{OPTIMIZER}: {name} holds values no Adam moment has (NaN, infinite, or v < 0)")
-    return problems

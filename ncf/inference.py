@@ -168,6 +168,26 @@ class NumpyScorer:
             out += self._mlp(side.hidden[0][None, :] + self.item_hidden[items])
         return out
 
+    def candidates_of(self, side: "UserSide", items: np.ndarray) -> np.ndarray:
+        """`[rows, m]` float32 logits of each user of `side` against that row of `items` `[rows, m]` (item
+        indices; -1 marks no candidate and scores -inf): the second stage of two-stage top-k (`retrieval`),
+        `pairs_of` for a block of users at once, so the MLP runs on `BLOCK_PAIRS` pairs at a time."""
+        rows, m = items.shape
+        valid = items >= 0
+        items = np.where(valid, items, 0)
+        out = np.full((rows, m), self.bias, dtype=np.float32)
+        if side.dot is not None:
+            out += np.matmul(self.item_dot[items], side.dot[:, :, None])[:, :, 0]
+        if side.bias is not None:
+            out += side.bias[:, None] + self.item_bias[items]
+        if side.hidden is not None:
+            flat, user, logits = items.reshape(-1), np.repeat(np.arange(rows), m), out.reshape(-1)
+            for s in range(0, len(flat), BLOCK_PAIRS):
+                sl = slice(s, s + BLOCK_PAIRS)
+                logits[sl] += self._mlp(side.hidden[user[sl]] + self.item_hidden[flat[sl]])
+        out[~valid] = -np.inf
+        return out
+
     def all_items_of(self, side: "UserSide") -> np.ndarray:
         """`all_items` for users given by their `UserSide` rows instead of their indices."""
         n = len(next(part for part in (side.dot, side.bias, side.hidden) if part is not None))

@@ -9,6 +9,8 @@ for a new user or a known one whose actions since training should count.
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -23,6 +25,10 @@ from .filters import ItemFilter
 from .foldin import FoldIn, FoldInConfig
 from .inference import NumpyScorer
 from .rerank import Diversity, Pool, Promotion, assemble, request_seed, shortlist_size
+from .retrieval import Stage, pool_candidates, removed_cells
+from .retrieval_choice import choose
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,7 @@ class Recommender:
     value, `ncf.rerank.Diversity`). The request's `exclude` list and `exclude_seen` bind promoted items too.
     """
 
-    def __init__(self, artifact: artifacts.ModelArtifact):
+    def __init__(self, artifact: artifacts.ModelArtifact, *, retrieval: str = "auto"):
         self.artifact = artifact
         self.users, self.items = artifact.users, artifact.items
         self.scorer = NumpyScorer(artifact.kind, artifact.weights)
@@ -133,10 +139,23 @@ class Recommender:
             negatives=negatives if isinstance(negatives, int) and 1 <= negatives <= 100 else FoldInConfig.negatives))
         popularity = artifact.popularity.astype(np.float64)
         self._popularity_share = popularity / max(popularity.max(), 1.0)
+        #: The first stage of two-stage top-k, None for exact top-k (`ncf.retrieval`).
+        self.retrieval: Stage | None = None
+        #: Which path answers top-k and why, measured (`retrieval_choice.choose`): `serve` logs it at start.
+        self.retrieval_choice = choose(self, retrieval)
+        self.retrieval = self.retrieval_choice.stage
+        log.info("top-k: %s: %s", self.retrieval_choice.path, self.retrieval_choice.why)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
-        return cls(artifacts.load(path))
+    def load(cls, path: str | Path, *, retrieval: str = "auto") -> "Recommender":
+        return cls(artifacts.load(path), retrieval=retrieval)
+
+    def with_retrieval(self, stage: Stage | None) -> "Recommender":
+        """This recommender answering top-k through `stage` (None: exactly), sharing every array: recall and
+        timing compare the two paths on one model."""
+        other = copy.copy(self)
+        other.retrieval = stage
+        return other
 
     @property
     def metadata(self) -> dict:
@@ -196,7 +215,10 @@ class Recommender:
 
     @property
     def block_users(self) -> int:
-        """Users scored together by `recommend_many`: `[block_users, n_items]` float32 is `BLOCK_SCORES`."""
+        """Users scored together by `recommend_many`: `[block_users, n_items]` float32 is `BLOCK_SCORES`
+        (an index's search holds `[block_users, shortlist]` instead)."""
+        if self.retrieval is not None and self.retrieval.index is not None:
+            return max(1, BLOCK_SCORES // (16 * self.retrieval.shortlist))
         return max(1, BLOCK_SCORES // max(1, len(self.items)))
 
     def recommend_many(self, users: Sequence, k: int = 10, *, exclude_seen: bool = True, exclude: Iterable = (),
@@ -220,13 +242,17 @@ class Recommender:
         results: list[Recommendations | None] = [None] * len(users)
         for start in range(0, len(known), self.block_users):
             rows = known[start:start + self.block_users]
-            logits = self.scorer.all_items(index[rows])
-            logits[:, excluded] = -np.inf
             cells = self.artifact.seen.cells(index[rows]) if per_user else None
-            if exclude_seen:
-                logits[cells] = -np.inf
             seeds = [request_seed("user", users[row], names, k) for row in rows] if promotions else []
-            chosen = _choose(logits, k, cells, rule, promotions, diversity, seeds)
+            if self.retrieval is not None:
+                chosen = self._two_stage(self.scorer.user_side(index[rows]), k, excluded, cells, exclude_seen, rule,
+                                         promotions, diversity, seeds)
+            else:
+                logits = self.scorer.all_items(index[rows])
+                logits[:, excluded] = -np.inf
+                if exclude_seen:
+                    logits[cells] = -np.inf
+                chosen = _choose(logits, k, cells, rule, promotions, diversity, seeds)
             for r, row in enumerate(rows):
                 results[row] = self._answer(chosen[r], self.calibration.probability, promotions)
         if len(known) < len(users):
@@ -235,6 +261,38 @@ class Recommender:
                 results[n] = shared if shared is not None else self._popular(
                     k, excluded, rule, promotions, diversity, request_seed("user", users[n], names, k))
         return results  # type: ignore[return-value]
+
+    def _two_stage(self, side, k: int, excluded: np.ndarray, cells, exclude_seen: bool, rule: ItemFilter | None,
+                   promotions: Sequence[Promotion], diversity: Diversity | None, seeds: Sequence[int]) -> list:
+        """`_choose`'s answers for the users of `side` (a `UserSide` block, seen items `cells`) through the first
+        stage: each pool's candidates under its own rule, the request's `excluded` and (with `exclude_seen`)
+        the seen items, then the full model's scores of those candidates alone. The shortlist grows to what
+        `shortlist_size` needs (k, or a capped answer's walk), so k come back whenever k candidates pass."""
+        size = shortlist_size(k, diversity)
+        stage = self.retrieval if self.retrieval.shortlist >= size else replace(self.retrieval, shortlist=size)
+        queries = stage.query(side)
+        removed = removed_cells(len(queries), excluded, cells if exclude_seen else None)
+        pools = []
+        for f in [rule] + [p.rule for p in promotions]:
+            candidates = pool_candidates(stage, queries, f, removed, cells)
+            values = self.scorer.candidates_of(side, candidates)
+            top, counts = top_k_rows(values, size)
+            pools.append((candidates, values, np.take_along_axis(candidates, top, 1),
+                          np.take_along_axis(values, top, 1), counts))
+        candidates, values, top, best, counts = pools[0]
+        if not promotions and diversity is None:
+            return [(top[r, :counts[r]], best[r, :counts[r]], []) for r in range(len(top))]
+        answers = []
+        for r in range(len(top)):  # a loop per user, as `_choose`'s: each answer is assembled alone
+            made = []
+            for c, v, t, _, n in pools:
+                scores = np.full(len(self.items), -np.inf, dtype=np.float32)
+                scores[c[r][c[r] >= 0]] = v[r][c[r] >= 0]
+                made.append(Pool(scores, t[r, :n[r]], bool(n[r] < size)))
+            shares = [(p.name, p.slots(k), pool) for p, pool in zip(promotions, made[1:])]
+            rng = np.random.default_rng(seeds[r]) if promotions else None
+            answers.append(assemble(k, made[0], shares, diversity, rng))
+        return answers
 
     def _popular(self, k: int, excluded: np.ndarray, rule: ItemFilter | None = None,
                  promotions: Sequence[Promotion] = (), diversity: Diversity | None = None,
@@ -268,11 +326,14 @@ class Recommender:
             return replace(self._popular(k, excluded, rule, promotions, diversity, seed), ignored=ignored)
         seen = self.artifact.seen.row(user_index).astype(np.int64) if user_index >= 0 else np.zeros(0, np.int64)
         side = self.fold_in.solve(given, None if user_index < 0 else user_index, excluded=seen, history=seen)
+        cells = (np.zeros(len(seen), np.int64), seen) if len(seen) else None
+        if self.retrieval is not None:
+            chosen = self._two_stage(side, k, excluded, cells, exclude_seen, rule, promotions, diversity, [seed])[0]
+            return self._answer(chosen, self.calibration.probability, promotions, ignored=ignored)
         logits = self.scorer.all_items_of(side)[0]
         logits[excluded] = -np.inf
         if exclude_seen and len(seen):
             logits[seen] = -np.inf
-        cells = (np.zeros(len(seen), np.int64), seen) if len(seen) else None
         chosen = _choose(logits[None, :], k, cells, rule, promotions, diversity, [seed])[0]
         return self._answer(chosen, self.calibration.probability, promotions, ignored=ignored)
 

@@ -388,3 +388,57 @@ def test_rules_compiled_for_another_catalogue_are_refused_naming_both_sizes():
         rec.recommend("new", 3, rule=ItemFilter(7))
     with pytest.raises(ConfigError, match="compiled for 7 items"):
         rec.rank("new", [], rule=ItemFilter(7))
+
+
+# Two-stage top-k (#34): with a shortlist covering the catalogue, the first stage (exact product or an IVF index
+# searching every list) drops nothing but what the rules drop, so every answer equals exact top-k's, rules,
+# promotions and caps included: the second stage is the same model, and ties still go to the lower index.
+
+_COVERING: dict = {}
+
+
+def covering(kind: str, backend: str) -> Recommender:
+    from dataclasses import replace
+
+    from ncf.retrieval import Stage, build_index
+
+    if (kind, backend) not in _COVERING:
+        rec = exact_recommender(kind)
+        stage = replace(Stage.of(rec.scorer), shortlist=len(rec.items))
+        if backend == "ivf":
+            index = build_index(stage.items)
+            stage = replace(stage, backend="ivf", index=index, nprobe=index.nlist)
+        _COVERING[kind, backend] = rec.with_retrieval(stage)
+    return _COVERING[kind, backend]
+
+
+def genres(n_items: int = 120):
+    from ncf.metadata import ItemMetadata
+
+    names = ["A", "B", "C", "A|B", "", "C|A"]
+    return ItemMetadata.from_table(np.arange(n_items), [str(i) for i in range(n_items)],
+                                   {"genres": [names[i % 6] for i in range(n_items)]}, n_items)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["mf", "neumf"]), backend=st.sampled_from(["numpy", "ivf"]),
+       rule=st.none() | item_filters(), promotion=st.none() | item_filters(), cap=st.none() | st.integers(1, 3),
+       k=st.integers(1, 130), exclude_seen=st.booleans(), exclude=st.lists(st.integers(0, 119), max_size=6))
+def test_two_stage_covering_the_catalogue_answers_as_exact_top_k_with_any_rule_promotion_and_cap(
+        kind, backend, rule, promotion, cap, k, exclude_seen, exclude):
+    from ncf.rerank import Diversity, Promotion
+
+    exact, two = exact_recommender(kind), covering(kind, backend)
+    assert two.retrieval is not None and exact.retrieval is None
+    options = dict(exclude_seen=exclude_seen, exclude=exact.items.decode(np.array(exclude, dtype=np.int64)),
+                   rule=rule, promotions=[Promotion("p", 30, promotion)] if promotion is not None else [],
+                   diversity=Diversity.of(genres(), "genres", cap) if cap else None)
+    users = exact.users.decode(np.arange(len(exact.users))) + ["new"]
+    for got, expected in zip(two.recommend_many(users, k, **options), exact.recommend_many(users, k, **options)):
+        assert (got.indices, got.scores, got.promoted, got.fallback) == \
+            (expected.indices, expected.scores, expected.promoted, expected.fallback)
+    given_items = exact.items.decode(np.array([1, 5, 9]))
+    got = two.recommend_from_items(given_items, k, user=users[2], **options)
+    expected = exact.recommend_from_items(given_items, k, user=users[2], **options)
+    assert (got.indices, got.promoted) == (expected.indices, expected.promoted)
+    np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-5)  # a solved user's rows are not quarters

@@ -7,7 +7,10 @@ reason, and the log says it once.
 
 At creation the app times a few requests on the model (`limits.Costs`, well under a second on an
 ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `MaxPayloadInMB` that
-`/execution-parameters` advertises. JSON Lines answers are streamed, one chunk of records at a time. A
+`/execution-parameters` advertises. Every answer carries a Content-Length (asynchronous endpoints fail
+without one, deepjavalibrary/djl-serving#2567), built whole within the endpoint's answer limit, but for a
+batch transform's JSON Lines answers, which can be gigabytes: those are streamed, one chunk of records at a
+time. An answer's Content-Type is the request's as spelled (`codecs.answer_type`: data capture). A
 request's CPU work runs on its worker's scoring thread (`Turn.run`), so `/ping` answers while it scores; a
 request whose turn came too late for its estimated work to finish by its deadline is answered 503 (`Busy`).
 """
@@ -198,6 +201,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             raise NotReady(not_ready)
         request_type = codecs.media_type(request.headers.get("Content-Type"))
         response_type = codecs.negotiate(request.headers.get("Accept"), request_type)
+        answer_type = codecs.answer_type(request.headers.get("Content-Type"), response_type)
         encoding = codecs.content_encoding(request.headers.get("Content-Encoding"))  # 415 before the body
         options = defaults.with_attributes(request.headers.get(CUSTOM_ATTRIBUTES))
         seconds = config.deadline_s
@@ -240,6 +244,8 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                 if request_type == codecs.JSONLINES:
                     pieces = iter(codecs.ENCODERS[response_type](answer_chunks(recommender, records, options, book),
                                                                  len(records)))
+                    if not config.batch:  # whole, within `limits.answer_bytes`: a list's Content-Length is its sum
+                        return [piece.encode() for piece in pieces], None
                     return next(pieces, ""), pieces  # before the status is sent: a fault here is a JSON 500
                 responses = answer(recommender, records, options, book)
                 if "error" in responses[0]:
@@ -249,10 +255,10 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
             first, rest = turn.run(work, body)
             del body
             if rest is None:
-                return Response(first, status=200, mimetype=response_type)
+                return Response(first, status=200, content_type=answer_type)
             streaming = _streamed(itertools.chain([first], _scored(turn, rest)), max(1.0, left()), turn)
             turn.end_with(streaming)
-            streamed = Response(streaming, status=200, mimetype=response_type)
+            streamed = Response(streaming, status=200, content_type=answer_type)
             streamed.call_on_close(turn.end)
             turn = None
             return streamed

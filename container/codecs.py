@@ -7,7 +7,8 @@ nesting deeper than Python's recursion limit are client errors, never a 500. Not
 
 Memory stays bounded by the body, whatever it holds: JSON Lines records are parsed as they are read (a 100 MB
 body of `{"user":1}` lines is 9.5M records, ~2.5 GB as a list of dicts), and answers are encoded chunk by
-chunk as they are produced, so a worker never holds a whole batch's answer.
+chunk as they are produced, so a batch transform's worker never holds a whole answer (elsewhere an answer is
+built whole, for its Content-Length, within the endpoint's answer limit).
 """
 
 from __future__ import annotations
@@ -64,6 +65,20 @@ def negotiate(accept: str | None, request_type: str) -> str:
     if best is None:
         raise NotAcceptable(f"Accept {accept!r} names no supported type; use {JSON}, {JSONLINES} or {CSV}")
     return ALIASES[best]
+
+
+def answer_type(content_type: str | None, response_type: str) -> str:
+    """The answer's Content-Type header: the request's media type as its Content-Type spelled it (lower case,
+    parameters dropped) when the answer is of that type, else `response_type`; never with a `charset` that a
+    request did not carry. SageMaker's data capture records each side under its header, and Model Monitor
+    reads a capture only when both sides have one encoding, which the capture config's
+    `CaptureContentTypeHeader` lists name: `text/csv` in, `text/csv; charset=utf-8` out, or
+    `application/x-ndjson` in, `application/jsonlines` out, would be two (aws/sagemaker-python-sdk#2785)."""
+    if content_type and content_type.strip():
+        spelled = parse_options_header(content_type)[0].lower()
+        if ALIASES.get(spelled) == response_type:
+            return spelled
+    return response_type
 
 
 IDENTITY = "identity"

@@ -21,7 +21,10 @@ logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(l
 
 # SageMaker sends requests to 8080, or to SAGEMAKER_BIND_TO_PORT in inference pipelines.
 bind = f"0.0.0.0:{_config.port}"
-# Default: one worker per CPU; SAGEMAKER_MODEL_SERVER_WORKERS overrides.
+# Default: one worker per CPU the container may use (its cgroup's CPU quota, not the host's count), as many as
+# its memory holds beside the model at the request limits' worst case (container/resources.py): a serverless
+# endpoint of 1 GB, or `docker run --memory 1g`, would otherwise fork a worker per host CPU and be killed by
+# the OOM killer at its first large request, every worker at once. SAGEMAKER_MODEL_SERVER_WORKERS overrides.
 workers = _config.workers
 # gevent workers: a worker holds many connections, so a client that trickles its headers, its body or its
 # reading of the answer costs one greenlet, not the worker, and /ping answers beside it (a sync worker was
@@ -75,8 +78,10 @@ def on_starting(server):
 
 
 def when_ready(server):
-    server.log.info("serving on %s with %d workers (%s, timeout %d s, body limit %d MB)", bind, workers,
-                    "batch transform" if _config.batch else "real time", timeout, _config.max_payload_mb)
+    mode = "batch transform" if _config.batch else f"{_config.endpoint_type} endpoint"
+    server.log.info("serving on %s with %d workers (%s, timeout %d s, body limit %d MB)", bind, workers, mode,
+                    timeout, _config.max_payload_mb)
+    server.log.info("workers: %s", _config.workers_why)
 
 
 def post_fork(server, worker):

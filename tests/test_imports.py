@@ -1,9 +1,9 @@
 """One concern per module, and layers that only point down: no module of `ncf/`, `container/` or `benchmarks/`
 reaches itself through its imports, and none of the library or the container outgrows 400 lines.
 
-The graph is read from the source (`ast`), not by importing: an import inside a function counts as much as
-one at the top, since a circle a lazy import hides still ties two modules into one concern, and nothing here
-needs TensorFlow to run.
+The graph is read from the source (`ast`), not by importing, so nothing here needs TensorFlow to run. Every
+import counts: one inside a function, since a circle a lazy import hides still ties two modules into one
+concern, and one under `if TYPE_CHECKING:`, since a module that names another's types depends on it.
 """
 
 from __future__ import annotations
@@ -133,6 +133,8 @@ def write(root: Path, files: dict[str, str]) -> Path:
     ("from . import b\n", "from .c import x\n", "def f():\n    import pkg.a\n", ["pkg.a", "pkg.b", "pkg.c", "pkg.a"]),
     ("from .b import y\n", "from pkg import a\n", "", ["pkg.a", "pkg.b", "pkg.a"]),
     ("from .sub.d import z\n", "", "", ["pkg.a", "pkg.sub.d", "pkg.a"]),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\n", "import pkg.a as a\n", "",
+     ["pkg.a", "pkg.b", "pkg.a"]),
 ])
 def test_a_circle_is_named_module_by_module_however_its_imports_are_spelled(tmp_path, a, b, c, circle):
     root = write(tmp_path, {"pkg/__init__.py": "", "pkg/a.py": a, "pkg/b.py": b, "pkg/c.py": c,

@@ -1,14 +1,14 @@
 """Two-stage top-k for catalogues too large to score exactly: candidates by a dot product, then the full model.
 
-Exact NeuMF top-k runs the MLP against every item: ~9 ms a user at 10^5 items and ~85 ms at 10^6 (one thread,
-default widths). Only a dot product reduces to maximum inner-product search (Rendle et al. 2020), so the first
-stage ranks items by the part of the model that is one: GMF's `user_dot . item_dot` (for GMF the whole model);
-MF's `p_u . q_i + b_i`, the item bias folded in as one more dimension (the user's bias and the global one move
-no item, so for MF the first stage is the model's own order). The second stage scores the shortlist of `m`
+Exact NeuMF top-k runs the MLP against every item, so its cost grows with the catalogue past what a real-time
+answer allows (`benchmarks/catalogue.py` measures both paths at 10^5 and 10^6 items). Only a dot product
+reduces to maximum inner-product search (Rendle et al. 2020), so the first stage ranks items by the part of
+the model that is one: GMF's `user_dot . item_dot` (for GMF the whole model); MF's `p_u . q_i + b_i`, the
+item bias folded in as one more dimension (the user's bias and the global one move no item, so for MF the
+first stage is the model's own order). The second stage scores the shortlist of `m`
 candidates with the full model and takes top-k. The shortlist comes from:
 
-- numpy, exactly (`Stage.backend == "numpy"`), while a user's product reads at most `NUMPY_MAX_FLOATS`
-  (10^5 items x 64 dims took 1.9 ms, 10^6 x 64 19.6 ms);
+- numpy, exactly (`Stage.backend == "numpy"`), while a user's product reads at most `NUMPY_MAX_FLOATS`;
 - above that, a faiss IVF index (`IndexIVFFlat`, L2 over the vectors lifted so that the nearest is the largest
   inner product: `x' = [x, sqrt(M^2 - |x|^2)]`, `q' = [q, 0]`, so clustering sees vectors of one norm), with
   `nlist` about `4 sqrt(n_items)` and `nprobe` lists searched.
@@ -46,13 +46,15 @@ TARGET_RECALL = 0.98
 #: A library top-10 (one user, one thread, median) at most this long keeps exact top-k the default: served
 #: p99 is targeted at 15 ms, and HTTP, JSON and the tail take the rest.
 TARGET_MS = 10.0
-#: Floats one user's exact dot product may read before an index replaces it: 2^24 (10^5 items x 64 dims
-#: took 1.9 ms, so ~5 ms) keeps the first stage well inside `TARGET_MS`.
+#: Floats one user's exact dot product may read before an index replaces it: the product is bound by memory
+#: bandwidth, and 2^24 floats (64 MiB) keep the first stage a fraction of `TARGET_MS`.
 NUMPY_MAX_FLOATS = 1 << 24
 #: A rule letting fewer items through than this many times an IVF search's scan is scored exactly over them.
 SUBSET_FACTOR = 4
-#: Points per centroid the IVF's k-means trains on (faiss warns below 39).
-TRAIN_PER_LIST = 64
+#: Points per centroid the IVF's k-means trains on (faiss warns below 39), and its iterations: the build is
+#: k-means' `points x nlist x d x iterations`, and lists good enough to search need no more.
+TRAIN_PER_LIST = 40
+TRAIN_ITERATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -227,7 +229,7 @@ def default_nlist(n_items: int) -> int:
 
 def build_index(items: np.ndarray, nlist: int | None = None, seed: int = 0):
     """An IVF index over `items` `[n, d]` whose L2 order is the inner product's (the module's lift): k-means on
-    at most `TRAIN_PER_LIST` points a list, then every item added. ~260 MB at 10^6 items x 65 dims."""
+    at most `TRAIN_PER_LIST` points a list, then every item added; `4 (d + 1)` bytes an item."""
     import faiss
 
     n, d = items.shape
@@ -237,7 +239,7 @@ def build_index(items: np.ndarray, nlist: int | None = None, seed: int = 0):
     lifted[:, :d] = items
     lifted[:, d] = np.sqrt(np.maximum(squares.max() - squares, 0.0))
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist, faiss.METRIC_L2)
-    index.cp.seed = seed
+    index.cp.seed, index.cp.niter = seed, TRAIN_ITERATIONS
     sample = np.random.default_rng(seed).choice(n, min(n, TRAIN_PER_LIST * nlist), replace=False)
     index.train(lifted[np.sort(sample)])
     index.add(lifted)

@@ -125,7 +125,8 @@ def unsized(recommender: "Recommender", seed: int = 0) -> tuple[Stage, float]:
     `NUMPY_MAX_FLOATS`, else a new IVF index; and the seconds building it took."""
     stage = Stage.of(recommender.scorer)
     if stage is None:
-        raise ConfigError(f"a model of kind {recommender.scorer.kind!r} has no dot-product part to retrieve candidates by")
+        raise ConfigError(f"a model of kind {recommender.scorer.kind!r} has no dot-product part to retrieve "
+                          "candidates by")
     start = time.perf_counter()
     if stage.items.size > NUMPY_MAX_FLOATS:
         stage = replace(stage, backend="ivf", index=build_index(stage.items, seed=seed), nprobe=PROBES[0])
@@ -166,7 +167,10 @@ def _saved(recommender: "Recommender") -> tuple[Stage, dict] | None:
         data = getattr(recommender.artifact, "retrieval_index", None)
         if data is None:
             raise ArtifactError("metadata.json names an IVF retrieval index, but the folder holds none")
-        stage = replace(stage, index=index_from_bytes(data, stage))
+        try:
+            stage = replace(stage, index=index_from_bytes(data, stage))
+        except ArtifactError as e:
+            raise ArtifactError(f"{artifacts.RETRIEVAL}: {e}") from e
     return stage, section
 
 

@@ -220,7 +220,7 @@ def test_auto_takes_two_stage_above_the_target_only_when_its_recall_reaches_0_98
 def test_a_model_without_a_dot_product_part_serves_exact_top_k_and_cannot_be_forced_to_two_stage():
     mlp = Recommender(random_artifact("mlp"), retrieval="auto")
     assert mlp.retrieval is None and "has no dot-product part" in mlp.retrieval_choice.why
-    with pytest.raises(ConfigError, match="retrieval=two-stage is impossible: a model of kind 'mlp' has no dot-product"):
+    with pytest.raises(ConfigError, match="retrieval=two-stage is impossible: a model of kind 'mlp' has no dot"):
         Recommender(random_artifact("mlp"), retrieval="two-stage")
     with pytest.raises(ConfigError, match="retrieval must be one of auto, exact, two-stage, got 'fast'"):
         Recommender(random_artifact("neumf"), retrieval="fast")

@@ -1,4 +1,4 @@
-"""Training-step speed alone: samples/s of `ncf.training`'s compiled step for named configurations on the
+"""Training-step speed alone: samples/s of `ncf.loop`'s compiled step for named configurations on the
 tables of a ratings file, alternated in one run (the machine is shared; ratios are what to read).
 
     .venv/bin/python -m benchmarks.step_speed --ratings /tmp/ncf-scale/synthetic-1000000-161916x59000.csv \
@@ -7,7 +7,7 @@ tables of a ratings file, alternated in one run (the machine is shared; ratios a
         --config default --config b16k:batch_size=16384,learning_rate=0.004 --row-wise --floor
 
 No sampling, evaluation or export: 2M examples drawn from the file's positives (a user and an item as the
-data has them; 89% of items replaced by uniform ones, as negatives would be) go through `_epoch_trainer`
+data has them; 89% of items replaced by uniform ones, as negatives would be) go through `epoch_trainer`
 twice per round, the faster pass counted. What a job adds on top shows in `benchmarks/scale.py`; this is the
 part that depends on the model's widths and the tables' sizes. `--row-wise` runs each config again with
 every table updated row by row (`LazyAdam(whole_rows=0)`), `--floor` with no update at all: the compiled
@@ -84,20 +84,20 @@ def samples_per_s(config, n_users: int, n_items: int, users, items, labels, vari
 def _best_of_two(config, n_users: int, n_items: int, users, items, labels, variant: str) -> float:
     import tensorflow as tf
 
-    from ncf.training import _build, _epoch_trainer, _optimizer
+    from ncf.loop import build, epoch_trainer, make_optimizer
 
     class Tables:
         pass
 
     Tables.n_users, Tables.n_items = n_users, n_items
     strategy = tf.distribute.get_strategy()
-    model = _build(Tables, config, strategy)
-    optimizer = NoUpdate() if variant == "no update" else _optimizer(model, config, strategy)
+    model = build(Tables, config, strategy)
+    optimizer = NoUpdate() if variant == "no update" else make_optimizer(model, config, strategy)
     if variant == "rows":
         if not hasattr(optimizer, "whole_rows"):
             raise SystemExit(f"--row-wise: {config.optimizer} has no row-wise update to compare (lazy_adam has)")
         optimizer.whole_rows = 0
-    train = _epoch_trainer(model, optimizer, strategy, config.batch_size)
+    train = epoch_trainer(model, optimizer, strategy, config.batch_size)
     train(users[:1 << 18], items[:1 << 18], labels[:1 << 18], None)  # compile
     best = 0.0
     for _ in range(2):

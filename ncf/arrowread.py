@@ -1,17 +1,15 @@
 """The fast path of `ncf.data`: CSV parsed by pyarrow on every core, Parquet read by the columns needed, ids
 turned into numpy arrays without a Python object per row.
 
-`ncf.data` makes every decision (delimiter, header, which column holds what) and keeps the pandas reader
-that names the file, line and column of every problem. These functions only read, and they *decline* (return
-None, logging why) whenever they cannot be sure to produce exactly what the pandas reader would: any pyarrow
-parse or conversion error (a ragged row, a number that is not one, invalid UTF-8), an empty id, an id holding
-a quote, a missing or non-finite number, a negative timestamp, a column type they do not know. `ncf.data` then
-reads the file again with pandas, which raises the precise `DataError`. So a valid file costs one fast read and
-a broken one a fast attempt plus today's slow read (23M rows with one empty id on the last line: 44 s, 3.9 GB).
-
-Cost, measured on a synthetic ml-25m-shaped CSV (23M rows of `userId,movieId,rating,timestamp`, 580 MB) on 2
-shared cores: pandas, reading every field as a Python string, took 72 s and 5.5 GB peak RSS; this path takes
-~5 s (12 s gzipped: inflating is one thread) and 1.2 GB, about 50 bytes a row, of which 28 are the result.
+`ncf.data` makes every decision (delimiter, header, which column holds what), and `ncf.pandasread` is the
+exact reader that names the file, line and column of every problem. These functions only read, and they
+*decline* (return None, logging why) whenever they cannot be sure to produce exactly what the exact reader
+would: any pyarrow parse or conversion error (a ragged row, a number that is not one, invalid UTF-8), an empty
+id, an id holding a quote, a missing or non-finite number, a negative timestamp, a column type they do not know.
+`ncf.data` then reads the file again with the exact reader, which raises the precise `DataError`. So a valid
+file costs one fast read and a broken one a fast attempt plus the slow read. The two readers' time and memory
+on ml-25m's size are in docs/benchmarks.md (Scale); per row this path keeps the result and the parsed table's
+column being converted, no Python object.
 At the peak the parsed table is held whole (ids as text, ~9 bytes each; numbers as float64); each column's
 arrow buffers are released as soon as it is converted, and each conversion is written chunk by chunk.
 """

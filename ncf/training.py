@@ -19,9 +19,6 @@ from .config import OPTIMIZERS, PRETRAIN_MODES, REFIT_MODES, TrainConfig
 from .export import keras_logits, keras_scorer, optimizer_state, to_artifact
 from .history import EpochLog, TrainResult
 from .loop import PROGRESS_SECONDS, STEP_CALL_EXAMPLES, EarlyStopping, Progress
-from .loop import build as _build  # noqa: F401  (benchmarks/step_speed.py times the compiled step alone)
-from .loop import epoch_trainer as _epoch_trainer  # noqa: F401
-from .loop import make_optimizer as _optimizer  # noqa: F401
 from .stages import VALIDATION_USERS, fit
 
 __all__ = [

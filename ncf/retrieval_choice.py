@@ -6,17 +6,18 @@ shortlist (and the IVF's `nprobe`) as the smallest reaching `TARGET_RECALL`. The
 (`choose`): exact top-k while its measured time (median of single-user top-10s, one thread, as a worker
 scores) is within `TARGET_MS`; two-stage above it, when it reaches the recall target; forced either way by
 `Recommender(..., retrieval="exact" | "two-stage")`. `prepare` measures once for the model folder (training's
-end, or `python -m ncf.retrieval_choice MODEL_DIR` for a model already trained), so `serve` need not.
+end, or `python -m ncf.retrieval_cli MODEL_DIR` for a model already trained), so `serve` need not.
+
+The recommender calls `choose` as it is built, so this module takes it as a `TopK` (what measuring needs of
+one) rather than importing `ncf.recommender`: the imports stay layers.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
@@ -26,9 +27,26 @@ from .retrieval import (LADDER, NUMPY_MAX_FLOATS, PROBES, TARGET_MS, TARGET_RECA
                         index_bytes, index_from_bytes)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .recommender import Recommender
+    from .artifacts import ModelArtifact
+    from .inference import NumpyScorer
+    from .vocab import Vocabulary
 
 log = logging.getLogger(__name__)
+
+
+class TopK(Protocol):
+    """What measuring needs of a `ncf.recommender.Recommender`."""
+
+    users: "Vocabulary"
+    scorer: "NumpyScorer"
+    artifact: "ModelArtifact"
+    metadata: dict
+
+    def with_retrieval(self, stage: Stage | None) -> "TopK": ...
+
+    def recommend(self, user, k: int = 10) -> Any: ...
+
+    def recommend_many(self, users: Sequence, k: int = 10) -> list: ...
 
 MODES = ("auto", "exact", "two-stage")
 #: Users whose answers recall is measured on: recall@10 over 200 users has a standard error of ~0.003 at 0.98.
@@ -52,7 +70,7 @@ class Choice:
     section: dict = field(default_factory=dict)
 
 
-def sample_users(recommender: "Recommender", n: int = SAMPLE_USERS, seed: int = 0) -> list:
+def sample_users(recommender: TopK, n: int = SAMPLE_USERS, seed: int = 0) -> list:
     """Up to `n` known users' raw ids, drawn without replacement, for recall and timing."""
     ids = recommender.users.ids
     pick = np.random.default_rng(seed).choice(len(ids), min(n, len(ids)), replace=False)
@@ -67,15 +85,16 @@ def recall(exact: list, approximate: list) -> float:
     return float(np.mean(shares)) if shares else 1.0
 
 
-def measure_recall(recommender: "Recommender", users, k: int = 10) -> float:
+def measure_recall(recommender: TopK, users, k: int = 10) -> float:
     """Recall@k of `recommender`'s top-k (its own path, two-stage or exact) against the exact full-model top-k
     of the same users, seen items excluded as served."""
     exact = recommender.with_retrieval(None).recommend_many(users, k)
     return recall(exact, recommender.recommend_many(users, k))
 
 
-def median_ms(recommender: "Recommender", users, k: int = 10) -> float:
-    """Median milliseconds of one user's top-k, one at a time, on one thread (as a worker scores)."""
+def median_ms(recommender: TopK, users, k: int = 10, statistic=np.median) -> float:
+    """Median (or `statistic`) milliseconds of one user's top-k, one at a time, on one thread (as a worker
+    scores)."""
     from threadpoolctl import threadpool_limits
 
     times = []
@@ -85,10 +104,10 @@ def median_ms(recommender: "Recommender", users, k: int = 10) -> float:
             start = time.perf_counter()
             recommender.recommend(user, k)
             times.append(time.perf_counter() - start)
-    return 1000.0 * float(np.median(times))
+    return 1000.0 * float(statistic(times))
 
 
-def calibrate(recommender: "Recommender", stage: Stage, users: list | None = None, k: int = 10,
+def calibrate(recommender: TopK, stage: Stage, users: list | None = None, k: int = 10,
               target: float = TARGET_RECALL) -> tuple[Stage, dict]:
     """`stage` with the smallest shortlist of `LADDER` (and, with an index, the nprobe of `PROBES` that makes
     it fastest) whose recall@k against exact top-k on `users` reaches `target`; when none does, the best
@@ -120,7 +139,7 @@ def calibrate(recommender: "Recommender", stage: Stage, users: list | None = Non
                   "two_stage_ms": round(median_ms(recommender.with_retrieval(best), timed, k), 3)}
 
 
-def unsized(recommender: "Recommender", seed: int = 0) -> tuple[Stage, float]:
+def unsized(recommender: TopK, seed: int = 0) -> tuple[Stage, float]:
     """The first stage before `calibrate` sizes it: the exact product while a user's reads at most
     `NUMPY_MAX_FLOATS`, else a new IVF index; and the seconds building it took."""
     stage = Stage.of(recommender.scorer)
@@ -133,7 +152,7 @@ def unsized(recommender: "Recommender", seed: int = 0) -> tuple[Stage, float]:
     return stage, time.perf_counter() - start
 
 
-def prepare(recommender: "Recommender", *, force: bool = False, k: int = 10,
+def prepare(recommender: TopK, *, force: bool = False, k: int = 10,
             target_ms: float = TARGET_MS) -> tuple[dict, np.ndarray | None]:
     """What a model folder keeps of retrieval (metadata.json's "retrieval", and the index's bytes or None):
     exact top-k's measured time and, when it misses `target_ms` (or `force`), a first stage built, sized by
@@ -152,7 +171,7 @@ def prepare(recommender: "Recommender", *, force: bool = False, k: int = 10,
     return section, index_bytes(stage.index)
 
 
-def _saved(recommender: "Recommender") -> tuple[Stage, dict] | None:
+def _saved(recommender: TopK) -> tuple[Stage, dict] | None:
     """The first stage the model folder keeps, None when it keeps none."""
     section = recommender.metadata.get("retrieval")
     if not isinstance(section, dict) or section.get("backend") not in ("numpy", "ivf"):
@@ -174,11 +193,13 @@ def _saved(recommender: "Recommender") -> tuple[Stage, dict] | None:
     return stage, section
 
 
-def choose(recommender: "Recommender", mode: str = "auto", *, target_ms: float = TARGET_MS) -> Choice:
+def choose(recommender: TopK, mode: str = "auto", *, target_ms: float = TARGET_MS) -> Choice:
     """Which path answers top-k: `exact` and `two-stage` as asked; `auto` exact while exact top-10's measured
-    time (median, one thread) is within `target_ms`, two-stage above it when its recall reaches
-    `TARGET_RECALL`, exact again (saying so) when it does not. The first stage comes from the model folder
-    (`prepare` at training's end), else is built and calibrated now: at 10^6 items, tens of seconds."""
+    time (the fastest of 7 users, one thread: what it costs when nothing else competes for the core, so that
+    a busy machine at start does not switch a model's path) is within `target_ms`; two-stage above it when its
+    recall reaches `TARGET_RECALL`, exact again (saying so) when it does not. The first stage comes from the
+    model folder (`prepare` at training's end), else is built and calibrated now, which a catalogue of 10^6
+    items pays in tens of seconds at load."""
     if mode not in MODES:
         raise ConfigError(f"retrieval must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "exact":
@@ -191,10 +212,10 @@ def choose(recommender: "Recommender", mode: str = "auto", *, target_ms: float =
         return Choice("exact", why)
     exact_ms = None
     if mode == "auto":
-        exact_ms = median_ms(recommender.with_retrieval(None), sample_users(recommender, 7))
+        exact_ms = median_ms(recommender.with_retrieval(None), sample_users(recommender, 7), statistic=np.min)
         if exact_ms <= target_ms:
-            return Choice("exact", f"exact top-10 takes {exact_ms:.1f} ms (median, one thread), within the "
-                                   f"{target_ms:g} ms target", section={"exact_ms": round(exact_ms, 3)})
+            return Choice("exact", f"exact top-10 takes {exact_ms:.1f} ms (fastest of 7 users, one thread), "
+                                   f"within the {target_ms:g} ms target", section={"exact_ms": round(exact_ms, 3)})
     saved = _saved(recommender)
     source = "kept in the model folder"
     if saved is None:
@@ -213,24 +234,3 @@ def choose(recommender: "Recommender", mode: str = "auto", *, target_ms: float =
               if exact_ms is not None else "as asked (retrieval=two-stage)")
     return Choice("two-stage", f"{reason}; candidates from {stage.describe()} ({source}; {figures})",
                   stage, section)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m ncf.retrieval_choice MODEL_DIR`: measure a trained model and keep its first stage."""
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("--force", action="store_true", help="build the first stage even where exact top-k is fast")
-    args = p.parse_args(argv)
-    from .recommender import Recommender
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    artifact = artifacts.load(args.model_dir, optimizer=True)
-    section, index = prepare(Recommender(artifact, retrieval="exact"), force=args.force)
-    metadata = {**artifact.metadata, "retrieval": section}
-    artifacts.save(args.model_dir, replace(artifact, metadata=metadata, retrieval_index=index),
-                   keep=(artifacts.SAVED_MODEL,))
-    print(f"{args.model_dir}: " + ", ".join(f"{k} {v}" for k, v in section.items() if k != "tried"))
-
-
-if __name__ == "__main__":
-    main()

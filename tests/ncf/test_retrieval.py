@@ -13,7 +13,8 @@ from ncf.errors import ArtifactError, ConfigError
 from ncf.filters import ItemFilter
 from ncf.recommender import Recommender
 from ncf.retrieval import Stage, build_index, index_bytes, index_from_bytes
-from ncf.retrieval_choice import calibrate, choose, main, measure_recall, prepare
+from ncf.retrieval_choice import calibrate, choose, measure_recall, prepare
+from ncf.retrieval_cli import main
 from ncf.seen import SeenItems
 from ncf.vocab import Vocabulary
 

@@ -3,6 +3,8 @@
     .venv-aws/bin/python scripts/sagemaker_workflow.py upload --bucket B
     .venv-aws/bin/python scripts/sagemaker_workflow.py train --image URI --role ARN --train s3://B/ncf/data/train/
     .venv-aws/bin/python scripts/sagemaker_workflow.py deploy --image URI --role ARN --model-data s3://.../model.tar.gz
+    .venv-aws/bin/python scripts/sagemaker_workflow.py deploy --image URI --role ARN --multi-model \
+        --model-data s3://B/ncf/models/ --target-model tenant-a.tar.gz --target-model tenant-b.tar.gz
     .venv-aws/bin/python scripts/sagemaker_workflow.py transform --image URI --role ARN --model-data ... --users u.jsonl
 
 Built on the SageMaker Python SDK v3: training goes through `ModelTrainer`; hosting and batch transform send
@@ -382,6 +384,95 @@ def deploy(sm, runtime, image: str, role: str, model_data: str, instance_type: s
     return answers
 
 
+# ---------------------------------------------------------------------------------------------- multi-model
+
+#: What `serve` reads to start as a multi-model endpoint (AWS's own images read the same variable).
+MULTI_MODEL_ENVIRONMENT = {"SAGEMAKER_MULTI_MODEL": "true"}
+
+
+def multi_model_request(name: str, image: str, prefix: str, role: str, environment: dict | None = None) -> dict:
+    """CreateModel for a multi-model endpoint: Mode MultiModel, ModelDataUrl the S3 prefix under which every
+    model is a model.tar.gz, which SageMaker downloads when an invocation names it (TargetModel: its key
+    below the prefix) and loads through the container's `POST /models`."""
+    if not prefix.startswith("s3://") or not prefix.endswith("/") or len(prefix) <= len("s3://x/"):
+        raise WorkflowError(f"--model-data {prefix!r}: a multi-model endpoint reads its models from an s3:// prefix "
+                            "ending in '/' (s3://BUCKET/ncf/models/), each one a model.tar.gz below it")
+    return {"ModelName": name, "ExecutionRoleArn": role,
+            "PrimaryContainer": {"Image": image, "Mode": "MultiModel", "ModelDataUrl": prefix,
+                                 "Environment": {**(environment or {}), **MULTI_MODEL_ENVIRONMENT}}}
+
+
+def target_models(targets: Sequence[str]) -> list[str]:
+    """The TargetModels to invoke: keys relative to the prefix (`tenant-a/model.tar.gz`), as InvokeEndpoint
+    takes them (1 to 1024 characters, no leading '/')."""
+    if not targets:
+        raise WorkflowError("--multi-model needs at least one --target-model: a model.tar.gz's key below --model-data")
+    for target in targets:
+        if not 1 <= len(target) <= 1024 or target.startswith("/") or not target.strip():
+            raise WorkflowError(f"--target-model {target!r}: a key relative to --model-data, such as "
+                                "tenant-a/model.tar.gz (1 to 1024 characters, no leading '/')")
+    return list(targets)
+
+
+def invoke_target(runtime, endpoint: str, target: str, body: dict) -> Any:
+    """`invoke` of one model of a multi-model endpoint (its first invocation waits for SageMaker to load it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        response = runtime.invoke_endpoint(EndpointName=endpoint, TargetModel=target, ContentType="application/json",
+                                           Accept="application/json", Body=json.dumps(body))
+    except ClientError as e:
+        return {"error": e.response.get("Error", {}).get("Message", str(e))}
+    payload = response["Body"].read()
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return {"error": f"not JSON: {payload[:200]!r}"}
+
+
+def deploy_multi_model(sm, runtime, image: str, role: str, prefix: str, targets: Sequence[str], user, items: list,
+                       hosting: "Hosting", keep: bool = False, timeout: float = 1800) -> dict[str, dict[str, dict]]:
+    """A multi-model endpoint over the models under `prefix`: creates model, endpoint config and endpoint,
+    invokes each of `targets` once per request kind, deletes all three. Returns `{target: {kind: answer}}`."""
+    targets = target_models(targets)
+    name = unique("ncf-mme")
+    request = multi_model_request(name, image, prefix, role, hosting.environment())  # fails before any request
+    sm.create_model(**request)
+    sm.create_endpoint_config(**hosting.endpoint_config(name, name))
+    sm.create_endpoint(**endpoint_request(name, name))
+    answers: dict[str, dict[str, dict]] = {}
+    try:
+        state = wait_until(sm, "endpoint_in_service", lambda: sm.describe_endpoint(EndpointName=name),
+                           "EndpointStatus", timeout, f"endpoint {name}", EndpointName=name)
+        if state["EndpointStatus"] != "InService":
+            raise WorkflowError(f"endpoint {name} is {state['EndpointStatus']}: "
+                                f"{state.get('FailureReason', 'no reason given')}")
+        for target in targets:
+            answers[target] = {}
+            for kind, body in demo_requests(user, items).items():
+                answers[target][kind] = invoke_target(runtime, name, target, body)
+                print(f"{target}, {kind}: {json.dumps(body)}\n  -> {json.dumps(answers[target][kind])[:400]}",
+                      flush=True)
+    finally:
+        if keep:
+            print(f"endpoint {name} kept; delete it with: aws sagemaker delete-endpoint --endpoint-name {name}")
+        else:
+            sm.delete_endpoint(EndpointName=name)
+            sm.delete_endpoint_config(EndpointConfigName=name)
+            sm.delete_model(ModelName=name)
+            print(f"endpoint {name}, its config and model deleted", flush=True)
+    return answers
+
+
+def _multi_model_arguments(q) -> None:
+    """deploy's multi-model endpoint (`deploy_multi_model`)."""
+    q.add_argument("--multi-model", action="store_true",
+                   help="a multi-model endpoint: --model-data is an s3:// prefix holding many model.tar.gz files, "
+                        "each loaded when an invocation names it (--target-model); on instances, in real time")
+    q.add_argument("--target-model", action="append", default=[], metavar="KEY",
+                   help="--multi-model: a model.tar.gz's key below --model-data to invoke (repeat for several)")
+
+
 # ---------------------------------------------------------------------------------------------- hosting modes
 
 #: Serverless Inference, as SageMaker documents it (ProductionVariantServerlessConfig; "Invoke a serverless
@@ -653,6 +744,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--items", default="[1, 2, 3]", help="raw item ids for the demo requests, JSON list")
     sub.choices["deploy"].add_argument("--keep", action="store_true", help="leave the endpoint running")
     _hosting_arguments(sub.choices["deploy"])
+    _multi_model_arguments(sub.choices["deploy"])
     tf = sub.choices["transform"]
     tf.add_argument("--users", type=Path, required=True,
                     help='JSON Lines: a request per line, {"user": 1, "k": 10} or any other kind /invocations takes')
@@ -708,6 +800,18 @@ def _hosting(args) -> Hosting:
     return hosting
 
 
+def _check_multi_model(args, hosting: Hosting) -> None:
+    """What a multi-model deploy needs, checked before any request."""
+    if not args.multi_model:
+        raise WorkflowError("--target-model names a model of a multi-model endpoint: add --multi-model")
+    if hosting.kind != "realtime" or args.local:
+        raise WorkflowError("--multi-model endpoints run on SageMaker instances in real time: not with "
+                            "--serverless, --async-output or --local (run the image locally with "
+                            "SAGEMAKER_MULTI_MODEL=true instead: docs/aws.md)")
+    multi_model_request("-", hosting.image, args.model_data, args.role)
+    target_models(args.target_model)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = _parser().parse_args(argv)
@@ -728,6 +832,8 @@ def _run(args) -> int:
         print(f"note: --image {args.image} is a tag, not a digest: the job runs whatever the tag names when it "
               "starts (scripts/build_and_push.sh prints the digest)", file=sys.stderr)
     hosting = _hosting(args) if args.command == "deploy" else None  # its limits fail before any import or request
+    if args.command == "deploy" and (args.multi_model or args.target_model):
+        _check_multi_model(args, hosting)
     session, sm, runtime, s3 = sessions(args.local)
     if args.command == "train":
         channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}
@@ -744,6 +850,10 @@ def _run(args) -> int:
         return 0
     user, items = json.loads(args.user), json.loads(args.items)
     instance_type = "local" if args.local else args.instance_type
+    if args.command == "deploy" and args.multi_model:
+        deploy_multi_model(sm, runtime, hosting.image, args.role, args.model_data, args.target_model, user, items,
+                           hosting, keep=args.keep)
+        return 0
     if args.command == "deploy":
         deploy(sm, runtime, hosting.image, args.role, args.model_data, instance_type, user, items, keep=args.keep,
                hosting=hosting, s3=s3)

@@ -379,3 +379,47 @@ def test_data_capture_records_json_and_csv_as_text_under_the_types_serve_answers
                           (codecs.CSV, "CsvContentTypes")):
         # each side of a capture is text of one encoding only when the answer's type is listed as the request's
         assert sent in listed[listing] and codecs.answer_type(sent, sent) in listed[listing]
+
+
+def test_a_multi_model_deploy_creates_a_multimodel_container_and_invokes_each_target_model(aws):
+    targets = ["tenant-a.tar.gz", "markets/de/model.tar.gz"]
+    answers = [{"itemList": [{"itemId": str(n), "score": 0.5}]} for n in range(6)]
+    aws.api("static/sagemaker/endpoint-results", {"region": "us-east-1", "results": [
+        {"Body": json.dumps(a), "ContentType": "application/json"} for a in answers]})
+    prefix = f"s3://{BUCKET}/ncf/models/"
+    printed = ok(workflow(aws, "deploy", "--image", IMAGE, "--role", ROLE, "--multi-model", "--model-data", prefix,
+                          "--target-model", targets[0], "--target-model", targets[1], "--user", "7"))
+    [model] = aws.calls("CreateModel")
+    container = model["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel" and container["ModelDataUrl"] == prefix
+    assert container["Image"] == IMAGE and container["Environment"]["SAGEMAKER_MULTI_MODEL"] == "true"
+    [config] = aws.calls("CreateEndpointConfig")
+    assert config["ProductionVariants"][0]["ModelName"] == model["ModelName"]
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
+    [endpoint] = aws.calls("CreateEndpoint")
+    invoked = [e for e in aws.requests() if e["url"].endswith("/invocations")]
+    # Each target model gets each kind of demo request, its TargetModel in the header InvokeEndpoint sends.
+    sent = [{k.lower(): v for k, v in e["headers"].items()}.get("x-amzn-sagemaker-target-model") for e in invoked]
+    assert sent == [targets[0]] * 3 + [targets[1]] * 3
+    assert all(endpoint["EndpointName"] in e["url"] for e in invoked)
+    assert [json.loads(body(e)) for e in invoked][:3] == [
+        {"instances": [{"user": 7, "item": 1}, {"user": 7, "item": 2}, {"user": 7, "item": 3}]},
+        {"user": 7, "k": 5}, {"item": 1, "k": 5}]
+    assert f"{targets[1]}, similar items" in printed and json.dumps(answers[5]) in printed
+    assert [c["EndpointName"] for c in aws.calls("DeleteEndpoint")] == [endpoint["EndpointName"]]
+    assert len(aws.calls("DeleteEndpointConfig")) == 1 and len(aws.calls("DeleteModel")) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--multi-model", "--model-data", f"s3://{BUCKET}/m/model.tar.gz", "--target-model", "a.tar.gz"],
+     "ending in '/'"),
+    (["--multi-model", "--model-data", f"s3://{BUCKET}/models/"], "at least one --target-model"),
+    (["--multi-model", "--model-data", f"s3://{BUCKET}/models/", "--target-model", "/a.tar.gz"], "no leading '/'"),
+    (["--model-data", f"s3://{BUCKET}/models/", "--target-model", "a.tar.gz"], "add --multi-model"),
+    (["--multi-model", "--model-data", f"s3://{BUCKET}/models/", "--target-model", "a.tar.gz", "--serverless",
+      "2048"], "not with --serverless"),
+])
+def test_a_bad_multi_model_deploy_fails_before_any_request(aws, args, message):
+    out = workflow(aws, "deploy", "--image", IMAGE, "--role", ROLE, *args)
+    assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert aws.calls("CreateModel") == [] and aws.calls("CreateEndpoint") == []

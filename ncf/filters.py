@@ -21,7 +21,7 @@ import numpy as np
 from .errors import ConfigError
 from .filter_syntax import (MAX_EXPRESSION_CHARS, MAX_VALUE_CHARS, MAX_VALUES, ONLY_ALL, Clause, Condition,
                             Expression, FilterError, Junction, Value, atoms, parse, parse_values, values_of)
-from .metadata import ItemMetadata
+from .metadata import ItemMetadata, number
 
 __all__ = ["MAX_EXPRESSION_CHARS", "MAX_VALUES", "MAX_VALUE_CHARS", "Clause", "Condition", "Expression",
            "FilterCache", "FilterError", "ItemFilter", "Junction", "Value", "check", "compile", "parse",
@@ -208,13 +208,11 @@ def _number(given: tuple[str, ...], operand: Value, context: _Context) -> float:
     where = f"${operand.placeholder}" if operand.placeholder else "the operand"
     if len(given) != 1:
         context.fail(f"a comparison takes exactly one value; {where} has {len(given)}", operand.pos)
-    try:
-        number = float(given[0])
-    except ValueError:
-        number = float("nan")
-    if not np.isfinite(number):
-        context.fail(f"{where} is {given[0]!r}, not a finite number", operand.pos)
-    return number
+    read = number(given[0])  # the grammar's NUMBER, finite: a placeholder's value is held to it too
+    if read is None:
+        context.fail(f"{where} is {given[0]!r}, not a finite number (digits, an optional sign, fraction and "
+                     f"exponent, such as 12, -1.5 or 2e3)", operand.pos)
+    return read
 
 
 class FilterCache:

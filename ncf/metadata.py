@@ -4,8 +4,13 @@ promote, diversify and describe items without the file it came from.
 A column's kind is inferred from its values, as a Personalize schema would declare it:
 - `numeric`: every value is a finite number (float64, NaN where missing): `=`, `<`, `>`... in filters;
 - `boolean`: every value is `true` or `false` in any case: `IN ("True")` in filters;
+- `text`: free text (titles, descriptions): more distinct values than half the rows that hold one, more
+  distinct `|`-separated parts than that too (a multi-valued column draws its parts from a vocabulary,
+  however many combinations it holds), and at least half of the values holding a space (codes and ids hold
+  none). A value is one whole category, never split at `|`: `IN` matches the whole value;
 - `categorical`: anything else; a value holds one or more categories separated by `|` (MovieLens' `genres`,
-  Personalize's multi-valued fields), and `IN` matches an item when any of its categories is listed.
+  Personalize's multi-valued fields), and `IN` matches an item when any of its categories is listed. A
+  column given as a list (Parquet) is categorical whatever its values.
 An empty value is missing, and a missing value matches no condition (neither `IN` nor `NOT IN`), as a NULL in
 SQL. Every column also keeps its text as given, which answers return (`metadataColumns`).
 
@@ -20,6 +25,7 @@ header, so a model folder stays loadable by numpy alone.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +37,27 @@ from .errors import ArtifactError, ConfigError
 
 #: Between the categories of one multi-valued value, as in Personalize's and MovieLens' files.
 SEPARATOR = "|"
-KINDS = ("categorical", "numeric", "boolean")
+#: Every kind a model folder's metadata may declare. `text` came later: folders written before hold the first
+#: three, and load as they did; a library older than `text` refuses a folder with one, naming the kind.
+KINDS = ("categorical", "numeric", "boolean", "text")
+#: The kinds whose values are categories (codes into `Column.categories`): `text` keeps each value whole.
+CATEGORY_KINDS = ("categorical", "text")
 FORMAT_VERSION = 1
+#: A number as the filter language writes one (its NUMBER token): ASCII digits, an optional sign, fraction
+#: and exponent. Python's `float` also reads `1_0`, `nan`, `inf` and other scripts' digits; none is a number here.
+NUMBER_PATTERN = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_NUMBER = re.compile(NUMBER_PATTERN)
 _BOOLEANS = {"true": 1, "false": 0}
+
+
+def number(text: str) -> float | None:
+    """`text` (white space around it ignored) as a finite float when it is a number as `NUMBER_PATTERN` writes
+    one, else None: `1e309` overflows to infinity, so it is None too."""
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if np.isfinite(value) else None
 
 
 @dataclass(frozen=True)
@@ -79,8 +103,8 @@ class Column:
     text: Strings
     numbers: np.ndarray | None = None  # numeric: float64, NaN where missing
     flags: np.ndarray | None = None  # boolean: int8, 1 / 0, -1 where missing
-    categories: Strings | None = None  # categorical: the distinct categories, sorted
-    indptr: np.ndarray | None = None  # categorical: row r's categories are codes[indptr[r]:indptr[r + 1]]
+    categories: Strings | None = None  # categorical, text: the distinct categories, sorted
+    indptr: np.ndarray | None = None  # categorical, text: row r's categories are codes[indptr[r]:indptr[r + 1]]
     codes: np.ndarray | None = None
     _by_code: tuple | None = field(default=None, repr=False)  # (indptr, rows): the rows of each category
     _category_index: dict | None = field(default=None, repr=False)
@@ -91,9 +115,10 @@ class Column:
 
     def isin(self, values: Sequence[str]) -> np.ndarray:
         """`[n_items]` True where the item's value (any of its categories) is one of `values`, compared as this
-        column's kind reads them: categories exactly, booleans by `true`/`false`, numbers by value. Raises
-        `ConfigError` for a value the kind cannot read (`"maybe"` for a boolean column)."""
-        if self.kind == "categorical":
+        column's kind reads them: categories (a text column's whole values) exactly, booleans by
+        `true`/`false`, numbers by value. Raises `ConfigError` for a value the kind cannot read (`"maybe"` for
+        a boolean column, `"nan"` or `"1_0"` for a numeric one)."""
+        if self.kind in CATEGORY_KINDS:
             mask = np.zeros(self.n_items, dtype=bool)
             indptr, rows = self._inverted()
             for value in values:
@@ -111,10 +136,12 @@ class Column:
             return np.isin(self.flags[:self.n_items], list(wanted))
         numbers = []
         for value in values:
-            try:
-                numbers.append(float(value))
-            except ValueError:
-                raise ConfigError(f"{self.name} is a numeric column: {value!r} is not a number") from None
+            read = number(value)
+            if read is None:
+                raise ConfigError(f"{self.name} is a numeric column: {value!r} is not a number as filters "
+                                  f"write them (ASCII digits, an optional sign, fraction and exponent, finite: "
+                                  f"12, -1.5, 2e3)")
+            numbers.append(read)
         return np.isin(self.numbers[:self.n_items], numbers)
 
     def compare(self, op: str, number: float) -> np.ndarray:
@@ -141,7 +168,7 @@ class Column:
         return self._by_code
 
     def __post_init__(self):
-        if self.kind == "categorical" and self._category_index is None:
+        if self.kind in CATEGORY_KINDS and self._category_index is None:
             self._category_index = {c: n for n, c in enumerate(self.categories.all())}
 
 
@@ -174,10 +201,11 @@ class ItemMetadata:
 
     @classmethod
     def from_table(cls, index: np.ndarray, ids: Sequence[str], columns: dict[str, Sequence[str]],
-                   n_items: int) -> "ItemMetadata":
+                   n_items: int, lists: Iterable[str] = ()) -> "ItemMetadata":
         """Metadata from rows of text: `index[r]` is row `r`'s model item index (-1 for an id the model does
         not know), `ids[r]` its id as given, `columns[name][r]` its value ("" when missing). Ids are distinct
-        (the reader's check); kinds are inferred here."""
+        (the reader's check); kinds are inferred here. `lists`: the columns given as lists (their values
+        joined by `|`), never read as text."""
         index = np.asarray(index, dtype=np.int64)
         known = index >= 0
         if len(np.unique(index[known])) != int(known.sum()):
@@ -187,8 +215,9 @@ class ItemMetadata:
         position[extra] = n_items + np.arange(len(extra))
         order = np.full(n_items + len(extra), -1, dtype=np.int64)  # final row -> source row, -1: no row
         order[position] = np.arange(len(index))
+        lists = set(lists)
         return cls(n_items=n_items, extra_ids=[ids[r] for r in extra.tolist()],
-                   columns=[_column(name, values, order, n_items) for name, values in columns.items()])
+                   columns=[_column(name, values, order, n_items, name in lists) for name, values in columns.items()])
 
     def save(self, file: str | Path) -> None:
         arrays = {}
@@ -224,7 +253,7 @@ class ItemMetadata:
         return [ids[r] for r in keep], {name: [values[r] for r in keep] for name, values in texts.items()}
 
     def describe(self) -> str:
-        """The columns and their kinds, for a log line: `title: categorical, year: numeric`."""
+        """The columns and their kinds, for a log line: `title: text, year: numeric`."""
         return ", ".join(f"{c.name}: {c.kind}" for c in self.columns) or "none"
 
     @classmethod
@@ -311,9 +340,9 @@ def _floats(numbers: np.ndarray, rows: int, name: str, file: str) -> np.ndarray:
     return numbers.astype(np.float64, copy=False)
 
 
-def _column(name: str, values: Sequence[str], order: np.ndarray, n_items: int) -> Column:
+def _column(name: str, values: Sequence[str], order: np.ndarray, n_items: int, listed: bool = False) -> Column:
     """A column from its values in source-row order, laid out by `order` (final row -> source row, -1 where
-    an item has no metadata row), with its kind inferred."""
+    an item has no metadata row), with its kind inferred (`listed`: given as a list, so never text)."""
     texts = [values[r].strip() if r >= 0 else "" for r in order.tolist()]
     text = Strings.pack(texts)
     given = [t for t in texts if t]
@@ -326,16 +355,33 @@ def _column(name: str, values: Sequence[str], order: np.ndarray, n_items: int) -
             return Column(name, "boolean", n_items, text, flags=flags)
     split = [[p.strip() for p in t.split(SEPARATOR) if p.strip()] if t else [] for t in texts]
     categories = sorted({p for parts in split for p in parts})
+    kind = "text" if not listed and _is_text(given, len(categories)) else "categorical"
+    if kind == "text":  # one category per value, the whole of it
+        split = [[t] if t else [] for t in texts]
+        categories = sorted(set(given))
     code = {c: n for n, c in enumerate(categories)}
     indptr = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum([len(parts) for parts in split], out=indptr[1:])
     codes = np.array([code[p] for parts in split for p in parts], dtype=np.int32)
-    return Column(name, "categorical", n_items, text, categories=Strings.pack(categories), indptr=indptr,
-                  codes=codes)
+    return Column(name, kind, n_items, text, categories=Strings.pack(categories), indptr=indptr, codes=codes)
+
+
+def _is_text(given: list[str], n_parts: int) -> bool:
+    """Free text rather than categories (the module docstring's rule): mostly distinct values, whole and split
+    at `|`, and mostly holding a space."""
+    half = len(given) / 2
+    return (len(set(given)) > half and n_parts > half
+            and sum(1 for t in given if " " in t) >= half)
+
+
+_NUMBERS = re.compile(rf"(?:{NUMBER_PATTERN})?(?:\n(?:{NUMBER_PATTERN})?)*")
 
 
 def _numbers(texts: list[str]) -> np.ndarray | None:
-    """float64 of every text (NaN for the empty ones) when each non-empty one is a finite number, else None."""
+    """float64 of every text (NaN for the empty ones) when each non-empty one is a finite number as filters
+    write numbers (`NUMBER_PATTERN`: not `1_0`, `nan` or other scripts' digits, which numpy reads), else None."""
+    if not _NUMBERS.fullmatch("\n".join(texts)):  # one pass in C; a value holding a newline fails astype below
+        return None
     raw = np.array([t if t else "nan" for t in texts])
     try:
         numbers = raw.astype(np.float64)

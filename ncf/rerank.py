@@ -65,8 +65,9 @@ class Promotion:
 class Diversity:
     """At most `max_per_value` items per value of `column` in an answer.
 
-    `column` is a categorical or a boolean column of the model's `ItemMetadata`: an item with several
-    categories (`Comedy|Drama`) counts once for each, and an item with no value is never capped. A numeric
+    `column` is a categorical, text or boolean column of the model's `ItemMetadata`: an item with several
+    categories (`Comedy|Drama`) counts once for each (a text value is one, whole), and an item with no value
+    is never capped. A numeric
     column is refused: capping by exact number (a price of 9.99) is rarely what anyone means, and a range
     would need a bucketing this request does not say."""
 
@@ -76,9 +77,9 @@ class Diversity:
     def __post_init__(self):
         if not isinstance(self.column, Column):
             raise ConfigError(f"diversity needs a metadata column, got {type(self.column).__name__}")
-        if self.column.kind not in ("categorical", "boolean"):
+        if self.column.kind not in ("categorical", "text", "boolean"):
             raise ConfigError(f"diversity over {self.column.name!r}: a {self.column.kind} column cannot be "
-                              "capped per value; use a categorical or boolean column")
+                              "capped per value; use a categorical, text or boolean column")
         if isinstance(self.max_per_value, bool) or not isinstance(self.max_per_value, (int, np.integer)) \
                 or self.max_per_value < 1:
             raise ConfigError(f"diversity over {self.column.name!r}: max_per_value must be an integer >= 1, "

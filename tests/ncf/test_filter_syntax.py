@@ -1,12 +1,16 @@
 """Reading filter expressions and filterValues: Personalize's syntax, the rules that need no model, and
 errors that say where they are and what was expected there."""
 
+import re
+
+import lark
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ncf.errors import ConfigError
 from ncf.filter_syntax import MAX_EXPRESSION_CHARS, FilterError, parse, parse_values
+from ncf.metadata import NUMBER_PATTERN
 
 
 def error(expression) -> FilterError:
@@ -58,6 +62,33 @@ def test_any_values_written_in_filter_values_form_read_back_as_themselves(values
            for name, listed in values.items()}
     raw = {name: text for name, text in raw.items() if len(text) <= 1000}
     assert parse_values(raw) == {name: tuple(values[name]) for name in raw}
+
+
+# What lark read filterValues with before a regular expression did (the expression's STRING and NUMBER): the
+# reference the scanner is held to, value for value and column for column.
+_REFERENCE = lark.Lark(rf"""
+start: (STRING | NUMBER) ("," (STRING | NUMBER))*
+STRING: /"(?:[^"\\]|\\.)*"/s
+NUMBER: /{NUMBER_PATTERN}/
+%ignore /\s+/
+""", parser="lalr")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='"\\, 1e.+-a_\u0661\n', max_size=14))
+def test_filter_values_are_read_as_the_grammars_tokens_would_be(text):
+    try:
+        tree = _REFERENCE.parse(text)
+    except lark.exceptions.UnexpectedInput as e:
+        if text.strip():
+            at = (len(text.rstrip()) if isinstance(e, lark.exceptions.UnexpectedToken) and e.token.type == "$END"
+                  else e.pos_in_stream if isinstance(e, lark.exceptions.UnexpectedCharacters) else e.token.start_pos)
+            with pytest.raises(FilterError, match="filterValues\\['A'\\], column") as caught:
+                parse_values({"A": text})
+            assert caught.value.column == at + 1
+        return
+    assert parse_values({"A": text})["A"] == tuple(
+        re.sub(r'\\([\\"])', r"\1", t[1:-1]) if t.type == "STRING" else str(t) for t in tree.children)
 
 
 @pytest.mark.parametrize("raw, said, column", [

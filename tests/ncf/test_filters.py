@@ -192,6 +192,22 @@ def test_a_comparison_takes_exactly_one_number(movies):
     assert "not a finite number" in str(e) and e.column == column_of("INCLUDE ItemID WHERE Items.YEAR < 1e999", "1e")
 
 
+@pytest.mark.parametrize("value", ["nan", "1e309", "1_0", "١٢", "inf"])
+def test_numbers_anywhere_are_what_the_grammars_number_token_reads_and_finite(movies, value):
+    for op in ("IN", "NOT IN"):  # NOT IN ("nan") once let every item with a year through
+        text = f'INCLUDE ItemID WHERE Items.YEAR {op} ("1995", "{value}")'
+        e = error(text, movies)
+        assert f"{value!r} is not a number" in str(e) and e.column == column_of(text, f'"{value}"')
+    for expression in ("INCLUDE ItemID WHERE Items.YEAR IN ($Y)", "INCLUDE ItemID WHERE Items.YEAR < $Y"):
+        e = error(expression, movies, parse_values({"Y": f'"{value}"'}))
+        assert repr(value) in str(e) and "number" in str(e) and e.column == column_of(expression, "$Y")
+    if value in ("1_0", "١٢"):  # unquoted, these are no NUMBER token at all
+        with pytest.raises(FilterError, match="filterValues\\['Y'\\], column"):
+            parse_values({"Y": value})
+        with pytest.raises(FilterError, match="expected"):  # 1 then a stray _0; no digit at all
+            parse(f"INCLUDE ItemID WHERE Items.YEAR < {value}")
+
+
 # Errors against the metadata name their column
 
 

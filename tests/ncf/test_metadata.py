@@ -1,6 +1,8 @@
 """ncf.metadata: kinds inferred as Personalize would declare them, masks over the model's items, missing values
 matching nothing, and the pickle-free file with its checks."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,60 @@ def test_rows_give_back_every_row_that_holds_a_value_with_its_id(metadata):
     assert ids == ["10", "11", "13", "x9"]  # item 12 had no row, and gets none
     assert columns["GENRES"] == ["Comedy|Drama", "Drama", "", "Horror"]
     assert columns["price"] == ["9.5", "25", "3", "1"]
+
+
+# Text: free text is one value, never categories split at `|`
+
+TITLES = [f"Film {n} — «ça|va» 🎬" for n in range(6)]
+
+
+def test_free_text_is_kept_whole_while_lists_of_categories_are_split():
+    columns = {
+        "TITLE": TITLES,  # distinct, with spaces: text, though every value holds a |
+        "TAGS": ["war drama|comedy", "comedy|film noir", "film noir|war drama", "comedy", "war drama",
+                 "comedy|war drama|film noir"],  # distinct combinations of three categories: categorical
+        "SKU": [f"SKU-{n}|X" for n in range(6)],  # distinct short codes, no space: categorical
+    }
+    metadata = ItemMetadata.from_table(np.arange(6), [str(n) for n in range(6)], columns, n_items=6)
+    assert metadata.describe() == "TITLE: text, TAGS: categorical, SKU: categorical"
+    title = metadata.find("title")
+    assert title.isin(["va» 🎬"]).tolist() == [False] * 6  # a fragment after | is no value of its own
+    assert title.isin([TITLES[2]]).tolist() == [n == 2 for n in range(6)]
+    assert metadata.find("tags").isin(["film noir"]).tolist() == [False, True, True, False, False, True]
+    with pytest.raises(ConfigError, match="TITLE is a text column: compare it with IN or NOT IN, not <"):
+        title.compare("<", 1)
+
+
+def test_a_text_column_round_trips_and_a_folder_written_before_text_keeps_its_kinds(tmp_path):
+    metadata = ItemMetadata.from_table(np.arange(6), [str(n) for n in range(6)], {"TITLE": TITLES}, n_items=6)
+    metadata.save(tmp_path / "items.npz")
+    loaded = ItemMetadata.load(tmp_path / "items.npz", n_items=6)
+    assert loaded.find("TITLE").kind == "text" and loaded.find("TITLE").isin([TITLES[0]]).tolist()[0]
+    with np.load(tmp_path / "items.npz") as z:  # as a library without `text` wrote the same column
+        arrays = {k: z[k] for k in z.files}
+    header = json.loads(arrays["header"].tobytes())
+    header["columns"][0]["kind"] = "categorical"
+    parts = sorted({p for t in TITLES for p in t.split("|")})
+    split = [p for t in TITLES for p in t.split("|")]
+    codes = np.array([parts.index(p) for p in split], dtype=np.int32)
+    arrays.update({"header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                   "0/categories/data": np.frombuffer("".join(parts).encode(), dtype=np.uint8),
+                   "0/categories/offsets": np.cumsum([0] + [len(p.encode()) for p in parts]),
+                   "0/indptr": np.arange(0, 13, 2), "0/codes": codes})
+    np.savez(tmp_path / "before.npz", **arrays)
+    before = ItemMetadata.load(tmp_path / "before.npz", n_items=6)
+    assert before.find("TITLE").kind == "categorical"
+    assert before.find("TITLE").isin(["va» 🎬"]).all()  # its old meaning, read from its header
+
+
+@pytest.mark.parametrize("value", ["nan", "1e309", "1_0", "١٢", "inf", "0x10", "12 5"])
+def test_a_numeric_column_takes_only_what_the_filter_grammar_calls_a_number(metadata, value):
+    with pytest.raises(ConfigError, match=f"price is a numeric column: {value!r} is not a number"):
+        metadata.find("price").isin(["25", value])
+    assert metadata.find("price").isin([" 25 ", "+9.5e0"]).tolist() == [True, True, False, False]
+
+
+def test_a_column_of_what_python_reads_as_numbers_but_filters_do_not_is_categorical():
+    columns = {"A": ["1_0", "2"], "B": ["١٢", "3"], "C": ["1e3", ".5"]}
+    metadata = ItemMetadata.from_table(np.arange(2), ["1", "2"], columns, n_items=2)
+    assert metadata.describe() == "A: categorical, B: categorical, C: numeric"

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from .data import GZIP_MAGIC, KNOWN_NAMES, PARQUET_MAGIC
 from .errors import DataError
+from .filter_syntax import NAME
 from .metadata import ItemMetadata
 from .vocab import MAX_ID_CHARS, Vocabulary, integer_ids
 
@@ -54,28 +55,44 @@ class ItemTable:
         source: the file or folder, for messages.
         ids: `[n]` unicode, stripped, distinct, none empty.
         columns: {name as written: `[n]` values as text, "" where missing}, in the file's order.
+        lists: the columns a Parquet file gave as lists (values joined by `|`): multi-valued by declaration,
+            never read as text.
     """
 
     source: str
     ids: np.ndarray
     columns: dict[str, list[str]]
+    lists: frozenset[str] = frozenset()
 
     def metadata(self, items: Vocabulary) -> ItemMetadata:
         """Aligned with a model's item vocabulary: row i describes item index i; ids it does not hold follow as
         metadata-only rows."""
-        return ItemMetadata.from_table(item_rows(self.ids, items), self.ids.tolist(), self.columns, len(items))
+        return ItemMetadata.from_table(item_rows(self.ids, items), self.ids.tolist(), self.columns, len(items),
+                                       self.lists)
 
 
 def read_item_metadata(path: str | Path, items: Vocabulary) -> ItemMetadata:
-    """The items table at `path` aligned with `items`, logged in one line: rows, columns and their kinds,
-    metadata-only rows (ids the interactions lack: kept, not scored) and trained items without a row."""
+    """The items table at `path` aligned with `items`, logged in one line: rows, columns and their kinds (why
+    a column is text, when one is), metadata-only rows (ids the interactions lack: kept, not scored) and
+    trained items without a row. A column whose name a filter expression cannot spell (`Items.NAME` takes
+    letters, digits and `_`, not first a digit) is kept, for answers and diversity caps, and named in a
+    WARNING: refusing it would stop a job over a column nobody may filter on."""
     table = read_items(path)
     rows = item_rows(table.ids, items)
-    metadata = ItemMetadata.from_table(rows, table.ids.tolist(), table.columns, len(items))
+    metadata = ItemMetadata.from_table(rows, table.ids.tolist(), table.columns, len(items), table.lists)
     described = int((rows >= 0).sum())
-    log.info("items: %s rows from %s; columns %s; %s metadata-only (ids not in the interactions: kept, not "
+    text = (" (text: mostly distinct values, most holding a space; each kept whole, never split at |)"
+            if any(c.kind == "text" for c in metadata.columns) else "")
+    log.info("items: %s rows from %s; columns %s%s; %s metadata-only (ids not in the interactions: kept, not "
              "scored); %s of %s trained items have no row", f"{len(table.ids):,}", table.source,
-             metadata.describe(), f"{len(metadata.extra_ids):,}", f"{len(items) - described:,}", f"{len(items):,}")
+             metadata.describe(), text, f"{len(metadata.extra_ids):,}", f"{len(items) - described:,}",
+             f"{len(items):,}")
+    unnamed = [name for name in table.columns if not NAME.fullmatch(name)]
+    if unnamed:
+        log.warning("items: column(s) %s cannot be named in a filter expression (Items.NAME takes letters, digits "
+                    "and _, not first a digit): they can be returned (metadataColumns) and capped (diversity), "
+                    "never filtered on; rename them in the items table to filter on them",
+                    ", ".join(map(repr, unnamed)))
     return metadata
 
 
@@ -119,7 +136,8 @@ def read_items(path: str | Path) -> ItemTable:
     ids = np.concatenate([p.ids for p in parts]) if len(parts) > 1 else first.ids
     _check_distinct(ids, parts)
     columns = {name: [v for p in parts for v in p.values[c]] for c, name in enumerate(first.names)}
-    return ItemTable(str(path), ids, columns)
+    listed = {n.lower() for p in parts for n in p.lists}
+    return ItemTable(str(path), ids, columns, frozenset(n for n in first.names if n.lower() in listed))
 
 
 @dataclass
@@ -132,6 +150,7 @@ class _Part:
     ids: np.ndarray
     values: list[list[str]]
     where: Callable[[np.ndarray], list[str]]
+    lists: tuple[str, ...] = ()  # the columns a Parquet file gave as lists
 
 
 def _read_part(path: Path, *, allow_empty: bool) -> _Part | None:
@@ -144,15 +163,18 @@ def _read_part(path: Path, *, allow_empty: bool) -> _Part | None:
         if allow_empty:
             return None
         raise DataError(f"{path}: file is empty")
+    lists: tuple[str, ...] = ()
     if magic == PARQUET_MAGIC:
-        names, columns, where = _parquet(path)
+        names, columns, where, lists = _parquet(path)
     else:
         names, columns, where = _text(path, gzipped=magic[:2] == GZIP_MAGIC)
     if columns is None:
         if allow_empty:
             return None
         raise DataError(f"{path}: has no rows (only a header)" if names else f"{path}: holds no line of text")
-    return _checked(path, names, columns, where)
+    part = _checked(path, names, columns, where)
+    part.lists = tuple(n for n in part.names if n in lists)
+    return part
 
 
 def _checked(path: Path, names: list[str], columns: list[list[str]], where) -> _Part:
@@ -221,14 +243,15 @@ def _parquet(path: Path):
         raise DataError(f"{path}: not a readable Parquet file ({e})") from e
     index = {c for c in (table.schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
     names = [name for name in table.column_names if name not in index]
+    lists = tuple(f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type))
     if len(table) == 0:
-        return names, None, None
+        return names, None, None, lists
     columns = [_text_of(table.column(name), name, path) for name in names]
 
     def where(rows: np.ndarray) -> list[str]:
         return [f"{path}: row {int(r) + 1}" for r in rows]
 
-    return names, columns, where
+    return names, columns, where, lists
 
 
 def _text_of(column: pa.ChunkedArray, name: str, path: Path) -> list[str]:

@@ -84,8 +84,31 @@ def test_metadata_aligns_with_the_vocabulary_and_the_log_counts_metadata_only_an
     assert metadata.texts("TITLE", [0, 2, 3]) == ["Toy Story (1995)", None, "Dangerous Minds (1995)"]
     assert metadata.find("genres").isin(["Drama"]).tolist() == [False, False, False, True]
     [line] = [r.getMessage() for r in caplog.records if r.name == "ncf.items"]
-    assert line == (f"items: 4 rows from {path}; columns title: categorical, genres: categorical; 1 metadata-only "
+    assert line == (f"items: 4 rows from {path}; columns title: text, genres: categorical (text: mostly distinct "
+                    "values, most holding a space; each kept whole, never split at |); 1 metadata-only "
                     "(ids not in the interactions: kept, not scored); 1 of 4 trained items have no row")
+
+
+def test_a_column_a_filter_cannot_name_is_kept_and_named_in_a_warning(tmp_path, caplog):
+    path = write(tmp_path, "itemId,in stock,price-usd,GENRES,2nd\n1,true,3.5,Drama,x\n2,false,4,Comedy,y\n")
+    with caplog.at_level(logging.INFO, logger="ncf.items"):
+        metadata = read_item_metadata(path, Vocabulary(np.array([1, 2])))
+    assert metadata.names == ["in stock", "price-usd", "GENRES", "2nd"]
+    assert metadata.texts("in stock", [0, 1]) == ["true", "false"]  # still answered by metadataColumns
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "'in stock', 'price-usd', '2nd' cannot be named in a filter expression" in warning
+    assert "GENRES" not in warning and "returned (metadataColumns)" in warning
+
+
+def test_a_parquet_list_column_stays_multi_valued_however_distinct_its_values(tmp_path):
+    path = tmp_path / "items.parquet"
+    cast = [[f"Actor {2 * n}", f"Actor {2 * n + 1}"] for n in range(4)]  # every name distinct, with a space
+    pq.write_table(pa.table({"ITEM_ID": ["a", "b", "c", "d"], "CAST": pa.array(cast, pa.list_(pa.string())),
+                             "JOINED": ["|".join(c) for c in cast]}), path)
+    metadata = read_items(path).metadata(Vocabulary(np.array(["a", "b", "c", "d"])))
+    assert metadata.find("CAST").kind == "categorical" and metadata.find("JOINED").kind == "text"
+    assert metadata.find("CAST").isin(["Actor 3"]).tolist() == [False, True, False, False]
+    assert metadata.find("JOINED").isin(["Actor 3"]).tolist() == [False] * 4
 
 
 BROKEN = [

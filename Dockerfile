@@ -28,6 +28,7 @@ FROM base AS serve
 # scripts/build_image.sh passes the serve lock's SHA-256 (the build checks it) and, at the end, the git revision.
 ARG SERVE_LOCK_SHA256=unknown
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      com.amazonaws.sagemaker.capabilities.multi-models=true \
       org.opencontainers.image.title="ncf-sagemaker-serve" \
       org.opencontainers.image.description="NeuMF recommender: SageMaker serve (numpy, no TensorFlow)" \
       ncf.lock="requirements/image-serve.lock" \
@@ -68,6 +69,7 @@ ARG VARIANT=cpu
 # scripts/build_image.sh passes the lock file's SHA-256 (the build checks it) and, at the end, the git revision.
 ARG LOCK_SHA256=unknown
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      com.amazonaws.sagemaker.capabilities.multi-models=true \
       org.opencontainers.image.title="ncf-sagemaker" \
       org.opencontainers.image.description="NeuMF recommender: SageMaker train and serve" \
       ncf.lock="requirements/image-${VARIANT}.lock" \

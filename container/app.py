@@ -152,12 +152,13 @@ def _body(limit: int, write_stall_s: float) -> bytes:
 
 
 def create_app(recommender: Recommender | None, config: ServeConfig, problem: str | None = None,
-               limits: Limits | None = None, book: RuleBook | None = None) -> Flask:
+               limits: Limits | None = None, book: RuleBook | None = None, turns: Turns | None = None) -> Flask:
     """An app serving `recommender`; with None, every route but `/ping`'s 503 answers 503 with `problem`.
 
     `book` defaults to the model's rules with the deploy-time filters of `config` (`RuleBook.load`: raises
     `ConfigError` for a broken one); `limits` to those derived from timing `recommender` with them on this
-    machine (`Costs.measure`)."""
+    machine (`Costs.measure`); `turns` to the app's own (a multi-model endpoint's models share one: one
+    request at a time per worker, whatever the model)."""
     app = Flask("ncf")
     app.config["DEBUG"] = False  # Flask would take FLASK_DEBUG from the endpoint's environment: tracebacks, reloads
     defaults = Options(threshold=float(recommender.metadata.get("threshold", 0.5))) if recommender else Options()
@@ -173,7 +174,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                         "refused (413); raise SAGEMAKER_MODEL_SERVER_TIMEOUT and the job's InvocationsTimeoutInSeconds "
                         "together (up to 3600 s)",
                         limits.payload_mb, limits.budget_s)
-    turns = Turns(work_limit_s=config.timeout)
+    turns = turns or Turns(work_limit_s=config.timeout)
     ping_ok = json.dumps({"status": "ok"})
     execution_parameters = json.dumps({
         "MaxConcurrentTransforms": config.max_concurrent_transforms,
@@ -282,9 +283,14 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
     return app
 
 
-def from_environment() -> Flask:
-    """The app gunicorn serves: settings from the environment, the model from the model folder."""
+def from_environment():
+    """The app gunicorn serves: settings from the environment, the model from the model folder; on a
+    multi-model endpoint, no model until SageMaker loads some (`multimodel`)."""
     config = ServeConfig.from_env(os.environ)
+    if config.multi_model:
+        from .multimodel import MultiModel
+
+        return MultiModel.from_config(config, create_app)
     stage = f"model not loaded from {config.model_dir}"
     try:
         recommender = Recommender.load(config.model_dir)

@@ -108,8 +108,18 @@ ENDPOINT_TYPE = Setting(
     "the whole timeout (default 900 s, at most 3600: the invocation's InvocationTimeoutSeconds), bodies up to "
     "1024 MB (the default), answers up to 1 GB; ignored in batch transform. "
     "`scripts/sagemaker_workflow.py deploy` sets it")
+MULTI_MODEL = Setting(
+    ("SAGEMAKER_MULTI_MODEL",), "false",
+    "`true` on a [multi-model endpoint](#multi-model-endpoints) (`scripts/sagemaker_workflow.py deploy "
+    "--multi-model` sets it, as AWS's own images read it): no model at start, SageMaker loads them through "
+    "`/models`")
+MODELS_MEMORY = Setting(
+    ("NCF_MODELS_MEMORY_MB",), "the container's memory less 10% and the workers' request limits",
+    "multi-model endpoints: the memory the loaded models may take, beyond which a load is refused with 507 "
+    "(each model counted as its arrays once plus its own objects in every worker)")
 #: Every variable `serve` reads, in the order docs/serving.md lists them.
-ENVIRONMENT = (PORT, WORKERS, BATCH, TIMEOUT, MAX_PAYLOAD, MAX_CONCURRENT, BASE_DIR, FILTERS, ENDPOINT_TYPE)
+ENVIRONMENT = (PORT, WORKERS, BATCH, TIMEOUT, MAX_PAYLOAD, MAX_CONCURRENT, BASE_DIR, FILTERS, ENDPOINT_TYPE,
+               MULTI_MODEL, MODELS_MEMORY)
 
 
 def markdown_table() -> str:
@@ -160,6 +170,8 @@ class ServeConfig:
             model is, rather than a server that never starts.
         endpoint_type: a key of `ENDPOINT_TYPES` (`NCF_ENDPOINT_TYPE`); batch mode overrides it.
         workers_why: the sentence `serve` logs for its worker count (`resources.fit_workers`).
+        multi_model: a multi-model endpoint (`SAGEMAKER_MULTI_MODEL`): models come through `/models`.
+        models_memory_mb: `NCF_MODELS_MEMORY_MB`, or None: `multimodel.budget` derives it from the container.
     """
 
     model_dir: Path
@@ -172,6 +184,8 @@ class ServeConfig:
     filters: str = ""
     endpoint_type: str = "realtime"
     workers_why: str = ""
+    multi_model: bool = False
+    models_memory_mb: int | None = None
 
     @property
     def deadline_s(self) -> int:
@@ -219,4 +233,6 @@ class ServeConfig:
             filters=environ.get(FILTERS.names[0], ""),
             endpoint_type=kind,
             workers_why=fit.why,
+            multi_model=_bool(environ, MULTI_MODEL.names[0], False),
+            models_memory_mb=_int(environ, MODELS_MEMORY.names, 0, 1, 2**24) or None,
         )

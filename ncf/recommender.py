@@ -144,6 +144,8 @@ class Recommender:
         #: Which path answers top-k and why, measured (`retrieval_choice.choose`): `serve` logs it at start.
         self.retrieval_choice = choose(self, retrieval)
         self.retrieval = self.retrieval_choice.stage
+        if self.retrieval is not None and self.retrieval.index is not None:  # its bytes, read, are a second copy
+            self.artifact = replace(artifact, retrieval_index=None)
         log.info("top-k: %s: %s", self.retrieval_choice.path, self.retrieval_choice.why)
 
     @classmethod

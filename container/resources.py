@@ -175,8 +175,8 @@ def fit_workers(limits: Limits, shared_bytes: int, per_worker_bytes: int, reques
     usable = limits.memory_bytes * (1 - HEADROOM) - shared_bytes
     by_memory = max(0, int(usable // per_worker_bytes))
     facts = (f"{limits.cpus} CPU(s), {limits.memory_bytes / MB:,.0f} MB of memory ({limits.memory_source}), "
-             f"about {shared_bytes / MB:,.0f} MB in the master (the loaded model, shared by the workers), up to {per_worker_bytes / MB:,.0f} MB "
-             f"per worker (its request limits): memory holds {by_memory}")
+             f"about {shared_bytes / MB:,.0f} MB in the master (the loaded model, shared by the workers), "
+             f"up to {per_worker_bytes / MB:,.0f} MB per worker (its request limits): memory holds {by_memory}")
     if requested is not None:
         warning = (f"; WARNING: memory holds only {by_memory}, so a large request may get the server killed "
                    "(lower SAGEMAKER_MODEL_SERVER_WORKERS or SAGEMAKER_MAX_PAYLOAD_IN_MB)"

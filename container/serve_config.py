@@ -87,7 +87,8 @@ BATCH = Setting(
     f"derived from the model; spelled {SPELLINGS}, in any case")
 TIMEOUT = Setting(
     ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"),
-    f"{REALTIME_TIMEOUT}; batch: {BATCH_TIMEOUT}; async: {ENDPOINT_TYPES['async'].timeout} (at most {BATCH_TIMEOUT_MAX})",
+    f"{REALTIME_TIMEOUT}; batch: {BATCH_TIMEOUT}; async: {ENDPOINT_TYPES['async'].timeout} "
+    f"(at most {BATCH_TIMEOUT_MAX})",
     "seconds a worker may spend on one request before gunicorn replaces it; a request estimated to need more "
     f"than {_SHARE} of it (real time: {_SHARE} of SageMaker's {REALTIME_TIMEOUT} s, whatever this says) is refused "
     "with 413")

@@ -57,8 +57,9 @@ def test_train_in_the_serve_image_fails_saying_which_image_trains(serve_image, t
     assert "serve-only image" in (root / "output" / "failure").read_text()
 
 
-WORKER_COUNT = ("import os; print(sum(b'gunicorn' in open(f'/proc/{p}/cmdline', 'rb').read() for p in os.listdir('/proc') "
-                "if p.isdigit() and int(p) != os.getpid()) - 1)")  # gunicorn's processes less the master (and this)
+# gunicorn's processes in the container, less the master (and this one, whose command line names gunicorn)
+WORKER_COUNT = ("import os; print(sum(b'gunicorn' in open(f'/proc/{p}/cmdline', 'rb').read() "
+                "for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()) - 1)")
 
 
 @pytest.mark.parametrize("limits, env, why", [

@@ -293,7 +293,7 @@ def from_environment():
         return MultiModel.from_config(config, create_app)
     stage = f"model not loaded from {config.model_dir}"
     try:
-        recommender = Recommender.load(config.model_dir)
+        recommender = Recommender.load(config.model_dir, retrieval=config.retrieval)
         stage = f"deploy-time filters not loaded (NCF_FILTERS, {config.model_dir / FILTERS_FILE})"
         book = RuleBook.load(recommender, config.filters, config.model_dir)
         # Timing real requests scores the model once: weights that load but cannot score (a kernel of the

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ncf.errors import ConfigError
+from ncf.retrieval_choice import MODES
 from ncf.spelling import SPELLINGS, spelled_bool
 
 from . import resources
@@ -118,9 +119,14 @@ MODELS_MEMORY = Setting(
     ("NCF_MODELS_MEMORY_MB",), "the container's memory less 10% and the workers' request limits",
     "multi-model endpoints: the memory the loaded models may take, beyond which a load is refused with 507 "
     "(each model counted as its arrays once plus its own objects in every worker)")
+RETRIEVAL = Setting(
+    ("NCF_RETRIEVAL",), "auto",
+    "how top-k is answered ([large catalogues](#large-catalogues)): `auto` exact while its measured time is "
+    "within 10 ms, two-stage above it when its recall@10 reaches 0.98; `exact` or `two-stage` forces one "
+    "(`two-stage` on a model without a dot-product tower: `/ping` answers 503 saying why)")
 #: Every variable `serve` reads, in the order docs/serving.md lists them.
 ENVIRONMENT = (PORT, WORKERS, BATCH, TIMEOUT, MAX_PAYLOAD, MAX_CONCURRENT, BASE_DIR, FILTERS, ENDPOINT_TYPE,
-               MULTI_MODEL, MODELS_MEMORY)
+               MULTI_MODEL, MODELS_MEMORY, RETRIEVAL)
 
 
 def markdown_table() -> str:
@@ -173,6 +179,7 @@ class ServeConfig:
         workers_why: the sentence `serve` logs for its worker count (`resources.fit_workers`).
         multi_model: a multi-model endpoint (`SAGEMAKER_MULTI_MODEL`): models come through `/models`.
         models_memory_mb: `NCF_MODELS_MEMORY_MB`, or None: `multimodel.budget` derives it from the container.
+        retrieval: `NCF_RETRIEVAL`, one of `ncf.retrieval_choice.MODES` (`Recommender(retrieval=...)`).
     """
 
     model_dir: Path
@@ -187,6 +194,7 @@ class ServeConfig:
     workers_why: str = ""
     multi_model: bool = False
     models_memory_mb: int | None = None
+    retrieval: str = "auto"
 
     @property
     def deadline_s(self) -> int:
@@ -210,6 +218,10 @@ class ServeConfig:
     def from_env(cls, environ: Mapping[str, str]) -> "ServeConfig":
         batch = _bool(environ, BATCH.names[0], False)
         kind = (environ.get(ENDPOINT_TYPE.names[0]) or "realtime").strip().lower()
+        retrieval = (environ.get(RETRIEVAL.names[0]) or "auto").strip().lower()
+        if retrieval not in MODES:
+            raise ConfigError(f"environment variable {RETRIEVAL.names[0]}={retrieval!r} is not one of "
+                              f"{', '.join(MODES)}")
         if kind not in ENDPOINT_TYPES:
             raise ConfigError(f"environment variable {ENDPOINT_TYPE.names[0]}={kind!r} is not one of "
                               f"{', '.join(ENDPOINT_TYPES)}")
@@ -236,4 +248,5 @@ class ServeConfig:
             workers_why=fit.why,
             multi_model=_bool(environ, MULTI_MODEL.names[0], False),
             models_memory_mb=_int(environ, MODELS_MEMORY.names, 0, 1, 2**24) or None,
+            retrieval=retrieval,
         )

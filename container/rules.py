@@ -17,6 +17,7 @@ answer 503 saying why, as a broken model does, instead of failing requests one b
 from __future__ import annotations
 
 import json
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,9 @@ RULE_FIELDS = FILTER_FIELDS | {"promotions", "diversity", "metadataColumns"}
 RANKING_RULE_FIELDS = FILTER_FIELDS | {"metadataColumns"}
 PROMOTION_FIELDS = frozenset({"name", "percentPromotedItems", "filterExpression", "filterName", "filterValues"})
 MAX_PROMOTIONS = 4
-MAX_PROMOTION_NAME = 64
+#: Personalize's pattern and length for a promotion's name: an answer echoes it on every promoted item.
+PROMOTION_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]*")
+MAX_PROMOTION_NAME = 63
 #: Personalize's limit on metadataColumns.
 MAX_COLUMNS = 10
 #: The file of deploy-time filters in the model folder.
@@ -94,9 +97,17 @@ NO_RULES = Rules()
 
 def _filter(record: Mapping, where: str, expression_field: str) -> FilterSpec | None:
     """The filter of `record` (the request, or one promotion) from `expression_field` or `filterName`, with
-    `filterValues`; None when it names none."""
+    `filterValues`; None when it names none. A field given as null is an error: read as absent, a
+    `"filter": null` would answer unfiltered what its sender meant to filter."""
     expression, name, values = record.get(expression_field), record.get("filterName"), record.get("filterValues")
     place = f"{where}." if where else ""
+    instead = {expression_field: "out for no filter, or give a filter expression",
+               "filterName": "out for no filter, or give the name of a filter given at deploy time",
+               "filterValues": "out when no placeholder needs a value, or give an object of placeholder names to "
+                               "values"}
+    for key, what in instead.items():
+        if key in record and record[key] is None:
+            raise BadRequest(f"'{place}{key}' is null: leave the field {what}")
     if expression is not None and name is not None:
         raise BadRequest(f"give either '{place}{expression_field}' or '{place}filterName', not both")
     if expression is not None and not isinstance(expression, str):
@@ -131,8 +142,11 @@ def _promotions(raw: Any) -> tuple[PromotionSpec, ...]:
         if unknown:
             raise BadRequest(f"unknown field(s) {unknown} in '{where}'; allowed: {sorted(PROMOTION_FIELDS)}")
         name, percent = p.get("name"), p.get("percentPromotedItems")
-        if not isinstance(name, str) or not 1 <= len(name) <= MAX_PROMOTION_NAME:
-            raise BadRequest(f"'{where}.name' must be a string of 1 to {MAX_PROMOTION_NAME} characters, got {name!r}")
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_PROMOTION_NAME \
+                or not PROMOTION_NAME.fullmatch(name):
+            shown = repr(name if not isinstance(name, str) or len(name) <= 80 else name[:77] + "...")
+            raise BadRequest(f"'{where}.name' must be 1 to {MAX_PROMOTION_NAME} letters, digits, - and _, starting "
+                             f"with a letter or digit (Personalize's rule), got {shown}")
         if name in names:
             raise BadRequest(f"'{where}.name' {name!r} is the name of an earlier promotion; each needs its own")
         names.add(name)
@@ -201,16 +215,30 @@ def named_filters(environment_text: str, model_dir: Path) -> dict[str, str]:
     return named
 
 
+class _Pairs(list):
+    """A JSON object's (name, value) pairs as written: a name given twice is kept twice, to be refused."""
+
+
 def _named(text: str, source: str) -> dict[str, str]:
+    example = '{"comedies": "INCLUDE ItemID WHERE Items.GENRES IN (\\"Comedy\\")"}'
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_Pairs)
     except ValueError as e:
         raise ConfigError(f"{source} is not valid JSON ({e})") from None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
-                                              for k, v in value.items()):
-        raise ConfigError(f"{source} must be a JSON object of filter names to filter expressions, "
-                          '{"comedies": "INCLUDE ItemID WHERE Items.GENRES IN (\\"Comedy\\")"}')
-    return value
+    if not isinstance(value, _Pairs):
+        raise ConfigError(f"{source} must be a JSON object of filter names to filter expressions, {example}")
+    named: dict[str, str] = {}
+    for name, expression in value:
+        if not name:
+            raise ConfigError(f"{source}: a filter has an empty name (\"\"); give each a name requests can use "
+                              f"as filterName, {example}")
+        if name in named:
+            raise ConfigError(f"{source}: filter {name!r} is given twice; each name once (which one did you mean?)")
+        if not isinstance(expression, str):
+            what = "an object" if isinstance(expression, _Pairs) else type(expression).__name__
+            raise ConfigError(f"{source}: filter {name!r} must be a filter expression (a string), not {what}")
+        named[name] = expression
+    return named
 
 
 @dataclass(frozen=True)

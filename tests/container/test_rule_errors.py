@@ -63,19 +63,27 @@ def promotion(**fields):
     ({"filterName": "cheap", "filter": "INCLUDE ItemID WHERE Items.PRICE < 3"},
      "give either 'filter' or 'filterName', not both"),
     ({"filterValues": {"MAX": "3"}}, "'filterValues' is given without a filter to fill in"),
+    # null is no way to say "no filter": answered unfiltered, it would hide the sender's mistake
+    ({"filter": None}, "^'filter' is null: leave the field out for no filter"),
+    ({"filterName": None}, "^'filterName' is null: leave the field out for no filter"),
+    ({"filterName": "cheap", "filterValues": None}, "^'filterValues' is null: leave the field out when no placeholder"),
     ({"filterName": "cheap", "filterValues": {"MAX": 3}}, "'filterValues' must be an object of placeholder names"),
     # promotions
     ({"promotions": promotion()}, "'promotions' must be a list of 1 to 4 promotions"),
     ({"promotions": [promotion(name=n) for n in "abcde"]}, "'promotions' must be a list of 1 to 4 promotions"),
-    ({"promotions": [promotion(name="")]}, r"'promotions\[0\].name' must be a string of 1 to 64 characters"),
+    ({"promotions": [promotion(name="")]}, r"'promotions\[0\].name' must be 1 to 63 letters, digits, - and _"),
+    *[({"promotions": [promotion(name=name)]}, r"'promotions\[0\].name' must be 1 to 63 .* \(Personalize's rule\)")
+      for name in ("new arrivals", "-sale", "sale\n", "\U0001f3ac", "caf\u00e9", "x" * 64)],
     ({"promotions": [promotion(), promotion()]}, r"'promotions\[1\].name' 'p' is the name of an earlier promotion"),
     ({"promotions": [promotion(percentPromotedItems=0)]}, r"'promotions\[0\].percentPromotedItems' must be an integer"),
     ({"promotions": [promotion(percentPromotedItems="50")]}, r"percentPromotedItems' must be an integer from 1 to 100"),
-    ({"promotions": [promotion(filterExpression=None)]}, r"'promotions\[0\]' needs 'filterExpression' or 'filterName'"),
+    ({"promotions": [{"name": "p", "percentPromotedItems": 20}]},
+     r"'promotions\[0\]' needs 'filterExpression' or 'filterName'"),
+    ({"promotions": [promotion(filterExpression=None)]}, r"^'promotions\[0\].filterExpression' is null"),
     ({"promotions": [promotion(filterArn="arn")]}, r"unknown field\(s\) \['filterArn'\] in 'promotions\[0\]'"),
     ({"promotions": [promotion(filterExpression='INCLUDE ItemID WHERE Items.COLOUR IN ("red")')]},
      r"^promotions\[0\].filterExpression: filter expression, column 28: unknown column Items.COLOUR"),
-    ({"promotions": [promotion(filterExpression=None, filterName="dear")]}, r"^promotions\[0\].filterName 'dear'"),
+    ({"promotions": [{"name": "p", "percentPromotedItems": 20, "filterName": "dear"}]}, r"^promotions\[0\].filterName 'dear'"),
     # diversity and metadata columns
     ({"diversity": {"column": "PRICE", "maxPerValue": 2}}, r"^diversity: .*a numeric column cannot be capped"),
     ({"diversity": {"column": "COLOUR", "maxPerValue": 2}}, r"^diversity: .*no such item metadata column"),
@@ -171,6 +179,11 @@ def opt_ml(tmp_path, shop_dir):
      "deploy-time filter 'comedies': filter expression, column 28: unknown column Items.GENRE"),
     (None, '{"cheap": "INCLUDE ItemID WHERE Items.PRICE <"}', "deploy-time filter 'cheap': filter expression, column 35"),
     (None, "not json", "filters.json is not valid JSON"),
+    ('{"x": "INCLUDE ItemID WHERE Items.PRICE > 3", "x": "INCLUDE ItemID WHERE Items.GENRES IN (\\"Horror\\")"}',
+     None, "NCF_FILTERS: filter 'x' is given twice"),
+    (None, '{"x": "EXCLUDE ItemID WHERE Items.PRICE > 3", "y": "EXCLUDE ItemID WHERE Items.PRICE > 9", '
+           '"x": "EXCLUDE ItemID WHERE Items.PRICE > 3"}', "filters.json: filter 'x' is given twice"),
+    ('{"": "INCLUDE ItemID WHERE Items.PRICE > 3"}', None, 'NCF_FILTERS: a filter has an empty name ("")'),
 ])
 def test_a_broken_deploy_time_filter_makes_ping_503_saying_why(opt_ml, monkeypatch, environment, file, reason):
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(opt_ml))

@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ncf.errors import UnknownIdError
+from ncf.filters import ItemFilter
 from ncf.recommender import Recommendations, Recommender
 
 from . import codecs
@@ -92,10 +93,12 @@ def _answer_parsed(recommender: Recommender, book: RuleBook, parsed: list) -> li
             except BadRequest as e:
                 responses[n] = {"error": e.message}
                 continue
-            groups.setdefault((request.k, request.exclude_seen, request.exclude, request.rules.choice), []).append(n)
-    for (k, exclude_seen, exclude, _), rows in groups.items():
+            groups.setdefault((request.k, request.exclude_seen, request.exclude_seen_given, request.exclude,
+                               request.rules.choice), []).append(n)
+    for (k, _, _, exclude, _), rows in groups.items():
         try:
             rules = book.compile(parsed[rows[0]].rules)
+            exclude_seen = seen_excluded(parsed[rows[0]], rules.rule)
         except BadRequest as e:
             for n in rows:
                 responses[n] = {"error": e.message}
@@ -133,16 +136,32 @@ def _answer_one(recommender: Recommender, book: RuleBook, request) -> dict:
         return {"item": str(request.item), "itemList": _item_list(r, request.rules, book)}
     if isinstance(request, Recommend):
         r = recommender.recommend_from_items(list(request.items), request.k, user=request.user,
-                                             exclude_seen=request.exclude_seen, exclude=request.exclude, **chosen)
+                                             exclude_seen=seen_excluded(request, rules.rule), exclude=request.exclude,
+                                             **chosen)
         return {**({"user": request.user} if request.user is not None else {}),
                 "itemList": _item_list(r, request.rules, book), "fallback": r.fallback,
                 "ignored": list(map(str, r.ignored))}
     if isinstance(request, Rank):
         r = recommender.rank(request.user, list(request.items), rule=rules.rule)
-        return {"user": request.user,
-                "personalizedRanking": _entries(r.items, r.scores, request.rules, book, r.indices),
+        ranked = _entries(r.items, r.scores, request.rules, book, r.indices)
+        if rules.rule is None:  # Personalize appends items not in training, scored 0; a filter cannot vouch for them
+            ranked += _entries(r.unknown, [0.0] * len(r.unknown), request.rules, book, book.extra_rows(r.unknown))
+        return {"user": request.user, "personalizedRanking": ranked,
                 "unknown": list(map(str, r.unknown)), "filtered": r.filtered, "fallback": r.fallback}
     raise AssertionError(type(request))
+
+
+def seen_excluded(request: Recommend, rule: ItemFilter | None) -> bool:
+    """Whether a recommend request's answer leaves out the user's seen items. A filter that INCLUDEs them
+    (`Interactions.EVENT_TYPE IN ("*")`: recommend among what they had) overrides the default, which would
+    leave it nothing; a request that itself asked for `exclude_seen` true contradicts it: a 400."""
+    if rule is None or not rule.include_seen:
+        return request.exclude_seen
+    if request.exclude_seen and request.exclude_seen_given:
+        raise BadRequest("exclude_seen is true and the filter INCLUDEs the user's interactions "
+                         "(Interactions.EVENT_TYPE IN (\"*\")): the two contradict; leave exclude_seen out (or set "
+                         "it false) to recommend among the seen items, or drop that INCLUDE expression")
+    return False
 
 
 def _score_pairs(recommender: Recommender, request: ScorePairs) -> dict:
@@ -250,8 +269,8 @@ def echo_bytes(request, model_bytes: int = 0) -> int:
                 + _rules_echo(request.rules, request.k, model_bytes))
     if isinstance(request, Similar):
         return _json_bytes(str(request.item)) + _rules_echo(request.rules, request.k, model_bytes)
-    if isinstance(request, Rank):
-        return (_json_bytes(request.user) + sum(_json_bytes(str(i)) + 2 for i in request.items)
+    if isinstance(request, Rank):  # an unknown item is listed in `unknown` and, appended, in the ranking
+        return (_json_bytes(request.user) + 2 * sum(_json_bytes(str(i)) + 2 for i in request.items)
                 + _rules_echo(request.rules, 0, model_bytes))
     if isinstance(request, ScorePairs) and request.csv is not None:
         rows = request.csv

@@ -44,11 +44,13 @@ MAX_INPUT_LIST = 500
 @dataclass(frozen=True)
 class Options:
     """Per-request defaults: the model's, overridden by `X-Amzn-SageMaker-Custom-Attributes`
-    (`k=20,threshold=0.7,exclude_seen=false`), overridden by the request's own fields."""
+    (`k=20,threshold=0.7,exclude_seen=false`), overridden by the request's own fields. `exclude_seen_given`:
+    the custom attributes set `exclude_seen` (a request's choice, not the default a filter may override)."""
 
     k: int = 10
     threshold: float = 0.5
     exclude_seen: bool = True
+    exclude_seen_given: bool = False
 
     def with_attributes(self, header: str | None) -> "Options":
         if not header:
@@ -62,6 +64,8 @@ class Options:
             if not sep or key not in ("k", "threshold", "exclude_seen"):
                 continue  # custom attributes may carry other systems' keys: ignore what is not ours
             values[key] = _option(key, raw.strip(), "X-Amzn-SageMaker-Custom-Attributes")
+        if "exclude_seen" in values:
+            values["exclude_seen_given"] = True
         return replace(self, **values)
 
 
@@ -124,7 +128,8 @@ class ScorePairs:
 @dataclass(frozen=True)
 class Recommend:
     """`items` None: the user's trained recommendations; a tuple: folded in from those items, for `user`
-    (None when anonymous)."""
+    (None when anonymous). `exclude_seen_given`: the request chose `exclude_seen` (its field or its custom
+    attributes) rather than taking the default, which a filter that INCLUDEs the seen items overrides."""
 
     user: Any
     k: int
@@ -132,6 +137,7 @@ class Recommend:
     exclude: tuple
     items: tuple | None = None
     rules: Rules = NO_RULES
+    exclude_seen_given: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,7 @@ def parse(record: dict, options: Options) -> ScorePairs | Recommend | Similar | 
             exclude=tuple(_id(i, f"exclude[{n}]") for n, i in enumerate(exclude)),
             items=None if given is None else tuple(_id(i, f"items[{n}]") for n, i in enumerate(given)),
             rules=parse_rules(record),
+            exclude_seen_given="exclude_seen" in record or options.exclude_seen_given,
         )
     if "item" in record and "user" not in record and "items" not in record:
         _check_fields(record, {"item", "k"} | RULE_FIELDS, "similar-items")

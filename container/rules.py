@@ -264,6 +264,7 @@ class RuleBook:
             except ConfigError as e:
                 raise ConfigError(f"deploy-time filter {name!r}: {e}") from None
         self._column_bytes: dict[str, int] = {}
+        self._extra_rows: dict[str, int] | None = None
 
     @classmethod
     def load(cls, recommender, environment_text: str, model_dir: Path) -> "RuleBook":
@@ -307,10 +308,24 @@ class RuleBook:
                                  f"{', '.join(self.metadata.names)}")
 
     def describe(self, columns: Sequence[str], indices: Sequence[int]) -> list[dict[str, str]]:
-        """Per item of `indices` (model indices), `{column in lower case: its text}`, as Personalize returns
-        metadata; a missing value is left out (Personalize's metadata is a map of strings)."""
-        texts = [(name.lower(), self.metadata.texts(name, indices)) for name in columns]
-        return [{key: values[n] for key, values in texts if values[n] is not None} for n in range(len(indices))]
+        """Per item of `indices` (metadata rows: model indices, then metadata-only rows; -1 for none),
+        `{column in lower case: its text}`, as Personalize returns metadata; a missing value is left out
+        (Personalize's metadata is a map of strings)."""
+        rows = [r for r in indices if r >= 0]
+        texts = [(name.lower(), iter(self.metadata.texts(name, rows))) for name in columns]
+        out = []
+        for r in indices:
+            values = [(key, next(it)) for key, it in texts] if r >= 0 else []
+            out.append({key: value for key, value in values if value is not None})
+        return out
+
+    def extra_rows(self, ids: Sequence) -> list[int]:
+        """The metadata-only row of each id (one the model never trained on, as its text), -1 where none."""
+        if self.metadata is None:
+            return [-1] * len(ids)
+        if self._extra_rows is None:
+            self._extra_rows = {i: self.n_items + n for n, i in enumerate(self.metadata.extra_ids)}
+        return [self._extra_rows.get(str(i), -1) for i in ids]
 
     def column_bytes(self, name: str) -> int:
         """The most bytes one item's value of column `name` takes in an answer's JSON (its key, quotes and

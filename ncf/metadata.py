@@ -193,7 +193,8 @@ class ItemMetadata:
         return self._by_name.get(name.upper())
 
     def texts(self, name: str, rows: Sequence[int]) -> list[str | None]:
-        """The values of column `name` for model item indices `rows`, as given; None where missing."""
+        """The values of column `name` for `rows` (model item indices, then metadata-only rows), as given; None
+        where missing."""
         column = self.find(name)
         if column is None:
             raise ConfigError(f"no item metadata column {name!r}; the columns are {self.names}")

@@ -90,6 +90,32 @@ def test_an_exclude_filter_over_interactions_removes_what_the_user_has_seen(clie
     assert not seen & set(ids(removed)) and len(ids(removed)) == len(ids(kept)) - len(seen)
 
 
+SEEN = 'INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")'
+
+
+def test_an_include_filter_over_interactions_recommends_among_the_seen_items_unless_told_otherwise(client, shop,
+                                                                                                  users):
+    """The filter's INCLUDE of the seen items wins over the default exclude_seen (which would leave it
+    nothing); a request that itself asks to exclude them contradicts it."""
+    seen = set(map(str, shop.items.decode(shop.artifact.seen.row(0))))
+    among = post(client, {"user": users[0], "k": 5, "filter": SEEN})
+    told = post(client, {"user": users[0], "k": 5, "filter": SEEN, "exclude_seen": False})
+    assert among.status_code == 200 and len(ids(among.json)) == 5 and set(ids(among.json)) <= seen
+    assert ids(among.json) == ids(told.json)
+    folded = post(client, {"user": users[0], "items": ids(among.json)[:2], "k": 5, "filter": SEEN})
+    assert folded.status_code == 200 and len(ids(folded.json)) == 5 and set(ids(folded.json)) <= seen
+    lines = post(client, json.dumps({"user": users[0], "k": 5, "filter": SEEN}) + "\n", "application/jsonlines")
+    assert ids(json.loads(lines.get_data(as_text=True))) == ids(among.json)
+    for contradiction in ({"exclude_seen": True}, {"exclude_seen": "true", "items": [ids(among.json)[0]]}):
+        response = post(client, {"user": users[0], "k": 5, "filter": SEEN, **contradiction})
+        assert response.status_code == 400 and response.json["error"].startswith(
+            "exclude_seen is true and the filter INCLUDEs the user's interactions"), response.json
+    attribute = client.post("/invocations", data=json.dumps({"user": users[0], "k": 5, "filter": SEEN}),
+                            content_type="application/json",
+                            headers={"X-Amzn-SageMaker-Custom-Attributes": "exclude_seen=true"})
+    assert attribute.status_code == 400 and "contradict" in attribute.json["error"]
+
+
 def test_filter_names_come_from_the_environment_and_the_model_folders_filters_json(tmp_path, shop_dir, catalogue,
                                                                                      users):
     from ncf.recommender import Recommender
@@ -178,6 +204,35 @@ def test_a_given_list_is_ranked_in_personalizes_shape_with_unknown_items_listed(
     assert stranger["fallback"] is True and sorted(ids(stranger, "personalizedRanking")) == sorted(given)
 
 
+def test_a_ranking_appends_the_items_the_model_never_trained_on_scored_0_as_personalize_does(shop, users):
+    """Personalize: "If an item was not included in the training dataset, the item is appended to the end of the
+    reranked list" with a score of 0. Their metadata comes from their metadata-only rows; a filter, whose masks
+    cover the trained items only, cannot vouch for them, so a filtered ranking leaves them out."""
+    import numpy as np
+
+    from container.answers import answer
+    from container.requests import Options
+    from container.rules import RuleBook
+    from ncf.metadata import ItemMetadata
+
+    n = len(shop.items)
+    known = [str(i) for i in shop.items.decode(range(n))]
+    metadata = ItemMetadata.from_table(np.append(np.arange(n), -1), known + ["coming-soon"],
+                                       {"TITLE": [f"Film {i}" for i in range(n)] + ["Soon, a film"]}, n)
+    book = RuleBook(metadata, n)
+    given = [known[3], "coming-soon", known[1], "nowhere", "coming-soon"]
+    [plain, filtered] = answer(shop, [
+        {"user": users[0], "inputList": given, "metadataColumns": ["TITLE"]},
+        {"user": users[0], "inputList": given, "filter": 'EXCLUDE ItemID WHERE Items.TITLE IN ("x")'}], Options(), book)
+    ranking = plain["personalizedRanking"]
+    assert sorted(ids(plain, "personalizedRanking")[:2]) == sorted([known[3], known[1]])
+    assert ranking[2:] == [{"itemId": "coming-soon", "score": 0.0, "metadata": {"title": "Soon, a film"}},
+                           {"itemId": "nowhere", "score": 0.0, "metadata": {}}]
+    assert plain["unknown"] == ["coming-soon", "nowhere"]
+    assert sorted(ids(filtered, "personalizedRanking")) == sorted([known[3], known[1]])
+    assert filtered["unknown"] == ["coming-soon", "nowhere"]
+
+
 def test_json_lines_records_with_different_filters_are_each_answered_by_their_own(client, users):
     records = []
     for n, user in enumerate(users[:30]):
@@ -200,7 +255,7 @@ def test_item_ids_are_strings_in_every_answer(client, shop, users):
     assert all(isinstance(i, str) for a in answers for i in ids(a))
     assert answers[2]["ignored"] == ["424242"] and answers[3]["item"] == str(item)
     ranked = post(client, {"user": users[0], "inputList": [item, 424242]}).json
-    assert ids(ranked, "personalizedRanking") == [str(item)] and ranked["unknown"] == ["424242"]
+    assert ids(ranked, "personalizedRanking") == [str(item), "424242"] and ranked["unknown"] == ["424242"]
 
 
 def test_rankings_and_rule_answers_have_a_csv_form(client, users, catalogue):

@@ -13,6 +13,8 @@ every few seconds when idle).
                           budget is checked against every model at once
       models/KEY/         one folder per loaded model, KEY a hash of its name: model.json and N.npy
       staging/            where a load writes before its folder is renamed into models/ (the load's commit)
+      costs/KEY.json      what a model's requests cost as measured at its first load, kept after an unload: SageMaker
+                          unloads the least used models when memory runs short and loads them again later
 
 The registry belongs to one server: the master clears it at start (a restarted container would otherwise
 list models that SageMaker never loaded into it), and the workers, which may run as another user than the
@@ -120,6 +122,20 @@ class ModelStore:
     def used(self) -> int:
         """The bytes the loaded models count against the budget."""
         return sum(entry.footprint for entry in self.entries())
+
+    def costs(self, key: str) -> dict | None:
+        """What `keep_costs` kept under `key`, or None."""
+        try:
+            return json.loads((self.root / "costs" / f"{key}.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+
+    def keep_costs(self, key: str, fields: dict) -> None:
+        folder = self.root / "costs"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        staged = folder / f".{key}.{uuid.uuid4().hex}"
+        staged.write_text(json.dumps(fields), encoding="utf-8")
+        os.replace(staged, folder / f"{key}.json")  # whole or not at all, for a worker reading it meanwhile
 
     def staging(self) -> Path:
         """A new, empty folder for a load to write into."""

@@ -203,11 +203,12 @@ class MultiModel:
         limits = model_loads.limits(entry, self.config)
         return Served(entry.id, self.create_app(recommender, self.config, limits=limits, book=book, turns=self.turns))
 
-    def _load(self, name: str, url: str) -> tuple[Entry, Served, float]:
-        """`model_loads.load` on the scoring thread: the entry, this worker's model and the seconds it took."""
+    def _load(self, name: str, url: str) -> tuple[Entry, Served, float, str]:
+        """`model_loads.load` on the scoring thread: the entry, this worker's model, the seconds it took and
+        where they went."""
         started = time.monotonic()
-        entry, recommender, book = model_loads.load(name, url, self.config, self.store, self.budget)
-        return entry, self._app(entry, recommender, book), time.monotonic() - started
+        entry, recommender, book, took = model_loads.load(name, url, self.config, self.store, self.budget)
+        return entry, self._app(entry, recommender, book), time.monotonic() - started, took
 
     # --------------------------------------------------------------------------------------- management
 
@@ -237,13 +238,13 @@ class MultiModel:
                 raise NotReady(f"busy: could not load model {name!r} within {self.config.deadline_s} s; retry",
                                retry_after_s=1)
             try:
-                entry, served, seconds = turn.run(self._load, name, url)
+                entry, served, seconds, took = turn.run(self._load, name, url)
             finally:
                 turn.end()
             self.served[name] = served
-            log.info("model %r (%s %s) loaded from %s by worker %d in %.2f s: %.1f MB shared, %.1f MB per worker",
-                     name, TARGET_MODEL, target, url, os.getpid(), seconds, entry.manifest["sharedBytes"] / MB,
-                     entry.manifest["privateBytes"] / MB)
+            log.info("model %r (%s %s) loaded from %s by worker %d in %.2f s (%s): %.1f MB shared, %.1f MB per "
+                     "worker", name, TARGET_MODEL, target, url, os.getpid(), seconds, took,
+                     entry.manifest["sharedBytes"] / MB, entry.manifest["privateBytes"] / MB)
             return answer({**described(entry), "memoryBytes": entry.footprint, "seconds": round(seconds, 3)})
 
         @app.get("/models")

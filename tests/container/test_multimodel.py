@@ -283,3 +283,22 @@ def test_a_load_past_the_memory_budget_is_a_507_until_a_model_is_unloaded(tmp_pa
         assert server.load("second", folders / "plain")[0] == 200
     finally:
         server.stop()
+
+
+def test_a_model_loaded_again_after_an_unload_is_not_timed_again(mme, folders, tmp_path):
+    # SageMaker unloads the least used models when memory runs short and loads them again when called.
+    folder = tmp_path / "tenant"
+    shutil.copytree(folders / "plain", folder)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    (folder / "metadata.json").write_text(json.dumps({**metadata, "tenant": str(tmp_path)}))  # a model of its own
+
+    def load_line() -> str:
+        status, _ = mme.load("evicted", folder)
+        assert status == 200
+        return [line for line in mme.text().splitlines() if "model 'evicted'" in line and "loaded from" in line][-1]
+
+    first = load_line()
+    assert "timing its requests" in first and "measured at an earlier load" not in first
+    assert mme.call("DELETE", "/models/evicted")[0] == 200
+    assert "measured at an earlier load" in load_line()
+    assert mme.call("DELETE", "/models/evicted")[0] == 200

@@ -240,38 +240,57 @@ ECHO_CHAR_BYTES = 12
 RULE_ERROR_FRAME = 512
 
 
-def _rules_echo(rules: Rules, k: int, model_bytes: int) -> int:
+def _rules_echo(rules: Rules, k: int, model_bytes: int, verdict: str | None = None) -> int:
     """What rules may repeat: an error quoting the request's expressions, names and values (and, up to
-    `model_bytes`, the model's columns or filter names), or each promoted item's `promotionName`."""
+    `model_bytes`, the model's columns or filter names), or each promoted item's `promotionName`. `verdict`
+    (`rule_verdict`): the error the rules get, "" when they pass; None when not known, so the worst."""
     if rules is NO_RULES:
         return 0
+    named = max((_json_bytes(p.name) for p in rules.promotions), default=0)
+    promoted = k * (named + len(', "promotionName": ')) if rules.promotions else 0
+    if verdict is not None:
+        return _json_bytes(verdict) if verdict else promoted
     quoted = sum(_json_bytes(c) for c in rules.columns)
     for f in rules.filters():
         quoted += _json_bytes(f.expression or f.name)
         quoted += sum(_json_bytes(n) + _json_bytes(v) + 4 for n, v in f.values or ())
     if rules.diversity is not None:
         quoted += _json_bytes(rules.diversity.column)
-    named = max((_json_bytes(p.name) for p in rules.promotions), default=0)
-    return max(quoted + RULE_ERROR_FRAME + model_bytes, k * (named + len(', "promotionName": ')))
+    return max(quoted + RULE_ERROR_FRAME + model_bytes, promoted)
 
 
-def echo_bytes(request, model_bytes: int = 0) -> int:
+def rule_verdict(book: RuleBook, request) -> str:
+    """The error a request's rules get in its answer, "" when they can be answered: they are compiled (the
+    book's cache keeps them for the answer), so that an answer's size need not assume each record's rules
+    fail with the longest message they could."""
+    try:
+        book.check_columns(request.rules.columns)
+        compiled = book.compile(request.rules)
+        if isinstance(request, Recommend):
+            seen_excluded(request, compiled.rule)
+    except BadRequest as e:
+        return e.message
+    return ""
+
+
+def echo_bytes(request, model_bytes: int = 0, verdict: str | None = None) -> int:
     """Bytes of an answer that repeat what its request sent, at most: an error's message (which may quote a
     value), the user or item it answers for (an unknown user's id is not among the ids `record_bytes` knows),
     the fold-in items it may list as ignored (a ranking's unknown items), what its rules may repeat
-    (`model_bytes`: the most a rule's error quotes from the model), a CSV body's described rows in error.
-    Python runs per record and per described row, and per pair only in C (`map(len, ...)`)."""
+    (`model_bytes`: the most a rule's error quotes from the model; `verdict`: the rules' own, when known), a
+    CSV body's described rows in error. Python runs per record and per described row, and per pair only in C
+    (`map(len, ...)`)."""
     if isinstance(request, BadRequest):
         return _json_bytes(request.message)
     if isinstance(request, Recommend):
         given = sum(_json_bytes(str(i)) + 2 for i in request.items) if request.items else 0
         return ((_json_bytes(request.user) if request.user is not None else 0) + given
-                + _rules_echo(request.rules, request.k, model_bytes))
+                + _rules_echo(request.rules, request.k, model_bytes, verdict))
     if isinstance(request, Similar):
-        return _json_bytes(str(request.item)) + _rules_echo(request.rules, request.k, model_bytes)
+        return _json_bytes(str(request.item)) + _rules_echo(request.rules, request.k, model_bytes, verdict)
     if isinstance(request, Rank):  # an unknown item is listed in `unknown` and, appended, in the ranking
         return (_json_bytes(request.user) + 2 * sum(_json_bytes(str(i)) + 2 for i in request.items)
-                + _rules_echo(request.rules, 0, model_bytes))
+                + _rules_echo(request.rules, 0, model_bytes, verdict))
     if isinstance(request, ScorePairs) and request.csv is not None:
         rows = request.csv
         described = sum(_json_bytes(why) + ROW_ERROR_FRAME for why in rows.errors.first.values())

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .answers import echo_bytes
+from .answers import echo_bytes, rule_verdict
 from .costs import Costs
 from .errors import TooLarge
 from .requests import MAX_K, Options, ScorePairs, requests
+from .rules import NO_RULES, RuleBook
 from .serve_config import WORK_SHARE, ServeConfig
 
 MB = 1024 * 1024
@@ -63,23 +64,40 @@ class Limits:
         return (f"{text}; MaxPayloadInMB {self.payload_mb}: {worst:,} records of {record!r} at "
                 f"k={MAX_K} would take about {worst * len(record) * per_byte:.0f} s")
 
-    def check(self, records, options: Options) -> None:
+    def check(self, records, options: Options, book: RuleBook | None = None) -> None:
         """Raises `TooLarge` if answering `records` would take more than `budget_s` or make an answer larger
-        than `answer_bytes`. Stops reading at the first record over a limit, so a huge body is refused fast."""
+        than `answer_bytes`. Stops reading at the first record over a limit, so a huge body is refused fast.
+
+        `book`: the model's rules. In real time, each distinct set of rules is then compiled here, once, after
+        its cost has been counted (`book`'s cache keeps it for the answer, so the work is not done twice), and
+        its records' answers counted with the error they will carry, or none: 10,000 records sharing one
+        valid filter repeat nothing. Without a book, or past what the cache holds, a record's rules are counted
+        as failing with the longest message they could."""
         seconds, size, echoed, fitted = 0.0, 0, 0, 0
         total = len(records)
         compiled: set = set()
+        verdicts: dict = {}
+        room = book.cache.size if book is not None else 0  # filters compiled here that the answer finds cached
         for request in requests(records, options):
             seconds += self.costs.seconds(request, compiled)
             if seconds > self.budget_s:
                 raise self._too_slow(request, fitted, total)
             if self.answer_bytes is not None:  # batch answers have no limit: their echo is not counted
-                echoed += echo_bytes(request, self.costs.rule_error_bytes)
+                verdict = None
+                rules = getattr(request, "rules", NO_RULES)
+                if rules is not NO_RULES:
+                    key = (type(request), rules, getattr(request, "exclude_seen", None),
+                           getattr(request, "exclude_seen_given", None))
+                    verdict = verdicts.get(key)
+                    if verdict is None and book is not None and len(rules.filters()) <= room:
+                        room -= len(rules.filters())
+                        verdict = verdicts[key] = rule_verdict(book, request)
+                echoed += echo_bytes(request, self.costs.rule_error_bytes, verdict)
                 size += self.costs.answer_bytes(request)
                 if size + echoed > self.answer_bytes:
                     if fitted == 0 and isinstance(request, ScorePairs):  # one body of pairs or CSV rows
                         raise self._too_many_rows(request, size + echoed)
-                    raise self._too_big(total, echoed * total // (fitted + 1))
+                    raise self._too_big(total, echoed * total // (fitted + 1), fitted)
             fitted += 1
 
     def _too_slow(self, request, fitted: int, total: int) -> TooLarge:
@@ -104,15 +122,24 @@ class Limits:
                         f"like these per request, or use a batch transform", limit_bytes=self.answer_bytes,
                         max_pairs=most)
 
-    def _too_big(self, total: int, echoed: int) -> TooLarge:
+    def _too_big(self, total: int, echoed: int, fitted: int) -> TooLarge:
         """`echoed`: the bytes the whole request's answer would repeat from it (`echo_bytes`), estimated from
-        the records read so far."""
+        the records read so far; `fitted`: the records that fit before the one that did not. Advice that can be
+        followed: fewer entries while some would fit, else fewer records (never "at most 0 entries")."""
         room = max(self.answer_bytes - total * self.costs.record_bytes - echoed, 0)
         most = room // self.costs.entry_bytes
+        limit = f"the {self.answer_bytes / MB:g} MB a real-time response may carry"
         echo = (f", about {echoed:,} bytes of it repeating what the request sent (ids, fold-in items, error "
                 f"messages, as JSON writes them: 6 bytes for an 'é', 12 for an emoji)"
                 if echoed * 10 >= self.answer_bytes else "")
-        return TooLarge(f"the answer would be larger than the {self.answer_bytes / MB:g} MB a real-time response "
-                        f"may carry{echo}: ask for at most {most:,} entries (the sum of k over recommend and "
-                        f"similar-item records, items ranked, plus pairs scored) in a request of {total:,} records, "
-                        f"or use a batch transform", limit_bytes=self.answer_bytes, max_entries=most)
+        if most > 0:
+            return TooLarge(f"the answer would be larger than {limit}{echo}: ask for at most {most:,} entries (the "
+                            f"sum of k over recommend and similar-item records, items ranked, plus pairs scored) in "
+                            f"a request of {total:,} records, or use a batch transform", limit_bytes=self.answer_bytes,
+                            max_entries=most)
+        if fitted == 0:
+            return TooLarge(f"the first record's answer alone would be larger than {limit}{echo}: use a batch "
+                            f"transform", limit_bytes=self.answer_bytes)
+        return TooLarge(f"the answer would be larger than {limit}{echo}, even with no entries: what {total:,} "
+                        f"records repeat fills it; send at most {fitted:,} records like these per request, or use a "
+                        f"batch transform", limit_bytes=self.answer_bytes, max_records=fitted)

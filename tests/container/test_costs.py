@@ -129,3 +129,46 @@ def neumf_plain(shop):
     import dataclasses
 
     return Recommender(dataclasses.replace(shop.artifact, item_metadata=None))
+
+
+# ---------------------------------------------------------------------------------------------- answer size
+
+def realtime_limits(**fields) -> "Limits":
+    """A real-time endpoint's limits over `rules_costs`: work never binds, the 6 MB answer does."""
+    from container.limits import Limits
+
+    costs = rules_costs(user_s=2.0 ** -30, filter_s=2.0 ** -30, rule_error_bytes=40, **fields)
+    return Limits(costs=costs, budget_s=30.0, deadline_s=60, answer_bytes=6 * 1024 * 1024, payload_mb=6, fits=True)
+
+
+def lines(record: dict, count: int) -> list:
+    return codecs.decode_jsonlines((json.dumps(record) + "\n").encode() * count)
+
+
+def test_records_sharing_a_valid_filter_repeat_nothing_in_the_answer(shop):
+    from container.errors import TooLarge
+    from container.rules import RuleBook
+
+    user = shop.users.decode([0])[0]
+    records = lines({"user": user, "k": 1, "filter": "EXCLUDE ItemID WHERE Items.PRICE > 50"}, 10_000)
+    limits, book = realtime_limits(), RuleBook(shop.item_metadata, len(shop.items))
+    limits.check(records, Options(), book)  # before: each record counted as failing, 413 "at most 0 entries"
+    with pytest.raises(TooLarge):  # without the book, each is still counted as failing: the worst it could be
+        limits.check(records, Options())
+    # a rule that fails is counted at the error its answer carries
+    bad = lines({"user": user, "k": 1, "filter": f"EXCLUDE ItemID WHERE Items.{'P' * 2000} > 50"}, 3_000)
+    with pytest.raises(TooLarge) as caught:
+        limits.check(bad, Options(), book)
+    assert 2_000 <= caught.value.details["max_records"] < 3_000 and "max_entries" not in caught.value.details
+    assert "even with no entries" in caught.value.message and "send at most" in caught.value.message
+
+
+def test_an_answer_too_large_never_advises_asking_for_0_entries():
+    from container.errors import TooLarge
+
+    limits = realtime_limits()
+    records = lines({"user": "é" * 200, "k": 1}, 6_000)  # each id echoed as 1,200 bytes of JSON: no room left
+    with pytest.raises(TooLarge) as caught:
+        limits.check(records, Options())
+    assert caught.value.details.get("max_entries", 1) > 0, caught.value.message
+    assert 0 < caught.value.details["max_records"] < 6_000

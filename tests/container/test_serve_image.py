@@ -87,3 +87,47 @@ def test_under_a_containers_cpu_and_memory_limits_serve_fits_its_workers_and_say
         assert docker("exec", container, "python3", "-c", WORKER_COUNT, check=True).stdout.strip() == "1"
     finally:
         docker("rm", "-f", container)
+
+
+def test_the_serve_image_hosts_many_models_when_sagemaker_makes_it_a_multi_model_endpoint(
+        serve_image, tmp_path, model_dir, shop_dir, recommender):
+    labels = json.loads(docker("image", "inspect", serve_image, "--format", "{{json .Config.Labels}}", check=True).stdout)
+    assert labels["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
+    # As SageMaker unpacks each model.tar.gz: /opt/ml/models/NAME/model, readable by the workers' user.
+    models = tmp_path / "models"
+    for name, source in (("plain", model_dir), ("shop", shop_dir)):
+        shutil.copytree(source, models / name / "model")
+    for path in [models, *models.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    port = free_port()
+    container = docker("run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{models}:/opt/ml/models:ro",
+                       "-e", "SAGEMAKER_MULTI_MODEL=true", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2", serve_image,
+                       check=True).stdout.strip()
+
+    def call(method, path, body=None):
+        status, kind, raw = request(port, method, path, None if body is None else json.dumps(body),
+                                    {"Content-Type": "application/json"}, timeout=60)
+        assert kind == "application/json", (status, kind, raw[:300])
+        return status, json.loads(raw)
+
+    try:
+        wait_until(lambda: ping(port)[0] == 200, 60, lambda: logs_of(container), ignoring=(OSError,))
+        for name in ("plain", "shop"):
+            status, answer = call("POST", "/models", {"model_name": name, "url": f"/opt/ml/models/{name}/model"})
+            assert status == 200, (answer, logs_of(container))
+        assert [m["modelName"] for m in call("GET", "/models")[1]["models"]] == ["plain", "shop"]
+        assert call("POST", "/models", {"model_name": "plain", "url": "/opt/ml/models/shop/model"})[0] == 409
+        assert call("POST", "/models", {"model_name": "x", "url": "/opt/ml/models/none/model"})[0] == 404
+        user = recommender.users.decode([0])[0]
+        expected = [str(i) for i in recommender.recommend(user, k=4).items]
+        for _ in range(10):  # both workers answer, whichever loaded the model
+            status, answer = call("POST", "/models/plain/invoke", {"user": user, "k": 4})
+            assert status == 200 and [e["itemId"] for e in answer["itemList"]] == expected
+            status, answer = call("POST", "/models/shop/invoke", {"user": user, "k": 2, "metadataColumns": ["TITLE"]})
+            assert status == 200 and all("title" in e["metadata"] for e in answer["itemList"])
+        assert call("DELETE", "/models/plain")[0] == 200
+        for _ in range(10):
+            assert call("POST", "/models/plain/invoke", {"user": user, "k": 4})[0] == 404
+        assert call("POST", "/models/shop/invoke", {"user": user, "k": 1})[0] == 200
+    finally:
+        docker("rm", "-f", container)

@@ -52,9 +52,10 @@ def benchmark_tables() -> dict[str, Callable[[dict], str]]:
 
 def generators() -> dict[str, Callable[[], str]]:
     from apiref import markdown as api_reference  # docs/apiref.py, beside this file
+    from layoutref import markdown as layout
     from container import hyperparameters, metric_definitions, serve_config
 
-    return {"hyperparameters": hyperparameters.markdown_table, "api-reference": api_reference,
+    return {"hyperparameters": hyperparameters.markdown_table, "api-reference": api_reference, "layout": layout,
             "metric-definitions": metric_definitions.markdown_table,
             "serve-environment": serve_config.markdown_table,
             **{name: results_table(name, render) for name, render in benchmark_tables().items()}}

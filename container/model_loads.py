@@ -164,7 +164,8 @@ def load(name: str, url: str, config: ServeConfig, store: ModelStore,
     read = time.perf_counter()
     key = _costs_key(fingerprint, filters, folder)
     measured = store.costs(key)
-    if measured is None:
+    kept = measured is not None
+    if not kept:
         measured = _costs_json(Costs.measure(recommender, book=book))
         store.keep_costs(key, measured)
     timed = time.perf_counter()
@@ -185,9 +186,8 @@ def load(name: str, url: str, config: ServeConfig, store: ModelStore,
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone from here once registered
     shared_arrays.attach(recommender, entry.folder, files)
-    took = (f"reading and checking {read - started:.2f} s, timing its requests {timed - read:.2f} s"
-            f"{'' if timed - read > 0.01 else ' (measured at an earlier load)'}, sharing its arrays "
-            f"{time.perf_counter() - timed:.2f} s")
+    timing = "its costs measured at an earlier load" if kept else f"timing its requests {timed - read:.2f} s"
+    took = f"reading and checking {read - started:.2f} s, {timing}, sharing its arrays {time.perf_counter() - timed:.2f} s"
     return entry, recommender, book, took
 
 

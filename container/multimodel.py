@@ -189,6 +189,9 @@ class MultiModel:
             if served is None or served.id != entry.id:
                 started = time.monotonic()
                 served = turn.run(self._build, entry)
+                now = self.store.get(name)
+                if now is None or now.id != entry.id:  # unloaded while it was built: kept, it would outlive that
+                    return None
                 self.served[name] = served
                 log.info("model %r (%s %s) ready in worker %d in %.2f s", name, TARGET_MODEL, target, os.getpid(),
                          time.monotonic() - started)
@@ -241,7 +244,9 @@ class MultiModel:
                 entry, served, seconds, took = turn.run(self._load, name, url)
             finally:
                 turn.end()
-            self.served[name] = served
+            now = self.store.get(name)
+            if now is not None and now.id == entry.id:  # not unloaded through another worker meanwhile
+                self.served[name] = served
             log.info("model %r (%s %s) loaded from %s by worker %d in %.2f s (%s): %.1f MB shared, %.1f MB per "
                      "worker", name, TARGET_MODEL, target, url, os.getpid(), seconds, took,
                      entry.manifest["sharedBytes"] / MB, entry.manifest["privateBytes"] / MB)

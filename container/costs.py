@@ -12,23 +12,19 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ncf.errors import ConfigError
-from ncf.filters import FilterCache
 from ncf.recommender import Recommender
 
 from . import codecs
 from .answers import answer_chunks
 from .requests import (MAX_EXCLUDE, MAX_FOLD_IN, MAX_INPUT_LIST, MAX_K, Options, Rank, Recommend, ScorePairs, Similar,
                        entries, parse, requests)
-from .rules import MAX_PROMOTIONS, RuleBook, Rules
+from .rule_costs import conditions, measure_rules, rule_lines
+from .rules import RuleBook, Rules
 
 #: The smallest record that costs a whole top-k: the worst case per byte of a batch payload.
 SMALLEST_RECORD = b'{"user":1}\n'
 #: The smallest fold-in record: one item, and the fold-in's fixed cost (its steps) whatever the count.
 SMALLEST_FOLD_IN = b'{"items":[1]}\n'
-#: A filter every model can compile (it needs no item metadata), and the costliest to apply: an INCLUDE over
-#: the user's interactions masks a block's whole `[users, n_items]`.
-SEEN_FILTER = 'INCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")'
 #: Bytes of an answer entry's metadata besides its columns' values: `, "metadata": {}`.
 METADATA_FRAME = 16
 
@@ -83,17 +79,15 @@ class Costs:
     the answer echoes from the request (`echo_bytes`).
 
     Business rules add, per record: `filter_s` per filter (the request's and each promotion's; applying a
-    compiled mask) and `compile_char_s` per character of an expression the request has not compiled yet (a
-    compiled one is cached); `promotion_s` per promotion (its own masked top-k and slots); for `diversity`,
-    `diversity_entry_s` per item when its cap cannot bind (`maxPerValue >= k`) and `diversity_all_s` when it
-    can (the worst case: the caps refuse every candidate past the shortlist, so the whole catalogue is
-    visited), once for the request's candidates and once for each promotion's; `column_entry_s` per metadata column per entry. A ranking costs `rank_s + rank_item_s` per item
-    given. Each is timed at start through the same path, on the model's own metadata when it has some.
-
-    On ml-25m-sized models (59,000 items, factors 128, layers (128, 64, 32)), one core of a 2-core VM shared
-    with other jobs: `user_s` 1.0-3.4 ms for MF, 8.5-37 ms for NeuMF (the VM's load moves it 4x), `entry_s`
-    1.3-5 us; measuring takes ~0.25 s for NeuMF (16 users, 16 items, 1,024 pairs), plus the fold-ins': a
-    1,000-item fold-in of an ml-25m-sized NeuMF is 0.17-0.28 s, timed once (the smaller sizes three times).
+    compiled mask) and, for an expression with values the request has not compiled yet (a compiled one is
+    cached), `compile_char_s` per character, `condition_s` per condition (`rule_costs.conditions`) and
+    `value_char_s` per character of its filterValues (`rule_costs` says how each is calibrated);
+    `promotion_s` per promotion (its own masked top-k and slots); for `diversity`, `diversity_entry_s` per item
+    when its cap cannot bind (`maxPerValue >= k`) and `diversity_all_s` when it can (the worst case: the caps
+    refuse every candidate past the shortlist, so the whole catalogue is visited), once for the request's
+    candidates and once for each promotion's; `column_entry_s` per metadata column per entry. A ranking costs
+    `rank_s + rank_item_s` per item given. Each is timed at start through the same path, on the model's own
+    metadata when it has some.
     """
 
     line_s: float
@@ -110,6 +104,8 @@ class Costs:
     fold_in_user_s: float = 0.0
     filter_s: float = 0.0
     compile_char_s: float = 0.0
+    condition_s: float = 0.0
+    value_char_s: float = 0.0
     promotion_s: float = 0.0
     diversity_entry_s: float = 0.0
     diversity_all_s: float = 0.0
@@ -118,8 +114,10 @@ class Costs:
     rank_item_s: float = 0.0
     #: Per metadata column (upper case), the most bytes its value takes in an entry (`RuleBook.column_bytes`).
     column_bytes: Mapping[str, int] = field(default_factory=dict)
-    #: The longest deploy-time filter's expression, in characters: what compiling a `filterName` costs.
+    #: The longest deploy-time filter's expression, in characters, and the most conditions one holds: what
+    #: compiling a `filterName` costs.
     named_chars: int = 0
+    named_conditions: int = 0
     #: The most bytes a rule's error quotes from the model (its columns, its filters' names).
     rule_error_bytes: int = 0
     #: Records with rules whose estimated work per byte may be the most (`worst_per_byte`), for this model.
@@ -201,7 +199,7 @@ class Costs:
                 start = time.perf_counter()
                 _, made = timed(codecs.decode_csv(csv), Options())
                 pair_s = (time.perf_counter() - start) / max(made, 1)
-            rules = _measure_rules(recommender, book, users, whole) if n_users and n_items else {}
+            rules = measure_rules(recommender, book, users, whole) if n_users and n_items else {}
         frame = max(len('{"user": , "itemList": [], "fallback": false}\n'), len(
             '{"user": , "personalizedRanking": [], "unknown": [], "filtered": 1234567, "fallback": false}\n'))
         return cls(line_s=line_s, user_s=user_s, similar_s=similar_s, entry_s=entry_s, pair_s=pair_s,
@@ -213,9 +211,10 @@ class Costs:
                    column_bytes={n.upper(): book.column_bytes(n) for n in
                                  (book.metadata.names if book.metadata is not None else [])},
                    named_chars=max(map(len, book.named.values()), default=0),
+                   named_conditions=max(map(conditions, book.named.values()), default=0),
                    rule_error_bytes=len(json.dumps(book.metadata.names if book.metadata is not None else []))
                    + len(json.dumps(sorted(book.named))),
-                   rule_lines=_rule_lines(book))
+                   rule_lines=rule_lines(book))
 
     def seconds(self, request, compiled: set | None = None) -> float:
         """Estimated seconds of `request`; `compiled`: the filters earlier records of the same request compile
@@ -241,8 +240,12 @@ class Costs:
             seconds += self.filter_s
             key = (spec.expression, spec.name, spec.values)
             if compiled is None or key not in compiled:
-                chars = len(spec.expression) if spec.expression is not None else self.named_chars
-                seconds += self.compile_char_s * chars
+                if spec.expression is not None:
+                    seconds += (self.compile_char_s * len(spec.expression)
+                                + self.condition_s * conditions(spec.expression))
+                else:
+                    seconds += self.compile_char_s * self.named_chars + self.condition_s * self.named_conditions
+                seconds += self.value_char_s * sum(len(n) + len(v) for n, v in spec.values or ())
                 if compiled is not None:
                     compiled.add(key)
         seconds += self.promotion_s * len(rules.promotions)
@@ -277,95 +280,3 @@ MIN_ID_S = 1e-7
 WORST_LINES = (SMALLEST_RECORD, SMALLEST_FOLD_IN,
                b'{"items":[' + b",".join([b"1"] * MAX_FOLD_IN) + b']}\n',
                b'{"user":1,"exclude":[' + b",".join([b"1"] * MAX_EXCLUDE) + b']}\n')
-
-
-
-
-#: A promotion's filter every model can compile: its items are those the user has not seen, so it promotes.
-PROMOTED_FILTER = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("*")'
-
-
-def _cappable(book: RuleBook) -> list:
-    """The metadata columns a diversity cap takes (categorical, boolean), the most values per item first."""
-    columns = [c for c in (book.metadata.columns if book.metadata is not None else [])
-               if c.kind in ("categorical", "boolean")]
-    return sorted(columns, key=lambda c: -(len(c.codes) if c.codes is not None else len(c.flags)))
-
-
-def _items_filter(book: RuleBook) -> str | None:
-    """A filter over the model's first metadata column that every item's value goes through (`NOT IN` is a
-    pass over all items), or None without metadata, or when no column's name is one an expression can spell."""
-    for column in book.metadata.columns if book.metadata is not None else []:
-        condition = {"numeric": ">= 0", "boolean": 'NOT IN ("true")'}.get(column.kind, 'NOT IN ("~")')
-        expression = f"INCLUDE ItemID WHERE Items.{column.name} {condition}"
-        try:
-            FilterCache(book.metadata, book.n_items).get(expression)
-        except ConfigError:
-            continue
-        return expression
-    return None
-
-
-def _measure_rules(recommender: Recommender, book: RuleBook, users: list, whole) -> dict:
-    """The rules' costs (`Costs`' fields), each timed through `whole` (the request's whole path) on a few of
-    `users` against the same records without the rule."""
-    few = users[:2]
-    one, most = Options(k=1), Options(k=MAX_K)
-
-    def per_record(fields: dict, options: Options, baseline: float, repeat: int = 3, divide: int = 1) -> float:
-        took = whole([{"user": u, **fields} for u in few], options, repeat)
-        return max(took - baseline, 0.0) / len(few) / divide
-
-    plain, plain_most = (whole([{"user": u} for u in few], options, 3) for options in (one, most))
-    expressions = [e for e in (SEEN_FILTER, _items_filter(book)) if e is not None]
-    costs = {"filter_s": max(per_record({"filter": e}, one, plain) for e in expressions)}  # cached by then
-    compiles = []
-    for expression in expressions:
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            FilterCache(book.metadata, book.n_items).get(expression)  # a new cache: parsed and compiled anew
-            runs.append(time.perf_counter() - start)
-        compiles.append(float(np.median(runs)) / len(expression))
-    costs["compile_char_s"] = max(compiles)
-    promoted = [{"name": "p", "percentPromotedItems": 50, "filterExpression": PROMOTED_FILTER}]
-    costs["promotion_s"] = per_record({"promotions": promoted}, most, plain_most)
-    n_entries = min(MAX_K, book.n_items)
-    cappable = _cappable(book)
-    if cappable:
-        capped = {"column": cappable[0].name, "maxPerValue": MAX_K}
-        costs["diversity_entry_s"] = per_record({"diversity": capped}, most, plain_most, divide=n_entries)
-        costs["diversity_all_s"] = per_record({"diversity": {**capped, "maxPerValue": 1}}, most, plain, repeat=1)
-    if book.metadata is not None and book.metadata.columns:
-        columns = book.metadata.names[:10]
-        costs["column_entry_s"] = per_record({"metadataColumns": columns}, most, plain_most,
-                                             divide=n_entries * len(columns))
-    ids = recommender.items.decode(np.arange(min(MAX_INPUT_LIST, book.n_items)))
-    first = whole([{"user": u, "inputList": ids[:1]} for u in few], one, 3) / len(few)
-    every = whole([{"user": u, "inputList": ids} for u in few], one, 3) / len(few)
-    costs["rank_s"] = first
-    costs["rank_item_s"] = max(every - first, 0.0) / max(len(ids) - 1, 1)
-    return costs
-
-
-def _rule_lines(book: RuleBook) -> tuple[bytes, ...]:
-    """The records with rules that may cost the most per byte on this model: the longest ranking of one-digit
-    ids, the most promotions in the fewest bytes, and the tightest cap over the shortest cappable column's
-    name; through the shortest deploy-time filter's name too, when there are some."""
-    def line(record: dict) -> bytes:
-        return json.dumps(record, separators=(",", ":")).encode() + b"\n"
-
-    names = "abcdefghijklmnopqrstuvwxyz"[:MAX_PROMOTIONS]
-    lines = [line({"user": 1, "inputList": [1] * MAX_INPUT_LIST}),
-             line({"user": 1, "promotions": [{"name": n, "percentPromotedItems": 1, "filterExpression": PROMOTED_FILTER}
-                                             for n in names]})]
-    if book.named:
-        shortest = min(book.named, key=len)
-        lines.append(line({"user": 1, "filterName": shortest}))
-        lines.append(line({"user": 1, "promotions": [{"name": n, "percentPromotedItems": 1, "filterName": shortest}
-                                                     for n in names]}))
-    cappable = _cappable(book)
-    if cappable:
-        column = min((c.name for c in cappable), key=len)
-        lines.append(line({"user": 1, "diversity": {"column": column, "maxPerValue": 1}}))
-    return tuple(lines)

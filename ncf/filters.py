@@ -131,7 +131,9 @@ def compile(expression: Expression | str, metadata: ItemMetadata | None, n_items
 def _union(masks: list[np.ndarray]) -> np.ndarray | None:
     if not masks:
         return None
-    out = np.logical_or.reduce(masks) if len(masks) > 1 else masks[0]
+    out = masks[0]
+    for mask in masks[1:]:
+        out = out | mask
     out.flags.writeable = False
     return out
 
@@ -167,11 +169,15 @@ def _interactions(tree, context: _Context) -> bool:
 def _mask(tree, context: _Context) -> np.ndarray | None:
     """`[n_items]` where the Items condition holds; None where it was left out (a placeholder without a
     value), which AND and OR skip."""
-    if isinstance(tree, Junction):
-        parts = [m for m in (_mask(p, context) for p in tree.parts) if m is not None]
-        if not parts or context.n_items is None:
-            return None
-        return np.logical_and.reduce(parts) if tree.op == "AND" else np.logical_or.reduce(parts)
+    if isinstance(tree, Junction):  # folded as its parts come: one mask held, not one per condition
+        op, out = np.logical_and if tree.op == "AND" else np.logical_or, None
+        for part in tree.parts:
+            mask = _mask(part, context)
+            if mask is not None and out is not None:
+                op(out, mask, out=out)
+            elif mask is not None:
+                out = mask.copy()
+        return out
     if context.metadata is None:
         context.fail("this model was trained without an items channel, so it has no Items to filter on",
                      tree.pos)

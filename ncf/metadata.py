@@ -121,7 +121,7 @@ class Column:
         if self.kind in CATEGORY_KINDS:
             mask = np.zeros(self.n_items, dtype=bool)
             indptr, rows = self._inverted()
-            for value in values:
+            for value in dict.fromkeys(values):  # a value repeated costs its items once
                 code = self._category_index.get(value)
                 if code is not None:
                     mask[rows[indptr[code]:indptr[code + 1]]] = True
@@ -142,7 +142,13 @@ class Column:
                                   f"write them (ASCII digits, an optional sign, fraction and exponent, finite: "
                                   f"12, -1.5, 2e3)")
             numbers.append(read)
-        return np.isin(self.numbers[:self.n_items], numbers)
+        # By binary search in the listed numbers: np.isin sorts the whole column once they pass a few dozen
+        wanted = np.unique(np.array(numbers, dtype=np.float64))
+        if len(wanted) == 0:
+            return np.zeros(self.n_items, dtype=bool)
+        x = self.numbers[:self.n_items]
+        at = np.minimum(np.searchsorted(wanted, x), len(wanted) - 1)
+        return wanted[at] == x  # NaN (missing) equals nothing
 
     def compare(self, op: str, number: float) -> np.ndarray:
         """`[n_items]` True where the item's number `op` `number` (`=`, `<`, `<=`, `>`, `>=`); missing is False."""

@@ -302,3 +302,13 @@ def test_a_model_loaded_again_after_an_unload_is_not_timed_again(mme, folders, t
     assert mme.call("DELETE", "/models/evicted")[0] == 200
     assert "its costs measured at an earlier load" in load_line()
     assert mme.call("DELETE", "/models/evicted")[0] == 200
+
+
+def test_two_loads_of_one_name_at_once_load_it_once(mme, folders):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        statuses = sorted(s for s, _ in pool.map(lambda _: mme.load("raced", folders / "plain"), range(4)))
+    assert statuses == [200, 409, 409, 409]
+    assert [m["modelName"] for m in mme.call("GET", "/models")[1]["models"]].count("raced") == 1
+    assert mme.call("DELETE", "/models/raced")[0] == 200

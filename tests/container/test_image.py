@@ -45,6 +45,7 @@ def csv_bytes(frame):
 def test_the_image_declares_what_sagemaker_reads(image):
     config = json.loads(docker("image", "inspect", image, "--format", "{{json .Config}}", check=True).stdout)
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
+    assert config["Labels"]["com.amazonaws.sagemaker.capabilities.multi-models"] == "true"
     assert config["Cmd"] == ["train"]
     listing = docker("run", "--rm", "--entrypoint", "sh", image, "-c",
                      "find / -xdev \\( -name 'ratings.csv' -o -name 'u.data' -o -name 'tests' -path '*program*' \\) "

@@ -3,10 +3,17 @@
 Exact NeuMF top-k runs the MLP against every item, so its cost grows with the catalogue past what a real-time
 answer allows (`benchmarks/catalogue.py` measures both paths at 10^5 and 10^6 items). Only a dot product
 reduces to maximum inner-product search (Rendle et al. 2020), so the first stage ranks items by the part of
-the model that is one: GMF's `user_dot . item_dot` (for GMF the whole model); MF's `p_u . q_i + b_i`, the
-item bias folded in as one more dimension (the user's bias and the global one move no item, so for MF the
-first stage is the model's own order). The second stage scores the shortlist of `m`
-candidates with the full model and takes top-k. The shortlist comes from:
+the model that is one, plus an item's own term folded in as one more dimension (queries end in a 1):
+
+- MF: `p_u . q_i + b_i` (the user's bias and the global one move no item, so the first stage is the model's
+  own order);
+- GMF: `user_dot . item_dot`, the whole model;
+- NeuMF: GMF's `user_dot . item_dot` plus the MLP's score of the item for the average user (the mean of the
+  users' first-layer rows): in a trained NeuMF the MLP's term moves items largely alike for every user, and
+  a shortlist by the GMF tower alone misses what it lifts (`benchmarks/catalogue.py` measures both).
+
+The second stage scores the shortlist of `m` candidates with the full model and takes top-k. The shortlist
+comes from:
 
 - numpy, exactly (`Stage.backend == "numpy"`), while a user's product reads at most `NUMPY_MAX_FLOATS`;
 - above that, a faiss IVF index (`IndexIVFFlat`, L2 over the vectors lifted so that the nearest is the largest
@@ -64,7 +71,8 @@ class Stage:
 
     Attributes:
         items: `[n_items, d]` float32, C-contiguous.
-        bias_column: MF's item bias is the last column (queries end in a 1).
+        bias_column: the last column is an item's own term (MF's bias, NeuMF's MLP at the average user), so
+            queries end in a 1.
         backend: "numpy" (exact product) or "ivf".
         shortlist: candidates the full model re-scores, `m`.
         nprobe: inverted lists an IVF search visits.
@@ -80,13 +88,20 @@ class Stage:
 
     @classmethod
     def of(cls, scorer: "NumpyScorer") -> "Stage | None":
-        """The dot-product part of `scorer`'s model, None when it has none (an MLP alone)."""
+        """The dot-product part of `scorer`'s model, None when it has none (an MLP alone). NeuMF's MLP term
+        is one user's exact top-k pass over the catalogue."""
         if scorer.item_dot is None:
             return None
         if scorer.item_bias is not None:
-            items = np.concatenate([scorer.item_dot, scorer.item_bias[:, None]], axis=1)
-            return cls(np.ascontiguousarray(items, np.float32), True)
-        return cls(np.ascontiguousarray(scorer.item_dot, np.float32), False)
+            own = scorer.item_bias
+        elif scorer.user_hidden is not None and len(scorer.user_hidden):
+            from .inference import UserSide
+
+            average = UserSide(dot=None, bias=None, hidden=scorer.user_hidden.mean(axis=0, keepdims=True))
+            own = scorer.all_items_of(average)[0] - scorer.bias
+        else:
+            return cls(np.ascontiguousarray(scorer.item_dot, np.float32), False)
+        return cls(np.ascontiguousarray(np.concatenate([scorer.item_dot, own[:, None]], axis=1), np.float32), True)
 
     @property
     def n_items(self) -> int:

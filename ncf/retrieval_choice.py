@@ -160,7 +160,7 @@ def prepare(recommender: TopK, *, force: bool = False, k: int = 10,
     users = sample_users(recommender)
     exact_ms = median_ms(recommender.with_retrieval(None), users[:20], k)
     section = {"exact_ms": round(exact_ms, 3), "target_ms": target_ms, "backend": None}
-    if (exact_ms <= target_ms and not force) or Stage.of(recommender.scorer) is None:
+    if (exact_ms <= target_ms and not force) or recommender.scorer.item_dot is None:
         return section, None
     stage, build_s = unsized(recommender)
     stage, measured = calibrate(recommender, stage, users, k)
@@ -204,7 +204,7 @@ def choose(recommender: TopK, mode: str = "auto", *, target_ms: float = TARGET_M
         raise ConfigError(f"retrieval must be one of {', '.join(MODES)}, got {mode!r}")
     if mode == "exact":
         return Choice("exact", "exact top-k, as asked (retrieval=exact)")
-    if Stage.of(recommender.scorer) is None or not len(recommender.users):
+    if recommender.scorer.item_dot is None or not len(recommender.users):
         why = (f"a model of kind {recommender.scorer.kind!r} has no dot-product part to retrieve candidates by"
                if len(recommender.users) else "the model knows no user")
         if mode == "two-stage":

@@ -92,7 +92,10 @@ def served(folder: Path, users: list, requests: int) -> dict:
     the PSS of the server with 1 worker and with 2 (the model, index included, loaded before the fork)."""
     out = {}
     for workers in (1, 2):
-        server = Server(folder.parent, None, workers, {"NCF_RETRIEVAL": "two-stage"})
+        try:
+            server = Server(folder.parent, None, workers, {"NCF_RETRIEVAL": "two-stage"})
+        except RuntimeError as e:  # not up within Server's wait: say so rather than lose the run
+            return {"error": str(e)}
         try:
             timed = latencies(server.port, {"top-10": {}}, users, requests if workers == 2 else 60, rounds=1)
             out[f"pss_mb_{workers}_workers"] = round(server.pss_mb(), 1)
@@ -139,8 +142,10 @@ def markdown(result: dict) -> str:
         rows.append([f"{c['items']:,}", f"{c['exact']['p50_ms']:.1f} / {c['exact']['p99_ms']:.1f}",
                      f"{c['two_stage']['p50_ms']:.2f} / {c['two_stage']['p99_ms']:.2f}", stage, str(cal["shortlist"]),
                      f"{cal['recall']:.3f}", f"{c['recall_other_users']:.3f}", f"{cal['build_s']:.1f} s",
-                     f"{c['served']['p50_ms']:.1f} / {c['served']['p99_ms']:.1f}",
-                     f"{c['served']['pss_mb_2_workers'] / c['served']['pss_mb_1_workers']:.2f}x",
+                     f"{c['served']['p50_ms']:.1f} / {c['served']['p99_ms']:.1f}" if "error" not in c["served"] else
+                     c["served"]["error"],
+                     f"{c['served']['pss_mb_2_workers'] / c['served']['pss_mb_1_workers']:.2f}x"
+                     if "error" not in c["served"] else "",
                      f"{c['folder_mb']:,.0f} ({c['index_mb']:,.0f}) MB",
                      f"{c['batch']['exact_per_s']:,.0f} / {c['batch']['two_stage_per_s']:,.0f}"])
     towers = [f"{c['items']:,} items: " + ", ".join(f"{m} candidates {r:.3f}"

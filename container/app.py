@@ -234,7 +234,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
                 # 413 now rather than a worker killed midway; then 503 rather than work finished after the
                 # caller gave up. JSON Lines records are parsed here and again when answered: keeping the
                 # typed requests of a 100 MB body (9.5M records) would cost ~1 GB.
-                limits.check(records, options)
+                limits.check(records, options, book)
                 late = _overdue(limits, records, options, left())
                 if late is not None:
                     why = (f"the {max(left(), 0):.1f} s left of the {seconds} s it may last cannot cover its work, "

@@ -56,8 +56,9 @@ def test_the_items_channel_lands_in_the_model_folder_and_the_log_says_what_it_he
     assert out.returncode == 0, out.stdout + out.stderr
     n_items = ratings.movieId.nunique()
     described = len(range(0, n_items, 2))
-    assert re.search(rf"items: {described + 3} rows from .*input/data/items; columns title: categorical, genres: "
-                     rf"categorical; 3 metadata-only \(ids not in the interactions: kept, not scored\); "
+    assert re.search(rf"items: {described + 3} rows from .*input/data/items; columns title: text, genres: "
+                     rf"categorical \(text: mostly distinct values, most holding a space; each kept whole, never "
+                     rf"split at \|\); 3 metadata-only \(ids not in the interactions: kept, not scored\); "
                      rf"{n_items - described} of {n_items} trained items have no row", out.stdout), out.stdout
     model = artifacts.load(root / "model")
     assert (root / "model" / "items.npz").is_file()

@@ -266,3 +266,12 @@ def test_rankings_and_rule_answers_have_a_csv_form(client, users, catalogue):
     ranked, recommended = response.get_data(as_text=True).splitlines()
     assert response.status_code == 200 and sorted(ranked.split(",")) == sorted(catalogue.ids[:5])
     assert all("Comedy" in catalogue.genres[i] for i in recommended.split(",")) and len(recommended.split(",")) == 3
+
+
+def test_ten_thousand_records_sharing_one_valid_filter_fit_a_real_time_answer(client, users):
+    """The answer-size check compiles a shared filter once and counts no error echo for it (counted as a
+    worst-case error message per record, 10,000 such lines were refused with 413)."""
+    line = json.dumps({"user": users[0], "k": 1, "filter": COMEDY}) + "\n"
+    answer = client.post("/invocations", data=line * 10_000, content_type="application/jsonlines")
+    assert answer.status_code == 200, answer.get_data(as_text=True)[:300]
+    assert answer.get_data(as_text=True).count("\n") == 10_000

@@ -1,4 +1,5 @@
-"""The three evaluation protocols of ../shared/reference/evaluation.md, on any scoring function.
+"""The three evaluation protocols (sampled candidates, full ranking, a balanced like/dislike set), on any
+scoring function.
 
 A scorer is `score(users [n], items [n]) -> [n]` (probabilities for models, counts for popularity), so the
 same code ranks a Keras model during training, the numpy Recommender, and every baseline. Candidates are a

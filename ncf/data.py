@@ -20,7 +20,7 @@ import pandas as pd
 from . import arrowread, pandasread
 from .columns import KNOWN_NAMES, ROLES, Columns, pick_roles
 from .errors import DataError
-from .sniffing import GZIP_MAGIC, PARQUET_MAGIC, TextLayout, is_header, text_layout
+from .sniffing import GZIP_MAGIC, PARQUET_MAGIC, TextLayout, is_header, magic_bytes, text_layout
 
 __all__ = ["GZIP_MAGIC", "KNOWN_NAMES", "PARQUET_MAGIC", "ROLES", "Columns", "Interactions", "is_header",
            "read_file", "read_interactions"]
@@ -130,15 +130,9 @@ def read_file(path: Path, columns: Columns, *, allow_empty: bool, header: bool |
 
     `header` says whether a text file's first non-blank line is a header, where the caller knows (a stream's
     later parts: `ncf.streaming`); None sniffs it."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from e
-    if not magic:
-        if allow_empty:
-            return None
-        raise DataError(f"{path}: file is empty")
+    magic = magic_bytes(path, allow_empty=allow_empty)
+    if magic is None:
+        return None
     if magic == PARQUET_MAGIC:
         fast = _read_parquet_fast(path, columns)
         if fast is not None:

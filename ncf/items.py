@@ -30,7 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .data import GZIP_MAGIC, KNOWN_NAMES, PARQUET_MAGIC
+from .data import KNOWN_NAMES
+from .sniffing import GZIP_MAGIC, PARQUET_MAGIC, magic_bytes
 from .errors import DataError
 from .filter_syntax import NAME
 from .metadata import ItemMetadata
@@ -154,15 +155,9 @@ class _Part:
 
 
 def _read_part(path: Path, *, allow_empty: bool) -> _Part | None:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror})") from e
-    if not magic:
-        if allow_empty:
-            return None
-        raise DataError(f"{path}: file is empty")
+    magic = magic_bytes(path, allow_empty=allow_empty)
+    if magic is None:
+        return None
     lists: tuple[str, ...] = ()
     if magic == PARQUET_MAGIC:
         names, columns, where, lists = _parquet(path)

@@ -21,6 +21,21 @@ GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 
 
+def magic_bytes(path: Path, *, allow_empty: bool) -> bytes | None:
+    """A file's first four bytes, which tell Parquet and gzip from text; None for an empty file when
+    `allow_empty` (a folder's empty part), else a `DataError` naming the file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from e
+    if not magic:
+        if allow_empty:
+            return None
+        raise DataError(f"{path}: file is empty")
+    return magic
+
+
 def open_text(path: Path, compression: str | None) -> io.TextIOBase:
     raw = gzip.open(path, "rb") if compression == "gzip" else open(path, "rb")
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")

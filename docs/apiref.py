@@ -25,6 +25,7 @@ PUBLIC = (
     ("ncf.metadata", ("ItemMetadata", "Column")),
     ("ncf.filters", ("compile", "parse", "parse_values", "FilterCache", "ItemFilter", "FilterError")),
     ("ncf.rerank", ("Promotion", "Diversity")),
+    ("ncf.retrieval_choice", ("measure_recall", "choose", "prepare")),
     ("ncf.warmstart", ("inherited", "initialiser")),
     ("ncf.errors", ("NCFError", "DataError", "ConfigError", "ArtifactError", "UnknownIdError")),
 )

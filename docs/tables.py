@@ -37,7 +37,7 @@ def results_table(name: str, render_result: Callable[[dict], str]) -> Callable[[
 
 def benchmark_tables() -> dict[str, Callable[[dict], str]]:
     """Each results file of `benchmarks/results/` (by name) and what renders it: its benchmark's `markdown`."""
-    from benchmarks import ab, aws_reference, diversity, filters, foldin, multi_host, multimodel, quality, scale, \
+    from benchmarks import ab, aws_reference, catalogue, diversity, filters, foldin, multi_host, multimodel, quality, scale, \
         scale_serving, shapes, step_speed, warm_start
 
     return {"shapes": shapes.markdown, "quality-ml-latest-small": quality.markdown, "quality-ml-100k": quality.markdown,
@@ -48,7 +48,7 @@ def benchmark_tables() -> dict[str, Callable[[dict], str]]:
             "multi-host": multi_host.markdown, "serving": serving_markdown, "foldin": foldin.markdown,
             "foldin-latency-idle": foldin.markdown, "warm-start": warm_start.markdown,
             "diversity": diversity.markdown, "filters": filters.markdown,
-            "multimodel": multimodel.markdown}
+            "multimodel": multimodel.markdown, "catalogue": catalogue.markdown}
 
 
 def generators() -> dict[str, Callable[[], str]]:

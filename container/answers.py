@@ -70,8 +70,8 @@ def answer_chunks(recommender: Recommender, records: Iterable, options: Options,
     n_items = len(recommender.items)
     for request in requests(records, options):
         chunk.append(request)
-        # The echo too (fold-in items listed as ignored, up to ~3 MB a record): uncounted, 41 lines of 1,000
-        # unknown long ids were one 61.9 MB chunk, and a worker's RSS rose by 218 MB.
+        # The echo too (fold-in items listed as ignored, up to ~3 MB a record): uncounted, a few dozen lines of
+        # long unknown ids made one chunk many times `CHUNK_ENTRIES`' size, and a worker's memory grew with it.
         size += entries(request, n_items) + echo_bytes(request) // ENTRY_JSON_BYTES
         if len(chunk) >= recommender.block_users or size >= CHUNK_ENTRIES:
             yield _answer_parsed(recommender, book, chunk)

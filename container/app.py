@@ -5,7 +5,7 @@
 model that cannot be loaded does not crash the server into a restart loop: `/ping` answers 503 with the
 reason, and the log says it once.
 
-At creation the app times a few requests on the model (`limits.Costs`, well under a second on an
+At creation the app times a few requests on the model (`limits.Costs`, a small part of start-up even on an
 ml-25m-sized NeuMF) and derives its `Limits`: what a request may ask, and the `MaxPayloadInMB` that
 `/execution-parameters` advertises. Every answer carries a Content-Length (asynchronous endpoints fail
 without one, deepjavalibrary/djl-serving#2567), built whole within the endpoint's answer limit, but for a

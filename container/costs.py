@@ -73,7 +73,7 @@ class Costs:
     never below the 1-item cost / `MAX_FOLD_IN` (so the largest fold-in is costed at twice the smallest at
     least): its cost per item comes from the fold-in's own
     code as it is today, not from constants. Timed once, cold, at 1 and 32 items, the slope had come out
-    negative and was clamped to 0: 1,000-item fold-ins were estimated 8.5x too cheap and a request the
+    negative and was clamped to 0: 1,000-item fold-ins were estimated several times too cheap and a request the
     estimate admitted had its worker killed at the timeout. Bytes: `record_bytes` per response (its frame,
     the longest user id) plus `entry_bytes` per entry (the longest item id, the longest float), plus what
     the answer echoes from the request (`echo_bytes`).

@@ -115,8 +115,8 @@ def worker_abort(worker):
 
 def pre_request(worker, req):
     # One request per connection, as the sync workers answered (`Connection: close`). Kept-alive connections
-    # stay with the worker that accepted them, and at 4 connections on 2 workers gave p99 latencies of
-    # 70-420 ms against 2-4 ms closed (benchmarks/serve_bench.py, docs/benchmarks.md).
+    # stay with the worker that accepted them, and at 4 connections on 2 workers gave p99 latencies many times
+    # those of closed ones (benchmarks/serve_bench.py; docs/benchmarks.md, Tried and rejected).
     req.must_close = True
 
 

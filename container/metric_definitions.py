@@ -1,6 +1,7 @@
 """The MetricDefinitions a training job passes so SageMaker charts what `train` prints.
 
-One list, used by docs/training.md (generated), the launch scripts and the test that matches each regex against real output.
+One list, used by docs/training.md (generated), the launch scripts and the test that matches each regex against
+real output.
 Lines come from `ncf.history.EpochLog.line()` (every epoch) and `container.train` (the final evaluation).
 """
 

@@ -4,7 +4,7 @@ A single-model server loads its model in the master before the workers fork, so 
 multi-model endpoint loads models while it runs, one load request reaching one worker, and every worker then
 builds its own `Recommender`: each would hold a private copy of the weights and of what the scorer derives
 from them (item vectors for similar items, the MLP's first layer per item and its transpose), which on a
-default NeuMF of ml-latest-small's size is more than half of its ~11 MB. Instead, the worker that loads a model
+default NeuMF of ml-latest-small's size is more than half of what it holds. Instead, the worker that loads a model
 writes every large array of the built `Recommender` once to `.npy` files (`save`), and every worker, itself
 included, swaps its own arrays for read-only memory maps of those files (`attach`): the kernel's page cache
 holds one copy that all of them share, and a worker that drops the model unmaps it.

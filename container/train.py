@@ -179,7 +179,8 @@ def _item_metadata(job: TrainJob, previous, items):
 
 def _stop_point(should_stop):
     """Between phases, a stop request ends the job (exit 143) instead of waiting for evaluation and export:
-    SageMaker kills the container 120 s after SIGTERM, and no phase of a 23M-interaction job takes 30 s."""
+    SageMaker kills the container 120 s after SIGTERM, and each phase of a 23M-interaction job but training,
+    which polls the flag itself, ends well within that (docs/benchmarks.md, Scale)."""
     def check(where: str) -> None:
         if should_stop is not None and should_stop():
             raise Interrupted(f"stopped by request {where}")

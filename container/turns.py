@@ -326,7 +326,7 @@ class _Queue:
     """A lock handed over in arrival order, for greenlets. gevent's own Semaphore wakes a waiter only at the
     next switch, so the greenlet that released it may take it back first (a client whose next request is
     already there); handing the turn straight to the oldest waiter bounds every request's wait by the
-    requests queued before it. (The 70-420 ms p99 measured with kept-alive connections was not this: the
+    requests queued before it. (The high p99 measured with kept-alive connections was not this: the
     no-op server, which takes no turn, had it too; see `pre_request` in gunicorn.conf.py.)"""
 
     def __init__(self):

@@ -18,8 +18,8 @@ OPTIMIZER = "optimizer.npz"
 
 
 def check(path: Path, a) -> None:
-    """Everything serving will index or print, checked once at load (a few passes over the arrays: ~0.2 s for
-    the 23M-interaction model), so that a folder that loads cannot later fail a request or answer NaN.
+    """Everything serving will index or print, checked once at load (a few vectorised passes over the arrays),
+    so that a folder that loads cannot later fail a request or answer NaN.
 
     Args:
         a: the `artifacts.ModelArtifact` just read.

@@ -91,9 +91,9 @@ class Dataset:
         evaluated model trained on them or was selected on them (and a served model excludes all it saw).
 
         `users`: only their rows are filled (the others are empty). Full ranking evaluates a sample of users
-        (`evaluation.TestSample`: ~850 of ml-25m's 162k), and building every user's rows costs a sort of all the training keys: ~1 GB
-        at the peak of a 23M-interaction job's final evaluation, where these users' rows cost a mask over the
-        pairs."""
+        (`evaluation.TestSample`: ~850 of ml-25m's 162k), and building every user's rows costs a sort of all
+        the training keys, enough at 23M interactions to lift the job's peak past its memory budget in the final
+        evaluation (commit e8d9e3d), where these users' rows cost a mask over the pairs."""
         parts = [self.train] + ([self.validation] if self.validation is not None else [])
         if users is not None:
             wanted = np.zeros(self.n_users, dtype=bool)

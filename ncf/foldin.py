@@ -18,8 +18,8 @@ the job saw them with) stays in the objective as its second-order expansion abou
 curvature of the history's loss, from at most `history` of its items and their sampled items, scaled to all
 of it). The given items' examples weigh `recency` times a history example's. So a click the history already
 supports (their own top-1) barely moves them, and one it does not moves them as far as one item among their
-hundred should. Before, the history was only the start, and the L2 pull did not hold it: on ml-latest-small
-one click on a user's own top-1 kept 0.68-0.73 of the rest of their top 10, one random item 0.19-0.25.
+hundred should. Before, the history was only the start, and the L2 pull did not hold it: one click on a user's
+own top-1 replaced a sizeable share of the rest of their top 10 (docs/benchmarks.md, Tried and rejected).
 
 The order of the items is not used: NCF scores a user and an item, not a sequence.
 Costs: `steps x (1 + negatives) x len(items)` rows through the model's item side and its MLP, forward and
@@ -59,12 +59,11 @@ class FoldInConfig:
     l2: float = 0.001
     max_items: int = 1000
     # Known users: chosen on ml-latest-small among recency 1, 2, 3 and 5 (and without the history), then run
-    # unchanged on ml-100k (docs/benchmarks.md). 2: a click since training weighs twice an old one; 1 held
-    # the top 10 best but added 3 items since training to NeuMF worse than 2-5; 3 and 5 kept less for no
-    # gain. A sample of 100 items kept what 200 did to 0.001 and ranked within 2 users' hits of it, at 2/3 of
-    # the curvature's cost; 50 began to slip. Default NeuMF on ml-latest-small, one item, a user of 200+
-    # items: +3.5 ms over a new user's 9-12 ms (1.8 ms the curvature, 2.7 at 200; ~2 ms its pull over the
-    # steps); MF +2.3 ms over 5-7 ms.
+    # unchanged on ml-100k (docs/benchmarks.md, Fold-in and Tried and rejected). 2: a click since training
+    # weighs twice an old one; 1 held the top 10 best but added items since training to NeuMF worse than 2-5;
+    # 3 and 5 kept less for no gain. A sample of 100 items kept what 200 did, within noise, at less of the
+    # curvature's cost; 50 began to slip. The history (its curvature, then its pull at every step) makes a
+    # known user's fold-in cost a few milliseconds more than a new user's (latencies: docs/benchmarks.md).
     history: int = 100
     recency: float = 2.0
 
@@ -164,7 +163,7 @@ class FoldIn:
         v2 = {name: np.zeros_like(v) for name, v in theta.items()}
         for step in range(1, cfg.steps + 1):
             grads = self._gradients(theta, rows, labels)
-            if prior is not None:  # ~8 us a step for NeuMF's 96 parameters (20 through dicts of blocks)
+            if prior is not None:  # one product on the flat vector: cheaper than through dicts of blocks
                 pull = curvature @ (self._flat(theta) - flat_start)
                 grads = {name: scale * grads[name] + pull[part].reshape(shape) for name, part, shape in self.layout}
             correction = float(np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step))

@@ -12,11 +12,11 @@ Against every item (`all_items`) the MLP also skips the pass that adds the user'
 part of a layer's input and `a` the item's, `relu(a + c) = max(a, -c) + c`, so the next layer's input is
 `K^T max(a, -c)` plus `K^T c + b`, a per-user constant. Each layer is then one elementwise pass and one
 matrix product, over items laid out as columns (`[h, n_items]`, contiguous along the items) so the pass and
-the product run along long rows. With BLAS on one thread, as in a worker, a top-10 took 0.97-1.09 -> 0.70-0.72
-ms on ml-latest-small (9,724 items, 64-32-16) and 4.9 -> 3.6 ms on ml-25m's 59,000 items. (`np.fmax` for the
-pass, faster than `np.maximum` alone, made no difference to a top-10.) The item side is kept twice
-(`item_hidden` for pairs, `item_hidden_columns`): 7.5 MB more at 59,000 items and a 32-wide first layer,
-shared by the workers forked after loading.
+the product run along long rows. With BLAS on one thread, as in a worker, this made a top-10 faster than the
+pass that adds the user's row, on ml-latest-small's 9,724 items and on ml-25m's 59,000 alike (commit
+2e5672c). (`np.fmax` for the pass, faster than `np.maximum` alone, made no difference to a top-10.) The item
+side is kept twice (`item_hidden` for pairs, `item_hidden_columns`): 7.5 MB more at 59,000 items and a
+32-wide first layer, shared by the workers forked after loading.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class UserSide:
 
 
 #: Pairs pushed through the MLP per block. Small enough that a block's `[pairs, hidden]` activations stay in
-#: cache: top-10 for 600 ml-latest-small users took 3.7 ms/user with 2^20 pairs per block, 1.3 with 2^14
-#: (measured before the columns form of `all_items`, which blocks the same way).
+#: cache, which made a top-10 several times faster than blocks of 2^20 pairs (commit 6664047, before the
+#: columns form of `all_items`, which blocks the same way).
 BLOCK_PAIRS = 1 << 14
 
 
@@ -106,8 +106,8 @@ class NumpyScorer:
     def _mlp(self, hidden: np.ndarray) -> np.ndarray:
         """`[..., h0]` pre-activation of the first layer -> `[...]` contribution to the logit.
 
-        Works in place (`hidden` is overwritten): on a top-k over ml-latest-small's 9,724 items the
-        temporaries of out-of-place ReLUs cost about a third of the MLP's time.
+        Works in place (`hidden` is overwritten): on a top-k over a whole catalogue the temporaries of
+        out-of-place ReLUs cost a sizeable share of the MLP's time.
         """
         x = np.maximum(hidden, 0.0, out=hidden)
         for kernel, bias in self.layers:
@@ -145,9 +145,9 @@ class NumpyScorer:
 
         The MLP runs over blocks of at most `BLOCK_PAIRS` (user, item) pairs: whole rows of several users when
         the catalogue is small, slices of one user's row when it is larger than a block (59,000 items: 4
-        slices), so that a block's activations stay in cache whatever the catalogue's size. NeuMF with
-        59,000 items and layers (128, 64, 32), one core of a 2-core VM shared with other jobs: 22 ms per user
-        with whole rows, 16 with slices (before the columns form). Each pair's arithmetic is the same either way.
+        slices), so that a block's activations stay in cache whatever the catalogue's size: on a catalogue
+        that size, slices were faster than whole rows (measured before the columns form). Each pair's
+        arithmetic is the same either way.
         """
         return self.all_items_of(self.user_side(users))
 

@@ -1,16 +1,16 @@
 """Adam whose cost per step grows with the batch, not with the embedding tables.
 
 Keras' Adam rewrites every row of every table on every step: its moments decay everywhere, so a step over a
-162k x 59k MF model (28M parameters, three copies with the moments) cost 15x a step over a 5k x 2k one on the
-same batch (`../shared/reference/scale-notes.md`: 65k vs 954k samples/s). `LazyAdam` updates an embedding table
+162k x 59k MF model (28M parameters, three copies with the moments) costs many times a step over a 5k x 2k one
+on the same batch (docs/benchmarks.md, Tried and rejected: Keras' dense Adam). `LazyAdam` updates an embedding table
 only in the rows the batch looked up (a gradient that arrives as `tf.IndexedSlices`): each lookup's gradient
 row is summed with those of the same id, and the weights and both moments of those rows alone are gathered,
 updated and scattered back. Dense variables (MLP kernels, biases, the head) get ordinary Adam.
 
 The work is per lookup, `[batch, width]` with static shapes, so it compiles with XLA: a row looked up twice is
 updated twice with the same values. Which lookups share an id comes from `tf.unique`, which the caller runs
-outside XLA (`segments`): XLA lowers it to a sort that took 5.4 ms for 4,096 ids here, TensorFlow's own
-kernel 0.24 ms, and a step has one per table.
+outside XLA (`segments`): XLA lowers it to a sort many times slower than TensorFlow's own kernel (commit
+d2945b3), and a step has one per table.
 
 A table of at most twice as many rows as a step has lookups (`whole_rows`, `training` sets twice the batch:
 ml-latest-small's 610 users at the default batch of 4,096, its 9,724 items too at 16,384) is cheaper to

@@ -92,8 +92,9 @@ def epoch_chunks(
 
     The positives are visited in one random permutation of the epoch; each chunk takes the next
     `chunk_examples // (1 + n_neg)` of them (`CHUNK_EXAMPLES` by default), draws their negatives and shuffles
-    the chunk, so a positive's negatives land in the same chunk (not the same batch). Memory is one chunk, not the epoch. A chunk holds
-    a whole number of `batch_size` batches (at least one), so only the epoch's last batch is short.
+    the chunk, so a positive's negatives land in the same chunk (not the same batch). Memory is one chunk, not
+    the epoch. A chunk holds a whole number of `batch_size` batches (at least one), so only the epoch's last
+    batch is short.
 
     Yields `(users, items, labels)`, each `[positives in the chunk * (1 + n_neg)]`, int32/int32/float32.
     """

@@ -190,10 +190,9 @@ def test_bad_transform_arguments_fail_before_any_upload(aws, tmp_path, args, mes
 
 WAIT = """
 import sys
-sys.path.insert(0, "scripts")
 import boto3
 from botocore.stub import Stubber
-from sagemaker_workflow import WorkflowError, wait_until
+from scripts.sm_common import WorkflowError, wait_until
 
 sm = boto3.client("sagemaker", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
 stub = Stubber(sm)

@@ -37,8 +37,8 @@ def results_table(name: str, render_result: Callable[[dict], str]) -> Callable[[
 
 def benchmark_tables() -> dict[str, Callable[[dict], str]]:
     """Each results file of `benchmarks/results/` (by name) and what renders it: its benchmark's `markdown`."""
-    from benchmarks import ab, aws_reference, catalogue, diversity, filters, foldin, multi_host, multimodel, quality, scale, \
-        scale_serving, shapes, step_speed, warm_start
+    from benchmarks import ab, aws_reference, catalogue, diversity, filters, foldin, images, multi_host, multimodel, \
+        quality, scale, scale_serving, shapes, step_speed, warm_start
 
     return {"shapes": shapes.markdown, "quality-ml-latest-small": quality.markdown, "quality-ml-100k": quality.markdown,
             "ab-default-vs-peers": ab.markdown, "aws-reference": aws_reference.markdown,
@@ -48,7 +48,8 @@ def benchmark_tables() -> dict[str, Callable[[dict], str]]:
             "multi-host": multi_host.markdown, "serving": serving_markdown, "foldin": foldin.markdown,
             "foldin-latency-idle": foldin.markdown, "warm-start": warm_start.markdown,
             "diversity": diversity.markdown, "filters": filters.markdown,
-            "multimodel": multimodel.markdown, "catalogue": catalogue.markdown}
+            "multimodel": multimodel.markdown, "catalogue": catalogue.markdown,
+            "images": images.markdown}
 
 
 def generators() -> dict[str, Callable[[], str]]:

@@ -25,13 +25,12 @@ import time
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
-from werkzeug.exceptions import HTTPException
 
 from ncf.recommender import Recommender
 
 from . import codecs
 from .answers import answer, answer_chunks
-from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, as_http_error
+from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, error_answer
 from .costs import Costs
 from .limits import Limits
 from .requests import Options, requests
@@ -269,15 +268,9 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
 
     @app.errorhandler(Exception)
     def render(error: Exception):
-        if isinstance(error, HTTPException):  # werkzeug's own: 404, 405, a disconnected client
-            return _json({"error": error.description or error.name}, error.code or 500)
-        http = as_http_error(error)
-        if http is None:
-            log.exception("internal error answering %s %s", request.method, request.path)
-            return _json({"error": "internal error; see the endpoint's log"}, 500)
-        response = _json({"error": http.message, **http.details}, http.status)
-        if isinstance(http, Busy):
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        body, status, headers = error_answer(error, f"{request.method} {request.path}")
+        response = _json(body, status)
+        response.headers.update(headers)
         return response
 
     return app

@@ -1,11 +1,18 @@
-"""HTTP errors that carry their status; `app.create_app` renders every one as JSON in one handler.
+"""HTTP errors that carry their status, and `error_answer`, the one rendering of any error as JSON that both
+applications' handlers (`app.create_app`, `multimodel`) use.
 
 Library errors map here too: an unknown id or a bad option from a client is a 400, never a 500.
 """
 
 from __future__ import annotations
 
+import logging
+
+from werkzeug.exceptions import HTTPException
+
 from ncf.errors import ConfigError, DataError, UnknownIdError
+
+log = logging.getLogger("container.errors")
 
 
 class HTTPError(Exception):
@@ -23,12 +30,20 @@ class BadRequest(HTTPError):
     status = 400
 
 
+class NotFound(HTTPError):
+    status = 404
+
+
 class NotAcceptable(HTTPError):
     status = 406
 
 
 class RequestTimeout(HTTPError):
     status = 408
+
+
+class Conflict(HTTPError):
+    status = 409
 
 
 class TooLarge(HTTPError):
@@ -42,6 +57,13 @@ class UnsupportedMediaType(HTTPError):
     status = 415
 
 
+class InsufficientStorage(HTTPError):
+    """507: the multi-model contract's answer to a load that memory does not allow; SageMaker then unloads a
+    model."""
+
+    status = 507
+
+
 class NotReady(HTTPError):
     status = 503
 
@@ -53,3 +75,17 @@ def as_http_error(error: Exception) -> HTTPError | None:
     if isinstance(error, (UnknownIdError, ConfigError, DataError)):
         return BadRequest(str(error))
     return None
+
+
+def error_answer(error: Exception, where: str) -> tuple[dict, int, dict[str, str]]:
+    """The JSON body, status and headers answering `error` raised by a route (`where`: its method and path):
+    werkzeug's own (404, 405, a disconnected client) as they are, a client's mistake as its 4xx with the numbers
+    it can act on (and `Retry-After` when it says when to retry), anything else a 500 whose traceback is logged."""
+    if isinstance(error, HTTPException):
+        return {"error": error.description or error.name}, error.code or 500, {}
+    http = as_http_error(error)
+    if http is None:
+        log.exception("internal error answering %s", where)
+        return {"error": "internal error; see the endpoint's log"}, 500, {}
+    headers = {"Retry-After": str(http.details["retry_after_s"])} if "retry_after_s" in http.details else {}
+    return {"error": http.message, **http.details}, http.status, headers

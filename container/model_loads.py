@@ -29,7 +29,7 @@ from ncf.recommender import Recommender
 
 from . import resources, shared_arrays
 from .costs import Costs
-from .errors import BadRequest, HTTPError, NotReady
+from .errors import BadRequest, Conflict, InsufficientStorage, NotFound, NotReady
 from .limits import Limits
 from .model_store import Entry, Exists, Full, ModelStore
 from .rules import RuleBook, named_filters
@@ -43,20 +43,6 @@ MAX_NAME_CHARS = 1024
 #: A load request is a name and a path.
 MAX_LOAD_BODY = 64 * 1024
 EXAMPLE = '{"model_name": "NAME", "url": "/opt/ml/models/NAME/model"}'
-
-
-class NotFound(HTTPError):
-    status = 404
-
-
-class Conflict(HTTPError):
-    status = 409
-
-
-class InsufficientStorage(HTTPError):
-    """507: the contract's answer to a load that memory does not allow; SageMaker then unloads a model."""
-
-    status = 507
 
 
 def budget(config: ServeConfig) -> tuple[int, str]:

@@ -42,13 +42,12 @@ from pathlib import Path
 from typing import Callable
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
 
 from ncf.recommender import Recommender
 
 from . import codecs, model_loads
-from .errors import BadRequest, HTTPError, NotReady, TooLarge, as_http_error
-from .model_loads import MAX_LOAD_BODY, MB, NotFound, budget
+from .errors import BadRequest, HTTPError, NotFound, NotReady, TooLarge, error_answer
+from .model_loads import MAX_LOAD_BODY, MB, budget
 from .model_store import Entry, ModelStore
 from .rules import RuleBook
 from .serve_config import ServeConfig
@@ -296,15 +295,9 @@ class MultiModel:
 
         @app.errorhandler(Exception)
         def render(error: Exception):
-            if isinstance(error, HTTPException):  # werkzeug's own: 404, 405, a disconnected client
-                return answer({"error": error.description or error.name}, error.code or 500)
-            http = as_http_error(error)
-            if http is None:
-                log.exception("internal error answering %s %s", request.method, request.path)
-                return answer({"error": "internal error; see the endpoint's log"}, 500)
-            response = answer({"error": http.message, **http.details}, http.status)
-            if "retry_after_s" in http.details:
-                response.headers["Retry-After"] = str(http.details["retry_after_s"])
+            body, status, headers = error_answer(error, f"{request.method} {request.path}")
+            response = answer(body, status)
+            response.headers.update(headers)
             return response
 
         return app

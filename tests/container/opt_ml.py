@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
@@ -51,3 +53,12 @@ def train_command() -> list[str]:
 def run_train(root: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """`train` exactly as SageMaker runs it: no arguments, everything from the tree."""
     return subprocess.run(train_command(), cwd=ROOT, env=env(root), capture_output=True, text=True, timeout=timeout)
+
+
+def tar_gz(folder: Path) -> bytes:
+    """A model folder as SageMaker uploads it: model.tar.gz of the folder's contents."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path in sorted(folder.iterdir()):
+            archive.add(path, arcname=path.name)
+    return buffer.getvalue()

@@ -2,18 +2,16 @@
 into the model folder, refused in Pipe mode, a broken table failing the job before it trains, and carried over
 by a warm start."""
 
-import io
 import json
 import re
 import signal
-import tarfile
 
 import numpy as np
 import pytest
 
 from container.train import main
 from ncf import artifacts
-from tests.container.opt_ml import lay_out, run_train
+from tests.container.opt_ml import lay_out, run_train, tar_gz
 
 
 def csv_bytes(frame) -> bytes:
@@ -31,15 +29,6 @@ def train_in_process(root) -> int:
 
 def failure(root) -> str:
     return (root / "output" / "failure").read_text()
-
-
-def tar_gz(folder) -> bytes:
-    """A model folder as SageMaker uploads it: model.tar.gz of the folder's contents."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(folder.iterdir()):
-            archive.add(path, arcname=path.name)
-    return buffer.getvalue()
 
 
 def movies(ratings, every: int = 1, extra: int = 0, genre: str = "Drama") -> bytes:

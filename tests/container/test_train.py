@@ -15,7 +15,7 @@ import pytest
 from container.metric_definitions import METRIC_DEFINITIONS
 from container.train import main
 from ncf.recommender import Recommender
-from tests.container.opt_ml import ROOT, env, lay_out, run_train, train_command
+from tests.container.opt_ml import ROOT, env, lay_out, run_train, tar_gz, train_command
 
 
 def csv_bytes(frame):
@@ -253,17 +253,6 @@ def test_sigterm_stops_within_the_grace_period_and_the_next_run_resumes(tmp_path
     after = int(re.search(r"resuming mf from checkpoint after epoch (\d+)", resumed.stdout).group(1))
     epochs = [int(n) for n in re.findall(r"stage=mf epoch=(\d+)/8", resumed.stdout)]
     assert after >= 2 and epochs == list(range(after + 1, 9))
-
-
-def tar_gz(folder) -> bytes:
-    """A model folder as SageMaker uploads it: model.tar.gz of the folder's contents."""
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(folder.iterdir()):
-            archive.add(path, arcname=path.name)
-    return buffer.getvalue()
 
 
 def test_the_model_channel_warm_starts_a_job_that_inherits_the_previous_shapes(tmp_path, ratings):

@@ -243,8 +243,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     from ncf.evaluation import TestSample, test_metrics
     from ncf.inference import NumpyScorer
     from ncf.models import export_weights
-    from ncf.recommender import Recommender
-    from ncf.retrieval_choice import prepare
+    from ncf.retrieval_quality import with_first_stage
     from ncf.training import keras_logits, to_artifact
 
     from .report import write_outputs
@@ -294,9 +293,7 @@ def _evaluate_and_save(job: TrainJob, dataset, result, clock: PhaseClock, stop_p
     stop_point("after evaluation, before the model was written")
     artifact = replace(to_artifact(result, dataset, metrics, extra={"threshold": hp.threshold}),
                        item_metadata=item_metadata)
-    section, index = prepare(Recommender(artifact, retrieval="exact"))  # a large catalogue's first stage (#34)
-    metrics["retrieval"] = {key: value for key, value in section.items() if key != "tried"}
-    artifact = replace(artifact, metadata={**artifact.metadata, "retrieval": section}, retrieval_index=index)
+    artifact, metrics["retrieval"] = with_first_stage(artifact, dataset, sample)  # a large catalogue's (#34)
     artifacts.save(job.model_dir, artifact, keras_model=result.model)
     clock.lap("export")
     log.info("timing: %s", " ".join(f"{phase}_s={seconds:.1f}" for phase, seconds in clock.seconds.items()))

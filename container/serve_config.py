@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ncf.errors import ConfigError
-from ncf.retrieval_choice import MODES
+from ncf.retrieval_modes import MODES
 from ncf.spelling import SPELLINGS, spelled_bool
 
 from . import resources
@@ -179,7 +179,7 @@ class ServeConfig:
         workers_why: the sentence `serve` logs for its worker count (`resources.fit_workers`).
         multi_model: a multi-model endpoint (`SAGEMAKER_MULTI_MODEL`): models come through `/models`.
         models_memory_mb: `NCF_MODELS_MEMORY_MB`, or None: `multimodel.budget` derives it from the container.
-        retrieval: `NCF_RETRIEVAL`, one of `ncf.retrieval_choice.MODES` (`Recommender(retrieval=...)`).
+        retrieval: `NCF_RETRIEVAL`, one of `ncf.retrieval_modes.MODES` (`Recommender(retrieval=...)`).
     """
 
     model_dir: Path

@@ -25,6 +25,7 @@ from . import artifacts
 from .errors import ArtifactError, ConfigError
 from .retrieval import (LADDER, NUMPY_MAX_FLOATS, PROBES, TARGET_MS, TARGET_RECALL, Stage, build_index,
                         index_bytes, index_from_bytes)
+from .retrieval_modes import MODES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .artifacts import ModelArtifact
@@ -48,7 +49,6 @@ class TopK(Protocol):
 
     def recommend_many(self, users: Sequence, k: int = 10) -> list: ...
 
-MODES = ("auto", "exact", "two-stage")
 #: Users whose answers recall is measured on: recall@10 over 200 users has a standard error of ~0.003 at 0.98.
 SAMPLE_USERS = 200
 

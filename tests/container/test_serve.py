@@ -223,6 +223,14 @@ def test_a_bad_environment_variable_stops_serve_with_its_name(tmp_path):
     assert out.returncode == 2 and "SAGEMAKER_MODEL_SERVER_WORKERS='many' is not an integer" in out.stderr
 
 
+def test_serve_checks_its_settings_without_importing_numpy_before_gunicorn_does():
+    """`serve` is a process of its own that execs gunicorn: what it imports, every cold start pays twice."""
+    out = subprocess.run([sys.executable, "-c", "import sys, container.serve; print(sorted(m for m in ('numpy', "
+                          "'flask', 'lark', 'faiss') if m in sys.modules))"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_the_server_never_imports_tensorflow(server):
     pid = server.process.pid
     maps = open(f"/proc/{pid}/maps").read()

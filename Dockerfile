@@ -36,15 +36,20 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       ncf.sbom="/opt/program/sbom.cdx.json"
 ENV NCF_LOCK_FILE=/opt/program/requirements/image-serve.lock
 COPY requirements/image-serve.lock requirements/
-RUN if [ "$SERVE_LOCK_SHA256" != unknown ]; then \
-      echo "$SERVE_LOCK_SHA256  requirements/image-serve.lock" | sha256sum -c - ; fi \
- && python3 -m pip install --require-hashes --no-deps -r requirements/image-serve.lock
 COPY pyproject.toml README.md ./
 COPY ncf/ ncf/
 COPY container/ container/
+# One layer, so that what it removes is gone from the image, not hidden by a later layer: setuptools (needed
+# only to install this project), the wheels' own test suites and numpy's build tools (distutils, f2py).
 # `train` needs TensorFlow: here it says so (in the job's failure file too) instead of a traceback.
-RUN python3 -m pip install --no-deps --no-build-isolation . \
- && rm -rf build *.egg-info \
+RUN if [ "$SERVE_LOCK_SHA256" != unknown ]; then \
+      echo "$SERVE_LOCK_SHA256  requirements/image-serve.lock" | sha256sum -c - ; fi \
+ && python3 -m pip install --require-hashes --no-deps -r requirements/image-serve.lock \
+ && python3 -m pip install --no-deps --no-build-isolation . \
+ && python3 -m pip uninstall --yes --quiet setuptools \
+ && site="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+ && find "$site" -depth -type d -name tests -exec rm -rf {} + \
+ && rm -rf build *.egg-info "$site/numpy/distutils" "$site/numpy/f2py" \
  && printf '%s\n' '#!/bin/sh' \
       'why="this is the serve-only image (no TensorFlow): train with the full ncf-sagemaker image"' \
       'echo "$why" >&2; mkdir -p "${SAGEMAKER_BASE_DIR:-/opt/ml}/output" 2>/dev/null \' \

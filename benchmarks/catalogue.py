@@ -125,6 +125,8 @@ def catalogue(folder: Path, queries: int, batch: int) -> dict:
             "calibration": section, "why": two.retrieval_choice.why,
             "recall_other_users": round(recall(exact, two.recommend_many(fresh, K)), 4),
             "gmf_tower_alone_recall": tower,
+            # what training's end measured on the test split (`ncf.retrieval_quality`), when it built a first stage
+            "test": (rec.metadata.get("metrics") or {}).get("retrieval", {}).get("test"),
             "exact": latency(rec, sample[:max(20, queries // (1 + len(rec.items) // 200_000))]),
             "two_stage": latency(two, sample),
             "served": served(folder, sample, queries),
@@ -151,12 +153,20 @@ def markdown(result: dict) -> str:
     towers = [f"{c['items']:,} items: " + ", ".join(f"{m} candidates {r:.3f}"
                                                     for m, r in c["gmf_tower_alone_recall"].items())
               for c in result["catalogues"] if c["gmf_tower_alone_recall"]]
+    alone = ("Candidates by GMF's tower alone, without the MLP's term for the average user, on the 500 other users: "
+             + "; ".join(towers) + ".") if towers else ""
+    tested = [f"{c['items']:,} items, {t['users']} users: HR@10 {t['exact']['hr@10']:.4f} exact, "
+              f"{t['two_stage']['hr@10']:.4f} two-stage (difference {t['difference']['hr@10']:+.4f}, standard error "
+              f"{t['difference']['hr@10_se'] or 0:.4f}); NDCG@10 {t['exact']['ndcg@10']:.4f} and "
+              f"{t['two_stage']['ndcg@10']:.4f}" for c in result["catalogues"] if (t := c.get("test"))]
+    alone += (" On the test split, by the training job (metrics.json's `retrieval.test`): " + "; ".join(tested)
+              + ".") if tested else ""
+    grown = " and the same model grown to 10^6 items" if len(result["catalogues"]) > 1 else ""
     return "\n\n".join([
-        f"{results.provenance(result)} A default NeuMF trained on `ncf.synthetic` data and the same model grown to "
-        "10^6 items; one thread, one query at a time through the library, top-10, seen items excluded. Recall@10: "
-        "two-stage against exact top-10, on the calibration's 200 users and on 500 others. Served: the real `serve`, "
-        "two-stage, 2 workers, one connection; PSS of the server with 2 workers against 1. Candidates by GMF's tower "
-        "alone, without the MLP's term for the average user, on the 500 other users: " + "; ".join(towers) + ".",
+        f"{results.provenance(result)} A default NeuMF trained on `ncf.synthetic` data{grown}; one thread, one query "
+        "at a time through the library, top-10, seen items excluded. Recall@10: two-stage against exact top-10, on "
+        "the calibration's 200 users and on 500 others. Served: the real `serve`, two-stage, 2 workers, one "
+        "connection; PSS of the server with 2 workers against 1. " + alone,
         results.table(["items", "exact p50 / p99 ms", "two-stage p50 / p99 ms", "first stage", "shortlist",
                        "recall@10 (calibration)", "recall@10 (others)", "build", "served p50 / p99 ms",
                        "PSS 2 workers / 1", "model folder (index)", "batch recs/s exact / two-stage"], rows,
@@ -167,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trained", type=Path, required=True, help="a trained model folder (10^5 items)")
     p.add_argument("--work", type=Path, default=Path("/tmp/ncf-catalogue"), help="where the folders are written")
-    p.add_argument("--grow", type=int, default=10, help="the larger catalogue's items per trained item")
+    p.add_argument("--grow", type=int, default=10, help="the larger catalogue's items per trained item (1: none, "
+                   "for a model trained at the size to measure)")
     p.add_argument("--queries", type=int, default=200, help="single-user queries per path")
     p.add_argument("--batch", type=int, default=2_000, help="users of a recommend_many run")
     p.add_argument("--note", default="", help="what else shared the machine (the stamp's note)")
@@ -175,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     load = os.getloadavg()[0]
     base = artifacts.load(args.trained)
-    folders = [artifacts.save(args.work / "trained" / "model", replace(base, retrieval_index=None)),
-               artifacts.save(args.work / f"grown-x{args.grow}" / "model", grow(base, args.grow))]
+    folders = [artifacts.save(args.work / "trained" / "model", replace(base, retrieval_index=None))]
+    if args.grow > 1:
+        folders.append(artifacts.save(args.work / f"grown-x{args.grow}" / "model", grow(base, args.grow)))
     with threadpool_limits(1):
         figures = {"catalogues": [catalogue(folder, args.queries, args.batch) for folder in folders]}
     written = results.write(args.json, "catalogue", sys.argv[1:] if argv is None else argv, figures)

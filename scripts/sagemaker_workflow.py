@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from container.serve_config import BATCH_TIMEOUT_MAX  # noqa: E402  (plain Python, no numpy)
 from scripts.sm_batch import transform  # noqa: E402
 from scripts.sm_common import WorkflowError, sessions  # noqa: E402
-from scripts.sm_endpoints import deploy, deploy_multi_model, target_models  # noqa: E402
+from scripts.sm_endpoints import deploy, deploy_multi_model, local_model_data, target_models  # noqa: E402
 from scripts.sm_hosting import (  # noqa: E402
     ASYNC_MAX_CONCURRENCY, ASYNC_PAYLOAD_MB, ASYNC_TIMEOUT_MAX_S, ASYNC_TIMEOUT_S, SERVERLESS_MAX_CONCURRENCY,
     SERVERLESS_MEMORY_MB, SERVERLESS_PAYLOAD_MB, SERVERLESS_TIMEOUT_S, Hosting)
@@ -88,7 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                           ("transform", "a batch transform over a JSON Lines file of users")):
         q = sub.add_parser(command, help=text)
         image_role(q)
-        q.add_argument("--model-data", required=True, help="model.tar.gz: s3:// (or a local path with --local)")
+        q.add_argument("--model-data", required=True,
+                       help="model.tar.gz: s3://; with --local also file:// or a path (what train --local prints)")
         q.add_argument("--instance-type", default="ml.m5.large")
         q.add_argument("--user", default="1", help="a raw user id for the demo requests (JSON: 1 or \"u1\")")
         q.add_argument("--items", default="[1, 2, 3]", help="raw item ids for the demo requests, JSON list")
@@ -193,6 +194,8 @@ def _run(args) -> int:
     hosting = _hosting(args) if args.command == "deploy" else None  # its limits fail before any import or request
     if args.command == "deploy" and (args.multi_model or args.target_model):
         _check_multi_model(args, hosting)
+    if args.command == "deploy" and args.local:
+        args.model_data = local_model_data(args.model_data)  # the SDK's local mode takes file:// or s3:// only
     session, sm, runtime, s3 = sessions(args.local)
     if args.command == "train":
         channels = {n: v for n, v in (("train", args.train), ("validation", args.validation), ("test", args.test)) if v}

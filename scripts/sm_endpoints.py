@@ -11,11 +11,24 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from scripts.sm_common import WorkflowError, unique, wait_until
 from scripts.sm_hosting import Hosting, invoke_async
 from scripts.sm_requests import endpoint_request, model_request, multi_model_request
+
+
+def local_model_data(model_data: str) -> str:
+    """`deploy --local`'s model.tar.gz as the SDK's local mode reads it, which takes only s3:// and file:// URLs:
+    those as given, a plain path (what `train --local` prints) as the absolute file:// URL of a file that exists."""
+    if model_data.startswith(("s3://", "file://")):
+        return model_data
+    path = Path(model_data).expanduser()
+    if not path.is_file():
+        raise WorkflowError(f"--model-data {model_data}: no such file (with --local: a model.tar.gz's path, a "
+                            "file:// URL or an s3:// URI)")
+    return f"file://{path.resolve()}"
 
 
 def demo_requests(user, items: list) -> dict[str, dict]:

@@ -282,6 +282,32 @@ def test_a_missing_items_file_fails_before_any_request(aws, tmp_path):
     assert aws.calls("CreateTrainingJob") == []
 
 
+def test_a_local_deploy_reads_the_plain_path_train_local_prints_as_an_absolute_file_url(tmp_path, monkeypatch):
+    from scripts.sm_common import WorkflowError
+    from scripts.sm_endpoints import local_model_data
+
+    model = tmp_path / "compressed_artifacts" / "model.tar.gz"
+    model.parent.mkdir()
+    model.write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    # the SDK's local mode takes only file:// and s3:// (a plain path is its ValueError)
+    assert local_model_data("compressed_artifacts/model.tar.gz") == f"file://{model.resolve()}"
+    assert local_model_data(str(model)) == f"file://{model.resolve()}"
+    assert local_model_data(f"file://{model}") == f"file://{model}"
+    assert local_model_data(MODEL_DATA) == MODEL_DATA
+    with pytest.raises(WorkflowError, match="--model-data nowhere.tar.gz: no such file"):
+        local_model_data("nowhere.tar.gz")
+
+
+def test_a_local_deploy_of_a_missing_model_fails_before_any_request(aws, tmp_path):
+    before = len(aws.requests())
+    out = workflow(aws, "deploy", "--local", "--image", IMAGE, "--role", ROLE,
+                   "--model-data", str(tmp_path / "model.tar.gz"))
+    assert out.returncode == 2 and f"--model-data {tmp_path / 'model.tar.gz'}: no such file" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(aws.requests()) == before
+
+
 # Hosting modes (#35): serverless, asynchronous, data capture. The serve-only image, by digest.
 SERVE_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ncf-sagemaker@sha256:" + "cd" * 32
 MODEL_DATA = f"s3://{BUCKET}/ncf/output/job/output/model.tar.gz"

@@ -21,6 +21,7 @@ workers against 1 (issue target: at most 1.3x, the model and its index loaded on
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
@@ -87,7 +88,27 @@ def grow(artifact: artifacts.ModelArtifact, factor: int, seed: int = 0) -> artif
                    retrieval_index=None)
 
 
-def served(folder: Path, users: list, requests: int) -> dict:
+def jsonlines_rate(port: int, users: list) -> dict:
+    """One JSON Lines request of `users` (top-10 each) to `/invocations`, as batch transform sends a mini-batch:
+    its records per second, end to end."""
+    body = "".join(json.dumps({"user": str(u)}) + "\n" for u in users).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    start = time.perf_counter()
+    try:
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/jsonlines",
+                                                                        "Accept": "application/jsonlines"})
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    seconds = time.perf_counter() - start
+    if response.status != 200:
+        raise SystemExit(f"the JSON Lines batch answered {response.status}: {answer[:300]!r}")
+    return {"records": len(users), "status": response.status, "seconds": round(seconds, 2),
+            "records_per_s": round(len(users) / seconds, 1), "answer_lines": answer.count(b"\n")}
+
+
+def served(folder: Path, users: list, requests: int, batch_users: list | None = None) -> dict:
     """The real `serve` on `folder` (two-stage forced): top-10 p50 / p99 at one connection with 2 workers, and
     the PSS of the server with 1 worker and with 2 (the model, index included, loaded before the fork)."""
     out = {}
@@ -99,6 +120,8 @@ def served(folder: Path, users: list, requests: int) -> dict:
         try:
             timed = latencies(server.port, {"top-10": {}}, users, requests if workers == 2 else 60, rounds=1)
             out[f"pss_mb_{workers}_workers"] = round(server.pss_mb(), 1)
+            if workers == 2 and batch_users:
+                out["jsonlines"] = jsonlines_rate(server.port, batch_users)
             out["start_s"] = round(server.first_ping, 1)
         finally:
             server.stop()
@@ -129,7 +152,7 @@ def catalogue(folder: Path, queries: int, batch: int) -> dict:
             "test": (rec.metadata.get("metrics") or {}).get("retrieval", {}).get("test"),
             "exact": latency(rec, sample[:max(20, queries // (1 + len(rec.items) // 200_000))]),
             "two_stage": latency(two, sample),
-            "served": served(folder, sample, queries),
+            "served": served(folder, sample, queries, sample_users(two, batch, seed=4)),
             "batch": {"users": batch,
                       "exact_per_s": throughput(rec, sample_users(rec, max(50, batch // (1 + len(rec.items) // 50_000)),
                                                                  seed=3)),
@@ -149,7 +172,8 @@ def markdown(result: dict) -> str:
                      f"{c['served']['pss_mb_2_workers'] / c['served']['pss_mb_1_workers']:.2f}x"
                      if "error" not in c["served"] else "",
                      f"{c['folder_mb']:,.0f} ({c['index_mb']:,.0f}) MB",
-                     f"{c['batch']['exact_per_s']:,.0f} / {c['batch']['two_stage_per_s']:,.0f}"])
+                     f"{c['batch']['exact_per_s']:,.0f} / {c['batch']['two_stage_per_s']:,.0f}"
+                     + (f" / {c['served']['jsonlines']['records_per_s']:,.0f}" if "jsonlines" in c["served"] else "")])
     towers = [f"{c['items']:,} items: " + ", ".join(f"{m} candidates {r:.3f}"
                                                     for m, r in c["gmf_tower_alone_recall"].items())
               for c in result["catalogues"] if c["gmf_tower_alone_recall"]]
@@ -169,7 +193,8 @@ def markdown(result: dict) -> str:
         "connection; PSS of the server with 2 workers against 1. " + alone,
         results.table(["items", "exact p50 / p99 ms", "two-stage p50 / p99 ms", "first stage", "shortlist",
                        "recall@10 (calibration)", "recall@10 (others)", "build", "served p50 / p99 ms",
-                       "PSS 2 workers / 1", "model folder (index)", "batch recs/s exact / two-stage"], rows,
+                       "PSS 2 workers / 1", "model folder (index)",
+                       "batch recs/s: exact / two-stage (/ served JSON Lines)"], rows,
                       "rrrlrrrrrrrr")])
 
 

@@ -2,6 +2,7 @@
 batch transform of any model folder the full image trains. Needs a Docker engine, as test_image.py does."""
 
 import hashlib
+import http.client
 import json
 import re
 import shutil
@@ -129,5 +130,42 @@ def test_the_serve_image_hosts_many_models_when_sagemaker_makes_it_a_multi_model
         for _ in range(10):
             assert call("POST", "/models/plain/invoke", {"user": user, "k": 4})[0] == 404
         assert call("POST", "/models/shop/invoke", {"user": user, "k": 1})[0] == 200
+    finally:
+        docker("rm", "-f", container)
+
+
+def _post(port: int, body: bytes, content_type: str) -> tuple[int, dict, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()
+
+
+def test_as_an_async_endpoint_the_serve_image_answers_past_real_times_6_mb_whole_and_in_the_requests_type(
+        serve_image, tmp_path, model_dir, recommender):
+    """Asynchronous inference needs a Content-Length on the answer and takes inputs far over real time's 6 MB;
+    data capture needs the answer in the request's own content type (CSV in, CSV out)."""
+    shutil.copytree(model_dir, tmp_path / "model")
+    port = free_port()
+    container = docker("run", "-d", "-p", f"127.0.0.1:{port}:8080", "-v", f"{tmp_path / 'model'}:/opt/ml/model",
+                       "-e", "NCF_ENDPOINT_TYPE=async", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=1", serve_image,
+                       check=True).stdout.strip()
+    try:
+        wait_until(lambda: ping(port)[0] == 200, 60, lambda: logs_of(container), ignoring=(OSError,))
+        user = recommender.users.decode([0])[0]
+        line = (json.dumps({"user": user, "k": 2, "exclude": [f"{n:09d}" for n in range(2_000)]}) + "\n").encode()
+        body = line * (8 * 1024 * 1024 // len(line) + 1)  # 8 MB: refused by a real-time endpoint
+        status, headers, answer = _post(port, body, "application/jsonlines")
+        assert status == 200, (answer[:300], logs_of(container))
+        assert int(headers["content-length"]) == len(answer) and headers["content-type"] == "application/jsonlines"
+        assert answer.count(b"\n") == body.count(b"\n")
+        item = recommender.items.decode([0])[0]
+        status, headers, answer = _post(port, f"{user},{item}\n{user},{item}\n".encode(), "text/csv")
+        assert status == 200 and headers["content-type"] == "text/csv", answer
+        scores = [float(row) for row in answer.decode().split()]
+        assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
     finally:
         docker("rm", "-f", container)

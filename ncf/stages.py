@@ -103,7 +103,7 @@ def fit(
         result.against_popularity = against_popularity(
             scores, score_candidates(popularity_scorer(searched.popularity), validation))
         if result.against_popularity:
-            _warn_unless_learned(result.against_popularity, result, config, len(searched.train))
+            _warn_unless_learned(result.against_popularity, result, config, len(searched.train), searched.n_users)
     # The paper's towers were measured without a refit, and keep it so (benchmarks: "NeuMF, today's default").
     if validation is not None and config.pretrain != "towers" and _refits(config, searched is dataset):
         result = _refit(dataset, config, result, checkpoint, **{**run, "validation": None})
@@ -165,7 +165,14 @@ def _pretraining(config: TrainConfig, every_user_validated: bool, initial) -> st
     return chosen
 
 
-def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig, train_pairs: int) -> None:
+#: Training interactions per user under which a NeuMF started from random weights is likely to rank like
+#: popularity: the data-shape matrix's rows where it did had 7 and 18 (benchmarks/shapes.py), and MF, or NeuMF
+#: started from one, beat popularity on them.
+SPARSE_USER_PAIRS = 20
+
+
+def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig, train_pairs: int,
+                         n_users: int) -> None:
     """A WARNING when the chosen model does not beat popularity on validation, naming the likely cause and
     what to try: the job still succeeds and ships its model, but nobody should serve it unawares."""
     if verdict["beats_popularity"]:
@@ -177,6 +184,10 @@ def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig
     if steps < MIN_STEPS_PER_EPOCH:
         cause = (f"an epoch makes only {steps} optimiser steps (batch_size={config.batch_size}): set a smaller "
                  "batch_size, or leave it at auto")
+    elif config.model == "neumf" and config.pretrain == "none" and train_pairs < SPARSE_USER_PAIRS * n_users:
+        cause = (f"few interactions per user ({train_pairs / max(n_users, 1):.1f} on average): a NeuMF started "
+                 "from random weights learns little beyond popularity from so few; try pretrain=mf (NeuMF started "
+                 "from an MF) or model=mf")
     elif own and result.best_epoch <= 1 and len(own) > 1:
         cause = ("validation never improved after the first epoch: try a lower learning_rate, a larger l2, or "
                  "more patience")

@@ -16,6 +16,7 @@ from container.metric_definitions import METRIC_DEFINITIONS
 from container.train import main
 from ncf.recommender import Recommender
 from tests.container.opt_ml import ROOT, env, lay_out, run_train, tar_gz, train_command
+from tests.synthetic import ratings_frame
 
 
 def csv_bytes(frame):
@@ -107,6 +108,18 @@ def test_a_model_that_learns_nothing_is_saved_with_a_warning_that_names_a_cause(
     assert metrics["against_popularity"]["validation"]["beats_popularity"] is False
     assert "validation:beats_popularity=0" in out.stdout
     assert (root / "model" / "metadata.json").is_file()
+
+
+def test_a_neumf_from_random_weights_on_few_interactions_per_user_is_told_to_start_from_an_mf(tmp_path):
+    # ~6 training interactions a user, and a learning rate too small to move: popularity's level, as NeuMF
+    # without an MF start reached on the data-shape matrix's sparse rows
+    sparse = ratings_frame(n_users=2000, n_items=300, per_user=(5, 10))  # enough pairs for 100 steps an epoch
+    root = lay_out(tmp_path, {"train": {"ratings.csv": csv_bytes(sparse)}},
+                   {"pretrain": "none", "epochs": "1", "learning_rate": "0.000001"})
+    out = run_train(root)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"WARNING .*does not beat popularity on validation: .*Likely cause: few interactions per user "
+                     r"\([0-9.]+ on average\).*try pretrain=mf \(NeuMF started from an MF\) or model=mf", out.stdout)
 
 
 def test_an_auto_batch_size_is_resolved_from_the_data_logged_and_recorded(tmp_path, ratings):

@@ -166,8 +166,8 @@ def _pretraining(config: TrainConfig, every_user_validated: bool, initial) -> st
 
 
 #: Training interactions per user under which a NeuMF started from random weights is likely to rank like
-#: popularity: the data-shape matrix's rows where it did had 7 and 18 (benchmarks/shapes.py), and MF, or NeuMF
-#: started from one, beat popularity on them.
+#: popularity: the data-shape matrix's rows where it did had 7 and 18 (benchmarks/shapes.py); MF beat
+#: popularity on them by more than NeuMF started from an MF did.
 SPARSE_USER_PAIRS = 20
 
 
@@ -186,8 +186,8 @@ def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig
                  "batch_size, or leave it at auto")
     elif config.model == "neumf" and config.pretrain == "none" and train_pairs < SPARSE_USER_PAIRS * n_users:
         cause = (f"few interactions per user ({train_pairs / max(n_users, 1):.1f} on average): a NeuMF started "
-                 "from random weights learns little beyond popularity from so few; try pretrain=mf (NeuMF started "
-                 "from an MF) or model=mf")
+                 "from random weights learns little beyond popularity from so few; try model=mf, or pretrain=mf "
+                 "(NeuMF started from an MF)")
     elif own and result.best_epoch <= 1 and len(own) > 1:
         cause = ("validation never improved after the first epoch: try a lower learning_rate, a larger l2, or "
                  "more patience")

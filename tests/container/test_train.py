@@ -119,7 +119,7 @@ def test_a_neumf_from_random_weights_on_few_interactions_per_user_is_told_to_sta
     out = run_train(root)
     assert out.returncode == 0, out.stdout + out.stderr
     assert re.search(r"WARNING .*does not beat popularity on validation: .*Likely cause: few interactions per user "
-                     r"\([0-9.]+ on average\).*try pretrain=mf \(NeuMF started from an MF\) or model=mf", out.stdout)
+                     r"\([0-9.]+ on average\).*try model=mf, or pretrain=mf \(NeuMF started from an MF\)", out.stdout)
 
 
 def test_an_auto_batch_size_is_resolved_from_the_data_logged_and_recorded(tmp_path, ratings):

@@ -58,6 +58,8 @@ TARGET_MS = 10.0
 NUMPY_MAX_FLOATS = 1 << 24
 #: A rule letting fewer items through than this many times an IVF search's scan is scored exactly over them.
 SUBSET_FACTOR = 4
+#: A row whose searched lists held too few candidates searches this many times as many lists again.
+WIDEN = 4
 #: Points per centroid the IVF's k-means trains on (faiss warns below 39), and its iterations: the build is
 #: k-means' `points x nlist x d x iterations`, and lists good enough to search need no more.
 TRAIN_PER_LIST = 40
@@ -145,30 +147,44 @@ class Stage:
         rows = len(queries)
         counts = np.bincount(removed[0], minlength=rows) if removed is not None else np.zeros(rows, np.int64)
         want = m + int(counts.max(initial=0))
-        found = self._search(queries, want, allowed)
-        if removed is not None and len(removed[0]):
-            n = self.n_items
-            keys = np.sort(removed[0].astype(np.int64) * n + removed[1])
-            query = np.arange(rows)[:, None] * n + np.maximum(found, 0)
-            at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-            found = np.where(keys[at] == query, -1, found)
+        keys = (np.sort(removed[0].astype(np.int64) * self.n_items + removed[1])
+                if removed is not None and len(removed[0]) else None)
+        found = self._kept(self._search(queries, want, allowed, self.nprobe), np.arange(rows), keys)
+        short = np.flatnonzero(np.count_nonzero(found >= 0, axis=1) < m)
+        nprobe = self.nprobe
+        while len(short) and nprobe < self.index.nlist:
+            # The lists searched held too few passing items for these rows (small lists, a rule, many seen
+            # items): search WIDEN times as many lists, not every item, so a catalogue of unequal lists keeps
+            # the index's speed.
+            nprobe = min(self.index.nlist, nprobe * WIDEN)
+            found[short] = self._kept(self._search(queries[short], want, allowed, nprobe), short, keys)
+            short = short[np.count_nonzero(found[short] >= 0, axis=1) < m]
         valid = found >= 0
         order = np.argsort(~valid, axis=1, kind="stable")[:, :m]  # each row's kept candidates first, in order
         out = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(found, order, 1), -1)
         if out.shape[1] < m:
             out = np.pad(out, ((0, 0), (0, m - out.shape[1])), constant_values=-1)
-        for r in np.flatnonzero(np.count_nonzero(valid, axis=1) < m).tolist():
-            # The lists searched held too few passing items (or the catalogue has too few): this row exactly.
+        for r in short.tolist():
+            # Every list searched and still too few: the catalogue (or the rule) passes fewer than m; exactly.
             mine = None if removed is None else (np.zeros(np.count_nonzero(removed[0] == r), np.int64),
                                                  removed[1][removed[0] == r])
             out[r] = _exact(self.items, queries[r:r + 1], m, allowed, mine)[0]
         return out
 
-    def _search(self, queries: np.ndarray, want: int, allowed: np.ndarray | None) -> np.ndarray:
+    def _kept(self, found: np.ndarray, rows: np.ndarray, keys: np.ndarray | None) -> np.ndarray:
+        """`found` (`[len(rows), want]`, the search's answer for `rows`) with each row's removed items as -1;
+        `keys`: the removed cells as sorted `row * n_items + item`, None when there are none."""
+        if keys is None:
+            return found
+        query = rows[:, None].astype(np.int64) * self.n_items + np.maximum(found, 0)
+        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        return np.where(keys[at] == query, -1, found)
+
+    def _search(self, queries: np.ndarray, want: int, allowed: np.ndarray | None, nprobe: int) -> np.ndarray:
         import faiss
 
         lifted = np.concatenate([queries, np.zeros((len(queries), 1), np.float32)], axis=1)
-        params = faiss.SearchParametersIVF(nprobe=self.nprobe)
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
         if allowed is not None:
             bitmap = np.packbits(allowed, bitorder="little")
             selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))

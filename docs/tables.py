@@ -48,7 +48,7 @@ def benchmark_tables() -> dict[str, Callable[[dict], str]]:
             "multi-host": multi_host.markdown, "serving": serving_markdown, "foldin": foldin.markdown,
             "foldin-latency-idle": foldin.markdown, "warm-start": warm_start.markdown,
             "diversity": diversity.markdown, "filters": filters.markdown,
-            "multimodel": multimodel.markdown, "catalogue": catalogue.markdown,
+            "multimodel": multimodel.markdown, "catalogue": catalogue.markdown, "catalogue-1m": catalogue.markdown,
             "images": images.markdown}
 
 

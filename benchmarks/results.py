@@ -69,7 +69,7 @@ def provenance(result: dict) -> str:
         where = f", {where}" if ran else where
     else:
         where = f" at {describe(result['stamp'])}" if ran else describe(result["stamp"])
-    note = f" {result['note']}" if result.get("note") else ""
+    note = f" {result['note'].rstrip('.')}." if result.get("note") else ""  # a sentence: text may follow
     return f"{ran}{where}.{note}"
 
 

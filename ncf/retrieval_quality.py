@@ -3,9 +3,8 @@
 `ncf.retrieval_choice` sizes the first stage by recall@10 against the exact full-model top-10; a shortlist can
 miss a tenth of exact's items and still lose no hits, or miss few and lose the ones that matter. Training's end
 measures both paths on the test split's full-ranking users (`two_stage_on_test`), paired by user, and
-metrics.json's `retrieval.test` keeps it
-(`with_first_stage`, all training's end does about retrieval). A module of its own because it needs `Recommender`, which
-`retrieval_choice` sits below.
+metrics.json's `retrieval.test` keeps it (`with_first_stage`: all that training's end does about retrieval). A
+module of its own because it needs `Recommender`, which `retrieval_choice` sits below.
 """
 
 from __future__ import annotations
@@ -23,7 +22,8 @@ from .recommender import Recommender
 from .retrieval_choice import prepare
 
 
-def held_out_quality(exact: Recommender, two_stage: Recommender, users: Sequence, held: Sequence[set], k: int = 10) -> dict:
+def held_out_quality(exact: Recommender, two_stage: Recommender, users: Sequence, held: Sequence[set],
+                     k: int = 10) -> dict:
     """HR@k and NDCG@k of both paths' top-k against held-out items (`held[i]`: `users[i]`'s held-out item
     indices), paired by user: both recommenders must exclude what the user trained on and nothing held out.
     The difference (two-stage minus exact) comes with its standard error, and `within_noise` says whether it is
@@ -38,7 +38,8 @@ def held_out_quality(exact: Recommender, two_stage: Recommender, users: Sequence
             hits[row], gains[row] = float(found.any()), (discounts[:len(found)] * found).sum() / ideal
         return hits, gains
 
-    (exact_hr, exact_ndcg), (two_hr, two_ndcg) = (per_user(r.recommend_many(list(users), k)) for r in (exact, two_stage))
+    (exact_hr, exact_ndcg), (two_hr, two_ndcg) = (per_user(r.recommend_many(list(users), k))
+                                                  for r in (exact, two_stage))
     out = {"users": len(users), "exact": {}, "two_stage": {}, "difference": {}}
     for name, a, b in ((f"hr@{k}", exact_hr, two_hr), (f"ndcg@{k}", exact_ndcg, two_ndcg)):
         out["exact"][name], out["two_stage"][name] = round(float(a.mean()), 4), round(float(b.mean()), 4)

@@ -30,7 +30,7 @@ from ncf.recommender import Recommender
 
 from . import codecs
 from .answers import answer, answer_chunks
-from .errors import BadRequest, NotReady, RequestTimeout, TooLarge, error_answer
+from .errors import BadRequest, NotReady, RequestTimeout, TooLarge
 from .costs import Costs
 from .limits import Limits
 from .requests import Options, requests
@@ -73,10 +73,6 @@ def _overdue(limits: Limits, records, options: Options, seconds_left: float) -> 
         if seconds > seconds_left:
             return seconds
     return None
-
-
-def _json(body: dict, status: int) -> Response:
-    return Response(json.dumps(body), status=status, mimetype=codecs.JSON)
 
 
 def _streamed(pieces, seconds: float, turn: Turn):
@@ -188,7 +184,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
     @app.get("/ping")
     def ping():
         if recommender is None:
-            return _json({"status": "unavailable", "error": not_ready}, 503)
+            return codecs.json_response({"status": "unavailable", "error": not_ready}, 503)
         return Response(ping_ok, status=200, mimetype=codecs.JSON)
 
     @app.get("/execution-parameters")
@@ -268,10 +264,7 @@ def create_app(recommender: Recommender | None, config: ServeConfig, problem: st
 
     @app.errorhandler(Exception)
     def render(error: Exception):
-        body, status, headers = error_answer(error, f"{request.method} {request.path}")
-        response = _json(body, status)
-        response.headers.update(headers)
-        return response
+        return codecs.error_response(error, f"{request.method} {request.path}")
 
     return app
 

@@ -23,11 +23,12 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from werkzeug.datastructures import MIMEAccept
+from werkzeug.wrappers import Response
 from werkzeug.http import parse_accept_header, parse_options_header
 
 from ncf.vocab import MAX_ID_CHARS
 
-from .errors import BadRequest, NotAcceptable, TooLarge, UnsupportedMediaType
+from .errors import BadRequest, NotAcceptable, TooLarge, UnsupportedMediaType, error_answer
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -358,3 +359,13 @@ def encode_csv(chunks: Chunks, count: int) -> Iterator[str]:
 #: `encode(chunks, count)` -> pieces of the body, in order; `count` is the number of responses in all.
 ENCODERS: dict[str, Callable[[Chunks, int], Iterator[str]]] = {JSON: encode_json, JSONLINES: encode_jsonlines,
                                                                CSV: encode_csv}
+
+
+def json_response(body: dict, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON answer that is not a model's (pings, the multi-model routes, errors), with its content type."""
+    return Response(json.dumps(body), status=status, headers=headers, mimetype=JSON)
+
+
+def error_response(error: Exception, where: str) -> Response:
+    """What both applications answer an error raised by a route with (`errors.error_answer`, as JSON)."""
+    return json_response(*error_answer(error, where))

@@ -32,7 +32,6 @@ import atexit
 import base64
 import binascii
 import gc
-import json
 import logging
 import os
 import tempfile
@@ -41,12 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from flask import Flask, Response, request
+from flask import Flask, request
 
 from ncf.recommender import Recommender
 
 from . import codecs, model_loads
-from .errors import BadRequest, HTTPError, NotFound, NotReady, TooLarge, error_answer
+from .errors import BadRequest, HTTPError, NotFound, NotReady, TooLarge
 from .model_loads import MAX_LOAD_BODY, MB, budget
 from .model_store import Entry, ModelStore
 from .rules import RuleBook
@@ -218,15 +217,12 @@ class MultiModel:
         app = Flask("ncf-multi-model")
         app.config["DEBUG"] = False
 
-        def answer(body: dict, status: int = 200) -> Response:
-            return Response(json.dumps(body), status=status, mimetype=codecs.JSON)
-
         def described(entry: Entry) -> dict:
             return {"modelName": entry.name, "modelUrl": entry.url}
 
         @app.get("/ping")
         def ping():
-            return answer({"status": "ok"})
+            return codecs.json_response({"status": "ok"})
 
         @app.post("/models")
         def load():
@@ -249,7 +245,8 @@ class MultiModel:
             log.info("model %r (%s %s) loaded from %s by worker %d in %.2f s (%s): %.1f MB shared, %.1f MB per "
                      "worker", name, TARGET_MODEL, target, url, os.getpid(), seconds, took,
                      entry.manifest["sharedBytes"] / MB, entry.manifest["privateBytes"] / MB)
-            return answer({**described(entry), "memoryBytes": entry.footprint, "seconds": round(seconds, 3)})
+            return codecs.json_response({**described(entry), "memoryBytes": entry.footprint,
+                                         "seconds": round(seconds, 3)})
 
         @app.get("/models")
         def listing():
@@ -262,7 +259,7 @@ class MultiModel:
             body: dict = {"models": [described(e) for e in page]}
             if len(entries) > len(page):
                 body["nextPageToken"] = _page_token(page[-1].name)
-            return answer(body)
+            return codecs.json_response(body)
 
         @app.get("/models/<path:name>")
         def describe(name: str):
@@ -270,8 +267,8 @@ class MultiModel:
             if entry is None:
                 raise NotFound(f"model {name!r} is not loaded")
             m = entry.manifest
-            return answer({**described(entry), "kind": m["kind"], "users": m["users"], "items": m["items"],
-                           "memoryBytes": entry.footprint})
+            return codecs.json_response({**described(entry), "kind": m["kind"], "users": m["users"],
+                                         "items": m["items"], "memoryBytes": entry.footprint})
 
         @app.delete("/models/<path:name>")
         def unload(name: str):
@@ -281,7 +278,7 @@ class MultiModel:
             self._sync()  # this worker drops it now
             log.info("model %r (%s %s) unloaded by worker %d", name, TARGET_MODEL,
                      request.headers.get(TARGET_MODEL), os.getpid())
-            return answer({**described(entry), "status": "unloaded"})
+            return codecs.json_response({**described(entry), "status": "unloaded"})
 
         @app.post("/models/<path:name>/invoke")
         def not_served(name: str):
@@ -295,10 +292,7 @@ class MultiModel:
 
         @app.errorhandler(Exception)
         def render(error: Exception):
-            body, status, headers = error_answer(error, f"{request.method} {request.path}")
-            response = answer(body, status)
-            response.headers.update(headers)
-            return response
+            return codecs.error_response(error, f"{request.method} {request.path}")
 
         return app
 

@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     results.add_argument(p, "images")
     args = p.parse_args(argv)
     figures = run({"full": args.full, "serve-only": args.serve}, args.base, args.work, args.runs)
-    if args.note:
-        figures["note"] = args.note
-    written = results.write(args.json, "images", sys.argv[1:] if argv is None else argv, figures)
+    written = results.write(args.json, "images", sys.argv[1:] if argv is None else argv, figures, args.note)
     print(markdown(written))
 
 

@@ -278,9 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     figures = run(args.work, args.requests)
-    if args.note:
-        figures["note"] = args.note
-    written = results.write(args.json, "multimodel", sys.argv[1:] if argv is None else argv, figures)
+    written = results.write(args.json, "multimodel", sys.argv[1:] if argv is None else argv, figures, args.note)
     print(markdown(written))
 
 

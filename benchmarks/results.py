@@ -85,8 +85,10 @@ def add_argument(parser: argparse.ArgumentParser, name: str) -> None:
                         help=f"where the stamped result goes (default: {default.relative_to(ROOT)})")
 
 
-def write(path: Path, name: str, argv: list[str], figures: dict) -> dict:
-    """`figures`, stamped and with the command that made them, written to `path`; returns what was written."""
+def write(path: Path, name: str, argv: list[str], figures: dict, note: str | None = None) -> dict:
+    """`figures`, stamped and with the command that made them (and `note`, what else shared the machine, when
+    given), written to `path`; returns what was written."""
+    figures = {**figures, "note": note} if note else figures
     text = json.dumps({"stamp": stamp(), "command": command(name, argv), **figures}, indent=1, default=_plain)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")

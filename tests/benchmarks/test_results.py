@@ -25,6 +25,12 @@ def test_a_written_result_carries_its_stamp_its_command_and_its_figures(tmp_path
     assert stamp["machine"]["cores"] >= 1 and re.fullmatch(r"3\.\d+\.\d+", stamp["machine"]["python"])
 
 
+def test_a_note_of_what_shared_the_machine_is_written_beside_the_figures_and_only_when_given(tmp_path):
+    assert results.write(tmp_path / "a.json", "images", [], {"runs": 5}, "CI shared the cores")["note"] == \
+        "CI shared the cores"
+    assert "note" not in results.write(tmp_path / "b.json", "images", [], {"runs": 5})
+
+
 def test_the_line_above_a_table_names_the_command_the_commit_the_machine_and_the_note():
     result = {"stamp": {"commit": "abc1234", "uncommitted": True, "date": "2026-12-07 20:35 UTC",
                         "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 24, "python": "3.11.7"},

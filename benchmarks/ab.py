@@ -4,12 +4,15 @@ paired bootstrap, and training speed, in one run.
     .venv/bin/python -m benchmarks.ab --config neumf:model=neumf --config mf:model=mf      # (~25 min, 2 cores)
     .venv/bin/python -m benchmarks.ab --config lazy:optimizer=lazy_adam --config dense:optimizer=adam
     .venv/bin/python -m benchmarks.ab --config neumf:model=neumf --config mf:model=mf --peer "EASE^R"
+    .venv/bin/python -m benchmarks.ab --config default: --config start:pretrain=mf --shape sparse-1m --movielens ""
 
 Each `--config NAME:KEY=VALUE,...` is the library's defaults (`TrainConfig`: early stopping, refit) with those
 hyperparameters changed (values as `train --set` takes them); the first is the reference. Every (data set,
 config, seed) trains and is ranked on the same LOO-99 test candidates; the per-user hits and NDCGs of all seeds
 are pooled for a paired bootstrap (config minus reference, 95% interval). A default changes on a "win" or
 "loss", or on a measured cost (speed) with "within noise" quality, never on a difference called noise.
+`--shape NAME,...` adds synthetic rows of the data-shape matrix (`benchmarks/shapes.py`), generated as that
+benchmark generates them and split as the job splits them, so a rule for one kind of data is judged on it.
 `--peer` adds a classical peer of `peers.py` (tuned on validation, refit), and bootstraps each config's per-user
 metrics, averaged over its seeds, against it. The result is written, stamped, to `--json PATH` (default
 `benchmarks/results/ab.json`; each table of docs/benchmarks.md names its own file).
@@ -56,6 +59,22 @@ def parse_config(text: str) -> tuple[str, dict]:
     return name, {key: getattr(parsed.train, key) for key in raw}
 
 
+def data_sets(args) -> dict:
+    """Each data set's name -> a function that reads its interactions: MovieLens sets, then synthetic shapes."""
+    from benchmarks.shapes import SHAPES, synthetic
+
+    sets = {name: (lambda name=name: read_interactions(movielens(name, args)))
+            for name in filter(None, args.movielens.split(","))}
+    shapes = {shape.name: shape for shape in SHAPES if shape.spec is not None}
+    for name in filter(None, args.shape.split(",")):
+        if name not in shapes:
+            raise ConfigError(f"--shape {name!r} is not a synthetic shape of benchmarks/shapes.py: {sorted(shapes)}")
+        sets[name] = lambda shape=shapes[name]: synthetic(shape)
+    if not sets:
+        raise ConfigError("no data: give --movielens or --shape")
+    return sets
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", required=True, metavar="NAME:KEY=VALUE,...",
@@ -63,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--peer", action="append", default=[], metavar="NAME",
                    help="a peer of benchmarks/peers.py to compare every config with, e.g. 'EASE^R'")
-    p.add_argument("--movielens", default=",".join(DATA), help="comma-separated MovieLens sets")
+    p.add_argument("--movielens", default=",".join(DATA), help="comma-separated MovieLens sets ('' for none)")
+    p.add_argument("--shape", default="", help="comma-separated synthetic shapes of benchmarks/shapes.py")
     add_cache_argument(p)
     results.add_argument(p, "ab")
     args = p.parse_args(argv)
@@ -85,9 +105,13 @@ def main(argv: list[str] | None = None) -> None:
         p.error("each --config needs its own name")
     reference = next(iter(configs))
     seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        sets = data_sets(args)
+    except ConfigError as e:
+        p.error(str(e))
     rows, verdicts, peer_rows = [], [], []
-    for data_name in args.movielens.split(","):
-        data = prepare(read_interactions(movielens(data_name, args)), test_k=1, validation_k=1)
+    for data_name, read in sets.items():
+        data = prepare(read(), test_k=1, validation_k=1)
         candidates = draw_candidates(data.test, data.seen, 99, seed=0)
         per_user = {name: ([], []) for name in configs}
         for seed in seeds:
@@ -116,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             "val_ndcg@10")
     rows = [dict(zip(keys, row)) for row in rows]
     means = []
-    for data_name in args.movielens.split(","):
+    for data_name in sets:
         for name in configs:
             mine = [r for r in rows if r["data"] == data_name and r["config"] == name]
             means.append({"data": data_name, "config": name, **{k: float(np.mean([r[k] for r in mine]))

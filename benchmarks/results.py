@@ -89,7 +89,12 @@ def write(path: Path, name: str, argv: list[str], figures: dict, note: str | Non
     """`figures`, stamped and with the command that made them (and `note`, what else shared the machine, when
     given), written to `path`; returns what was written."""
     figures = {**figures, "note": note} if note else figures
-    text = json.dumps({"stamp": stamp(), "command": command(name, argv), **figures}, indent=1, default=_plain)
+    return save(path, {"stamp": stamp(), "command": command(name, argv), **figures})
+
+
+def save(path: Path, result: dict) -> dict:
+    """`result` written to `path` as every results file is; returns it as read back."""
+    text = json.dumps(result, indent=1, default=_plain)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     return json.loads(text)

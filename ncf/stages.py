@@ -88,7 +88,8 @@ def fit(
         log.info("%d replicas: optimizer adam (Keras' dense Adam; lazy_adam runs in one process only)",
                  strategy.num_replicas_in_sync)
         config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
-    config = replace(config, pretrain=_pretraining(config, validation is not None and searched is dataset, initial))
+    config = replace(config, pretrain=_pretraining(config, validation, searched is dataset, initial,
+                                                   len(searched.train) / max(searched.n_users, 1)))
     run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy,
                initial=initial)
 
@@ -153,21 +154,33 @@ def _pretrained(dataset: Dataset, config: TrainConfig, *, checkpoint, stage: str
     return result
 
 
-def _pretraining(config: TrainConfig, every_user_validated: bool, initial) -> str:
-    """The mode that trains: `pretrain`, or what `auto` chooses for this data (`config.PRETRAIN_MODES`)."""
+def _pretraining(config: TrainConfig, validation, every_user_validated: bool, initial, per_user: float) -> str:
+    """The mode that trains: `pretrain`, or what `auto` chooses for this data (`config.PRETRAIN_MODES`): an MF
+    start for NeuMF wherever validation can stop it, when validation held out every user (its cost is small)
+    or when users have few interactions (where a NeuMF from random weights ranks like popularity); never under
+    a warm start, whose weights it would replace."""
     if config.pretrain != "auto":
         return config.pretrain
-    chosen = "mf" if config.model == "neumf" and every_user_validated and initial is None else "none"
+    sparse = validation is not None and per_user < SPARSE_USER_PAIRS
+    chosen = "mf" if config.model == "neumf" and (every_user_validated or sparse) and initial is None else "none"
     if config.model == "neumf":
-        why = ("a warm start keeps its weights" if initial is not None else "validation held out every user"
-               if every_user_validated else "validation held out a sample of users, or none")
+        if initial is not None:
+            why = "a warm start keeps its weights"
+        elif every_user_validated:
+            why = "validation held out every user"
+        elif sparse:
+            why = f"{per_user:.1f} training interactions per user, under {SPARSE_USER_PAIRS}"
+        else:
+            why = (f"validation held out a sample of users, or none, and users have {per_user:.1f} training "
+                   f"interactions each, at least {SPARSE_USER_PAIRS}")
         log.info("pretrain=auto: %s (%s)", chosen, why)
     return chosen
 
 
 #: Training interactions per user under which a NeuMF started from random weights is likely to rank like
-#: popularity: the data-shape matrix's rows where it did had 7 and 18 (benchmarks/shapes.py); MF beat
-#: popularity on them by more than NeuMF started from an MF did.
+#: popularity, and `pretrain=auto` starts it from an MF: on the data-shape matrix's sparse-1m row (~7 a user)
+#: NeuMF from random weights did not beat popularity, and started from an MF it came within the matrix's target
+#: of the best tuned peer (`benchmarks/ab.py --shape sparse-1m`).
 SPARSE_USER_PAIRS = 20
 
 

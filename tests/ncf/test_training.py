@@ -160,8 +160,8 @@ def test_pretrain_and_refit_read_a_boolean_by_the_same_rule(spelling, flag):
     assert (config.pretrain, config.refit) == (("towers", "true") if flag else ("none", "false"))
 
 
-def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a_sample(dataset, monkeypatch,
-                                                                                         caplog):
+def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_or_users_are_sparse(dataset, monkeypatch,
+                                                                                        caplog):
     from ncf import stages
 
     config = TrainConfig(model="neumf", factors=4, mlp_layers=(8, 4), epochs=1, patience=0, batch_size=512,
@@ -176,6 +176,12 @@ def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_and_not_for_a
     monkeypatch.setattr(stages, "VALIDATION_USERS", 30)
     sample = fit(dataset, config, on_epoch=lambda e: None)
     assert [e.stage for e in sample.history] == ["neumf"] and sample.config.pretrain == "none"
+    assert re.search(r"pretrain=auto: none \(validation held out a sample of users, or none, and users have "
+                     r"[0-9.]+ training interactions each, at least 20\)", caplog.text)
+    monkeypatch.setattr(stages, "SPARSE_USER_PAIRS", 1000)  # every user of this data is now a sparse one
+    sparse = fit(dataset, config, on_epoch=lambda e: None)
+    assert [e.stage for e in sparse.history] == ["mf", "neumf"] and sparse.config.pretrain == "mf"
+    assert re.search(r"pretrain=auto: mf \([0-9.]+ training interactions per user, under 1000\)", caplog.text)
     mf = fit(dataset, replace(config, model="mf"), on_epoch=lambda e: None)
     assert [e.stage for e in mf.history] == ["mf"] and mf.config.pretrain == "none"
 

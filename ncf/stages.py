@@ -89,7 +89,7 @@ def fit(
                  strategy.num_replicas_in_sync)
         config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
     config = replace(config, pretrain=_pretraining(config, validation, searched is dataset, initial,
-                                                   len(searched.train) / max(searched.n_users, 1)))
+                                                   _per_row(len(searched.train), searched)))
     run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy,
                initial=initial)
 
@@ -154,14 +154,21 @@ def _pretrained(dataset: Dataset, config: TrainConfig, *, checkpoint, stage: str
     return result
 
 
-def _pretraining(config: TrainConfig, validation, every_user_validated: bool, initial, per_user: float) -> str:
+def _per_row(pairs: int, dataset: Dataset) -> tuple[float, float]:
+    """Training interactions per user and per item: what each embedding row learns from."""
+    return pairs / max(dataset.n_users, 1), pairs / max(dataset.n_items, 1)
+
+
+def _pretraining(config: TrainConfig, validation, every_user_validated: bool, initial,
+                 per_row: tuple[float, float]) -> str:
     """The mode that trains: `pretrain`, or what `auto` chooses for this data (`config.PRETRAIN_MODES`): an MF
     start for NeuMF wherever validation can stop it, when validation held out every user (its cost is small)
-    or when users have few interactions (where a NeuMF from random weights ranks like popularity); never under
-    a warm start, whose weights it would replace."""
+    or when users or items have few interactions (where a NeuMF from random weights learns far less than one
+    started from an MF); never under a warm start, whose weights it would replace."""
     if config.pretrain != "auto":
         return config.pretrain
-    sparse = validation is not None and per_user < SPARSE_USER_PAIRS
+    per_user, per_item = per_row
+    sparse = validation is not None and (per_user < SPARSE_USER_PAIRS or per_item < SPARSE_ITEM_PAIRS)
     chosen = "mf" if config.model == "neumf" and (every_user_validated or sparse) and initial is None else "none"
     if config.model == "neumf":
         if initial is not None:
@@ -169,10 +176,12 @@ def _pretraining(config: TrainConfig, validation, every_user_validated: bool, in
         elif every_user_validated:
             why = "validation held out every user"
         elif sparse:
-            why = f"{per_user:.1f} training interactions per user, under {SPARSE_USER_PAIRS}"
+            why = (f"{per_user:.1f} training interactions per user and {per_item:.1f} per item, under "
+                   f"{SPARSE_USER_PAIRS} or {SPARSE_ITEM_PAIRS}")
         else:
-            why = (f"validation held out a sample of users, or none, and users have {per_user:.1f} training "
-                   f"interactions each, at least {SPARSE_USER_PAIRS}")
+            why = (f"validation held out a sample of users, or none, and there are {per_user:.1f} training "
+                   f"interactions per user and {per_item:.1f} per item, at least {SPARSE_USER_PAIRS} and "
+                   f"{SPARSE_ITEM_PAIRS}")
         log.info("pretrain=auto: %s (%s)", chosen, why)
     return chosen
 
@@ -182,6 +191,10 @@ def _pretraining(config: TrainConfig, validation, every_user_validated: bool, in
 #: NeuMF from random weights did not beat popularity, and started from an MF it came within the matrix's target
 #: of the best tuned peer (`benchmarks/ab.py --shape sparse-1m`).
 SPARSE_USER_PAIRS = 20
+#: The same for items: on catalogue-100k-items (~3 an item) the MF start added more to HR@10 than any other
+#: setting tried (`benchmarks/ab.py --shape catalogue-100k-items`); the 23M-interaction job, whose items have
+#: hundreds each, keeps its time.
+SPARSE_ITEM_PAIRS = 20
 
 
 def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig, train_pairs: int,

@@ -174,14 +174,21 @@ def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_or_users_are_
     with pytest.raises(ConfigError, match="pretrain would replace the weights a warm start gives"):
         fit(dataset, replace(config, pretrain="mf"), initial=lambda model, optimizer: None)
     monkeypatch.setattr(stages, "VALIDATION_USERS", 30)
+    monkeypatch.setattr(stages, "SPARSE_USER_PAIRS", 1)  # no user or item of this data is a sparse one
+    monkeypatch.setattr(stages, "SPARSE_ITEM_PAIRS", 1)
     sample = fit(dataset, config, on_epoch=lambda e: None)
     assert [e.stage for e in sample.history] == ["neumf"] and sample.config.pretrain == "none"
-    assert re.search(r"pretrain=auto: none \(validation held out a sample of users, or none, and users have "
-                     r"[0-9.]+ training interactions each, at least 20\)", caplog.text)
-    monkeypatch.setattr(stages, "SPARSE_USER_PAIRS", 1000)  # every user of this data is now a sparse one
-    sparse = fit(dataset, config, on_epoch=lambda e: None)
-    assert [e.stage for e in sparse.history] == ["mf", "neumf"] and sparse.config.pretrain == "mf"
-    assert re.search(r"pretrain=auto: mf \([0-9.]+ training interactions per user, under 1000\)", caplog.text)
+    assert re.search(r"pretrain=auto: none \(validation held out a sample of users, or none, and there are "
+                     r"[0-9.]+ training interactions per user and [0-9.]+ per item, at least 1 and 1\)", caplog.text)
+    for bound in ("SPARSE_USER_PAIRS", "SPARSE_ITEM_PAIRS"):  # every user, then every item, is now a sparse one
+        with monkeypatch.context() as sparse_rows:
+            sparse_rows.setattr(stages, bound, 1000)
+            sparse = fit(dataset, config, on_epoch=lambda e: None)
+        assert [e.stage for e in sparse.history] == ["mf", "neumf"] and sparse.config.pretrain == "mf"
+    assert re.search(r"pretrain=auto: mf \([0-9.]+ training interactions per user and [0-9.]+ per item, under "
+                     r"1000 or 1\)", caplog.text)
+    assert re.search(r"pretrain=auto: mf \([0-9.]+ training interactions per user and [0-9.]+ per item, under "
+                     r"1 or 1000\)", caplog.text)
     mf = fit(dataset, replace(config, model="mf"), on_epoch=lambda e: None)
     assert [e.stage for e in mf.history] == ["mf"] and mf.config.pretrain == "none"
 

@@ -167,8 +167,9 @@ def _pretraining(config: TrainConfig, validation, every_user_validated: bool, in
     started from an MF); never under a warm start, whose weights it would replace."""
     if config.pretrain != "auto":
         return config.pretrain
-    per_user, per_item = per_row
-    sparse = validation is not None and (per_user < SPARSE_USER_PAIRS or per_item < SPARSE_ITEM_PAIRS)
+    few = [f"{pairs:.1f} training interactions per {row}, under {bound}" for row, pairs, bound in
+           (("user", per_row[0], SPARSE_USER_PAIRS), ("item", per_row[1], SPARSE_ITEM_PAIRS)) if pairs < bound]
+    sparse = validation is not None and bool(few)
     chosen = "mf" if config.model == "neumf" and (every_user_validated or sparse) and initial is None else "none"
     if config.model == "neumf":
         if initial is not None:
@@ -176,11 +177,10 @@ def _pretraining(config: TrainConfig, validation, every_user_validated: bool, in
         elif every_user_validated:
             why = "validation held out every user"
         elif sparse:
-            why = (f"{per_user:.1f} training interactions per user and {per_item:.1f} per item, under "
-                   f"{SPARSE_USER_PAIRS} or {SPARSE_ITEM_PAIRS}")
+            why = " and ".join(few)
         else:
-            why = (f"validation held out a sample of users, or none, and there are {per_user:.1f} training "
-                   f"interactions per user and {per_item:.1f} per item, at least {SPARSE_USER_PAIRS} and "
+            why = (f"validation held out a sample of users, or none, and there are {per_row[0]:.1f} training "
+                   f"interactions per user and {per_row[1]:.1f} per item, at least {SPARSE_USER_PAIRS} and "
                    f"{SPARSE_ITEM_PAIRS}")
         log.info("pretrain=auto: %s (%s)", chosen, why)
     return chosen

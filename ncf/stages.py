@@ -20,7 +20,7 @@ from .calibration import Calibration
 from .checkpoint import resumable
 from .config import TrainConfig
 from .dataset import Dataset
-from .defaults import MIN_STEPS_PER_EPOCH, resolved
+from .defaults import BATCH_SIZES, MIN_STEPS_PER_EPOCH, resolved
 from .distribute import default_strategy
 from .errors import ConfigError
 from .evaluation import against_popularity, draw_candidates, popularity_scorer, score_candidates
@@ -207,7 +207,11 @@ def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig
         return
     steps = -(-train_pairs * (1 + config.negatives) // config.batch_size)
     own = [e for e in result.history if e.stage == config.model]
-    if steps < MIN_STEPS_PER_EPOCH:
+    if steps < MIN_STEPS_PER_EPOCH and config.batch_size <= BATCH_SIZES[0]:
+        cause = (f"an epoch makes only {steps} optimiser steps even at batch_size={config.batch_size}, the "
+                 "smallest auto chooses: the data set is very small; try more epochs and patience, or a higher "
+                 "learning_rate")
+    elif steps < MIN_STEPS_PER_EPOCH:
         cause = (f"an epoch makes only {steps} optimiser steps (batch_size={config.batch_size}): set a smaller "
                  "batch_size, or leave it at auto")
     elif config.model == "neumf" and config.pretrain == "none" and train_pairs < SPARSE_USER_PAIRS * n_users:

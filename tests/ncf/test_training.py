@@ -354,3 +354,21 @@ def test_a_rise_of_validation_hr_smaller_than_min_delta_is_not_an_improvement():
     assert not search.better(0.7999, 0.9)
     assert EarlyStopping(2, search.result, best_key=(0.8, 0.5)).better(0.80005, 0.1)  # min_delta 0: any rise
     assert search.better(0.8 + 1 / 610, 0.4)    # one more hit of ml-latest-small's 610 users counts
+
+
+@pytest.mark.parametrize("batch_size, says", [
+    (65536, r"an epoch makes only 1 optimiser steps \(batch_size=65536\): set a smaller batch_size, or leave it "
+            r"at auto"),
+    (256, r"an epoch makes only 36 optimiser steps even at batch_size=256, the smallest auto chooses: the data set "
+          r"is very small; try more epochs and patience, or a higher learning_rate"),
+])
+def test_too_few_steps_an_epoch_is_named_and_auto_is_suggested_only_where_it_would_change_the_batch(
+        batch_size, says, caplog):
+    from ncf.history import TrainResult
+    from ncf.stages import _warn_unless_learned
+
+    verdict = {"beats_popularity": False, "hr@10": 0.1, "popularity_hr@10": 0.12, "margin": -0.02,
+               "margin_se": 0.01, "rows": 100}
+    config = TrainConfig(batch_size=batch_size)
+    _warn_unless_learned(verdict, TrainResult(model=None, config=config), config, 1000, 100)  # 9,000 examples
+    assert re.search(says, caplog.text)

@@ -267,8 +267,11 @@ def verdict(default: dict, peers: dict) -> dict:
 
 def replaced(path: Path, rows: list[dict], command: str) -> dict:
     """The results file at `path` with `rows` in place of its rows of the same shapes (new shapes appended),
-    each stamped and with `command`; the file's own stamp stays that of the run that wrote the rest."""
+    each stamped and with `command`; the file's own stamp stays that of the run that wrote the rest. Rows that
+    replace every row make a file of their own run."""
     result = json.loads(path.read_text())
+    if {row["shape"] for row in result["rows"]} <= {row["shape"] for row in rows}:
+        return results.save(path, {"stamp": results.stamp(), "command": command, "rows": rows})
     fresh = {row["shape"]: {**row, "stamp": results.stamp(), "command": command} for row in rows}
     kept = [fresh.pop(row["shape"], row) for row in result["rows"]]
     result["rows"] = kept + list(fresh.values())

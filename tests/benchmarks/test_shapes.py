@@ -43,3 +43,13 @@ def test_an_ab_run_on_a_shape_reads_the_matrix_s_own_data_and_refuses_a_shape_it
         ab.data_sets(argparse.Namespace(movielens="", shape="ml-100k"))
     with pytest.raises(ConfigError, match="no data"):
         ab.data_sets(argparse.Namespace(movielens="", shape=""))
+
+
+def test_rows_that_replace_every_row_make_a_file_of_their_own_run(tmp_path):
+    path = tmp_path / "shapes-large.json"
+    path.write_text(json.dumps({"stamp": {**results.stamp(), "commit": "abc1234"}, "command": "old",
+                                "rows": [row("a", 0.1)]}))
+    result = shapes.replaced(path, [row("a", 0.5)], "python -m benchmarks.shapes --only a --replace")
+    assert result["command"] == "python -m benchmarks.shapes --only a --replace"
+    assert result["stamp"]["commit"] != "abc1234" and "stamp" not in result["rows"][0]
+    assert "rerun" not in shapes.markdown(result) and "| a | 0.500 / 0.300 / 0.100 |" in shapes.markdown(result)

@@ -118,7 +118,8 @@ _TRAIN_HELP = {
     "negatives": "sampled negatives per positive, redrawn each epoch",
     "patience": "early stopping: validation rounds (epochs, or parts of long ones) without better HR@10 (0 = off)",
     "pretrain": "NeuMF: auto (mf when validation held out every user, i.e. up to 20,000 users, or users or items "
-                "average under 20 training interactions; else none); none; towers (true: GMF and MLP first, as the paper); mf (an MF first, NeuMF's GMF half starting from it)",
+                "average under 20 training interactions; else none); none; towers (true: GMF and MLP first, as "
+                "the paper); mf (an MF first, NeuMF's GMF half starting from it)",
     "alpha": "pretrain=towers: GMF's share of NeuMF's head",
     "finetune_rate": "pretrain=mf: NeuMF's learning rate after the MF, as a fraction of learning_rate, in (0, 1]",
     "refit": "after early stopping, train afresh on training + validation for the chosen epochs, every stage (not "

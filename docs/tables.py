@@ -40,8 +40,9 @@ def benchmark_tables() -> dict[str, Callable[[dict], str]]:
     from benchmarks import ab, aws_reference, catalogue, diversity, filters, foldin, images, multi_host, multimodel, \
         quality, scale, scale_serving, shapes, step_speed, warm_start
 
-    return {"shapes": shapes.markdown, "shapes-large": shapes.markdown, "quality-ml-latest-small": quality.markdown, "quality-ml-100k": quality.markdown,
-            "ab-default-vs-peers": ab.markdown, "ab-sparse": ab.markdown, "ab-sparse-items": ab.markdown, "aws-reference": aws_reference.markdown,
+    return {"shapes": shapes.markdown, "shapes-large": shapes.markdown, "quality-ml-latest-small": quality.markdown,
+            "quality-ml-100k": quality.markdown, "ab-default-vs-peers": ab.markdown, "ab-sparse": ab.markdown,
+            "ab-sparse-items": ab.markdown, "aws-reference": aws_reference.markdown,
             "step-speed-ml-latest-small": step_speed.markdown, "scale-cost-curve": scale.cost_curve_markdown,
             "scale-default-job-25m": scale.default_job_markdown, "scale-read-25m": scale.read_markdown,
             "scale-serve": scale_serving.serve_markdown, "scale-batch": scale_serving.batch_markdown,

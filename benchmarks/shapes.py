@@ -268,8 +268,8 @@ def verdict(default: dict, peers: dict) -> dict:
 def replaced(path: Path, rows: list[dict], command: str) -> dict:
     """The results file at `path` with `rows` in place of its rows of the same shapes (new shapes appended),
     each stamped and with `command`; the file's own stamp stays that of the run that wrote the rest. Rows that
-    replace every row make a file of their own run."""
-    result = json.loads(path.read_text())
+    replace every row (or a file not there yet) make a file of their own run."""
+    result = json.loads(path.read_text()) if path.is_file() else {"rows": []}
     if {row["shape"] for row in result["rows"]} <= {row["shape"] for row in rows}:
         return results.save(path, {"stamp": results.stamp(), "command": command, "rows": rows})
     fresh = {row["shape"]: {**row, "stamp": results.stamp(), "command": command} for row in rows}

@@ -88,8 +88,8 @@ def fit(
         log.info("%d replicas: optimizer adam (Keras' dense Adam; lazy_adam runs in one process only)",
                  strategy.num_replicas_in_sync)
         config = replace(config, optimizer="adam")  # what trains is what checkpoints and metadata say
-    config = replace(config, pretrain=_pretraining(config, validation, searched is dataset, initial,
-                                                   _per_row(len(searched.train), searched)))
+    config = replace(config, pretrain=_pretraining(config, validation, validation is not None and searched is dataset,
+                                                   initial, _per_row(len(searched.train), searched)))
     run = dict(sampler=sampler, validation=validation, report=report, should_stop=should_stop, strategy=strategy,
                initial=initial)
 
@@ -178,6 +178,8 @@ def _pretraining(config: TrainConfig, validation, every_user_validated: bool, in
             why = "validation held out every user"
         elif sparse:
             why = " and ".join(few)
+        elif few:
+            why = f"{' and '.join(few)}, but no validation to stop an MF stage"
         else:
             why = (f"validation held out a sample of users, or none, and there are {per_row[0]:.1f} training "
                    f"interactions per user and {per_row[1]:.1f} per item, at least {SPARSE_USER_PAIRS} and "
@@ -187,7 +189,7 @@ def _pretraining(config: TrainConfig, validation, every_user_validated: bool, in
 
 
 #: Training interactions per user under which a NeuMF started from random weights is likely to rank like
-#: popularity, and `pretrain=auto` starts it from an MF: on the data-shape matrix's sparse-1m row (~7 a user)
+#: popularity, and `pretrain=auto` starts it from an MF: on the data-shape matrix's sparse-1m row (~6 a user)
 #: NeuMF from random weights did not beat popularity, and started from an MF it came within the matrix's target
 #: of the best tuned peer (`benchmarks/ab.py --shape sparse-1m`).
 SPARSE_USER_PAIRS = 20
@@ -208,9 +210,9 @@ def _warn_unless_learned(verdict: dict, result: TrainResult, config: TrainConfig
     steps = -(-train_pairs * (1 + config.negatives) // config.batch_size)
     own = [e for e in result.history if e.stage == config.model]
     if steps < MIN_STEPS_PER_EPOCH and config.batch_size <= BATCH_SIZES[0]:
-        cause = (f"an epoch makes only {steps} optimiser steps even at batch_size={config.batch_size}, the "
-                 "smallest auto chooses: the data set is very small; try more epochs and patience, or a higher "
-                 "learning_rate")
+        smallest = ", the smallest auto chooses" if config.batch_size == BATCH_SIZES[0] else ""
+        cause = (f"an epoch makes only {steps} optimiser steps even at batch_size={config.batch_size}{smallest}: "
+                 "the data set is very small; try more epochs and patience, or a higher learning_rate")
     elif steps < MIN_STEPS_PER_EPOCH:
         cause = (f"an epoch makes only {steps} optimiser steps (batch_size={config.batch_size}): set a smaller "
                  "batch_size, or leave it at auto")

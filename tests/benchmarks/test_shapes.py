@@ -34,11 +34,12 @@ def test_a_rerun_row_replaces_its_shape_in_place_with_its_own_stamp_and_the_tabl
 
 
 def test_an_ab_run_on_a_shape_reads_the_matrix_s_own_data_and_refuses_a_shape_it_does_not_have():
-    sets = ab.data_sets(argparse.Namespace(movielens="", shape="pilot-clustered"))
-    assert list(sets) == ["pilot-clustered"]
-    pilot = next(s for s in shapes.SHAPES if s.name == "pilot-clustered")
-    read, expected = sets["pilot-clustered"](), shapes.synthetic(pilot)
-    assert (read.users == expected.users).all() and (read.items == expected.items).all()
+    sets = ab.data_sets(argparse.Namespace(movielens="", shape="pilot-clustered,flat-popularity"))
+    assert list(sets) == ["pilot-clustered", "flat-popularity"]
+    for name, read in sets.items():  # each name reads its own shape
+        expected = shapes.synthetic(next(s for s in shapes.SHAPES if s.name == name))
+        got = read()
+        assert len(got) == len(expected) and (got.users == expected.users).all() and (got.items == expected.items).all()
     with pytest.raises(ConfigError, match="'ml-100k' is not a synthetic shape"):
         ab.data_sets(argparse.Namespace(movielens="", shape="ml-100k"))
     with pytest.raises(ConfigError, match="no data"):
@@ -53,3 +54,5 @@ def test_rows_that_replace_every_row_make_a_file_of_their_own_run(tmp_path):
     assert result["command"] == "python -m benchmarks.shapes --only a --replace"
     assert result["stamp"]["commit"] != "abc1234" and "stamp" not in result["rows"][0]
     assert "rerun" not in shapes.markdown(result) and "| a | 0.500 / 0.300 / 0.100 |" in shapes.markdown(result)
+    fresh = shapes.replaced(tmp_path / "new.json", [row("b", 0.5)], "python -m benchmarks.shapes --replace")
+    assert [r["shape"] for r in fresh["rows"]] == ["b"] and (tmp_path / "new.json").is_file()

@@ -169,6 +169,10 @@ def test_auto_pretrains_neumf_from_mf_when_every_user_is_validated_or_users_are_
     everyone = fit(dataset, config, on_epoch=lambda e: None)
     assert [e.stage for e in everyone.history] == ["mf", "neumf"] and everyone.config.pretrain == "mf"
     assert "pretrain=auto: mf (validation held out every user)" in caplog.text
+    unvalidated = fit(replace(dataset, validation=None), config, on_epoch=lambda e: None)  # nothing to stop an MF
+    assert [e.stage for e in unvalidated.history] == ["neumf"] and unvalidated.config.pretrain == "none"
+    assert re.search(r"pretrain=auto: none \([0-9.]+ training interactions per item, under 20, but no validation "
+                     r"to stop an MF stage\)", caplog.text)
     warm = fit(dataset, config, on_epoch=lambda e: None, initial=lambda model, optimizer: None)
     assert [e.stage for e in warm.history] == ["neumf"] and warm.config.pretrain == "none"
     with pytest.raises(ConfigError, match="pretrain would replace the weights a warm start gives"):
@@ -361,6 +365,7 @@ def test_a_rise_of_validation_hr_smaller_than_min_delta_is_not_an_improvement():
             r"at auto"),
     (256, r"an epoch makes only 36 optimiser steps even at batch_size=256, the smallest auto chooses: the data set "
           r"is very small; try more epochs and patience, or a higher learning_rate"),
+    (128, r"an epoch makes only 71 optimiser steps even at batch_size=128: the data set is very small"),
 ])
 def test_too_few_steps_an_epoch_is_named_and_auto_is_suggested_only_where_it_would_change_the_batch(
         batch_size, says, caplog):
